@@ -1,0 +1,70 @@
+"""Choosing the compute device: CUDA, then Apple MPS, then the CPU."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from .errors import DeviceError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name not in DEVICE_CHOICES:
+        raise DeviceError(f"unknown device '{name}' (choose from {', '.join(DEVICE_CHOICES)})")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise DeviceError(f"CUDA was asked for but no usable GPU was found (torch {torch.__version__}, "
+                          f"{build}); use --device cpu or install the CUDA build of torch")
+    if name == "mps" and not _mps_available():
+        raise DeviceError("Apple MPS was asked for but is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def vae_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CUDA, as the published app runs the VAE; fp32 elsewhere."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def describe(device: torch.device) -> dict:
+    """What the user should know about the device: its name and memory."""
+    info = {"device": device.type, "name": "CPU", "memory_bytes": None}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(name=props.name, memory_bytes=int(props.total_memory))
+    elif device.type == "mps":
+        info.update(name="Apple GPU (MPS)")
+    return info
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "MPS backend out of memory" in text)
+
+
+@contextmanager
+def out_of_memory_as_error(max_size: int):
+    """Turn an allocation failure into a DeviceError that says what to do, and free the cache."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise DeviceError(f"ran out of memory colorizing at max size {max_size}; "
+                          f"try a smaller max size (e.g. {max(64, max_size // 2 // 32 * 32)})") from exc

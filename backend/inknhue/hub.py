@@ -1,0 +1,182 @@
+"""Downloading the released weights from the Hugging Face hub, resumably, and verifying them.
+
+Each file is checked against the hub's own record of it: the sha256 of LFS files
+(the checkpoints) or the git blob id of small files (kl-f8.yaml). A verified file is
+recorded in `inknhue-weights.json` in the weights folder (size, mtime, digest), so later
+runs skip files that are already there and unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import weights
+from .errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+RECORD = "inknhue-weights.json"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Expected:
+    path: str
+    size: int
+    algorithm: str  # "sha256" (LFS) or "git-blob" (git's sha1 of "blob SIZE\0" + content)
+    digest: str
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    if algorithm == "sha256":
+        h = hashlib.sha256()
+    elif algorithm == "git-blob":
+        h = hashlib.sha1()
+        h.update(b"blob %d\0" % path.stat().st_size)
+    else:
+        raise ValueError(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hub_error(exc: Exception, what: str) -> WeightsError:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return WeightsError(f"could not {what} from {endpoint} ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); "
+                        f"check the connection and run `inknhue weights download` again "
+                        f"(it resumes), or copy the files in by hand")
+
+
+def expected_files(revision: str | None = None, repo: str = weights.HF_REPO) -> list[Expected]:
+    """Ask the hub for the size and digest of each released file."""
+    from huggingface_hub import HfApi
+
+    try:
+        infos = HfApi().get_paths_info(repo, list(weights.FILES), revision=revision)
+    except Exception as exc:
+        raise _hub_error(exc, f"list the weights of {repo}") from exc
+    by_path = {info.path: info for info in infos}
+    expected = []
+    for name in weights.FILES:
+        info = by_path.get(name)
+        if info is None or not hasattr(info, "blob_id"):
+            raise WeightsError(f"the hub repo {repo} has no file {name} (at revision {revision or 'main'})")
+        if info.lfs is not None:
+            expected.append(Expected(name, info.size, "sha256", info.lfs.sha256))
+        else:
+            expected.append(Expected(name, info.size, "git-blob", info.blob_id))
+    return expected
+
+
+class Record:
+    """The weights folder's record of verified files."""
+
+    def __init__(self, weights_dir: Path):
+        self.path = weights_dir / RECORD
+        try:
+            self.entries = json.loads(self.path.read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.entries = {}
+
+    def matches(self, target: Path, expected: Expected) -> bool:
+        """True if the file is the expected one: by the record when unchanged, else by hashing."""
+        try:
+            stat = target.stat()
+        except OSError:
+            return False
+        if stat.st_size != expected.size:
+            return False
+        entry = self.entries.get(expected.path, {})
+        if (entry.get("digest") == expected.digest and entry.get("size") == stat.st_size
+                and entry.get("mtime_ns") == stat.st_mtime_ns):
+            return True
+        if file_digest(target, expected.algorithm) != expected.digest:
+            return False
+        self.add(target, expected)
+        return True
+
+    def add(self, target: Path, expected: Expected) -> None:
+        stat = target.stat()
+        self.entries[expected.path] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                       "algorithm": expected.algorithm, "digest": expected.digest}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"repo": weights.HF_REPO, "files": self.entries}, indent=2))
+        os.replace(tmp, self.path)
+
+
+def _fetch(url: str, part: Path, expected: Expected, timeout: float = 60.0) -> None:
+    """Download url into `part`, continuing from what is already there (HTTP Range)."""
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    part.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    if have >= expected.size:
+        return  # complete (or too long: verification will reject it)
+    request = urllib.request.Request(url, headers={"User-Agent": "inknhue"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:  # nothing left to send: verification decides
+            return
+        raise
+    with response:
+        if have and response.status != 206:  # the server ignored the Range: start over
+            have = 0
+        with open(part, "ab" if have else "wb") as out, tqdm(
+                total=expected.size, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=Path(expected.path).name, leave=False) as bar:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def download(weights_dir: Path, revision: str | None = None,
+             report: Callable[[str], None] = print) -> Path:
+    """Fetch every missing or damaged file into weights_dir and verify it against the hub.
+
+    Partial downloads are kept in `.downloads/` and continued by the next run; a file
+    reaches its place only once its digest matches, so an interruption never leaves a
+    truncated checkpoint where the loader looks.
+    """
+    from huggingface_hub import hf_hub_url
+
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    record = Record(weights_dir)
+    for expected in expected_files(revision):
+        target = weights_dir / expected.path
+        if record.matches(target, expected):
+            report(f"{expected.path}: present and verified")
+            continue
+        part = weights_dir / ".downloads" / (expected.path + ".part")
+        resumed = part.stat().st_size if part.exists() else 0
+        report(f"{expected.path}: downloading {expected.size / 1e6:.1f} MB"
+               + (f" (resuming at {resumed / 1e6:.1f} MB)" if resumed else ""))
+        url = hf_hub_url(weights.HF_REPO, expected.path, revision=revision)
+        try:
+            _fetch(url, part, expected)
+        except Exception as exc:
+            raise _hub_error(exc, f"download {expected.path} (run again to resume)") from exc
+        actual = file_digest(part, expected.algorithm)
+        if part.stat().st_size != expected.size or actual != expected.digest:
+            part.unlink()
+            raise WeightsError(
+                f"{expected.path} arrived damaged ({expected.algorithm} {actual[:12]}..., the hub says "
+                f"{expected.digest[:12]}...); it was deleted: run `inknhue weights download` again")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, target)
+        record.add(target, expected)
+        report(f"{expected.path}: verified ({expected.algorithm} {expected.digest[:12]}...)")
+    return weights_dir

@@ -1,0 +1,172 @@
+"""Reading images of any mode, and the published app's resizing rules.
+
+Arrays here are H x W x C uint8, RGB order, unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+#: Largest image accepted anywhere (pages, hints, references): 16384 px a side, 200 MP.
+MAX_SIDE = 16384
+MAX_PIXELS = 200_000_000
+# Let Pillow open up to our own limit, and stop it (instead of warning) beyond twice that.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+WHITE = (255, 255, 255)
+
+
+def check_size(width: int, height: int, what: str = "image") -> None:
+    if width < 1 or height < 1:
+        raise InputError(f"{what} is empty ({width}x{height})")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise InputError(f"{what} is {width}x{height}: larger than the limit of {MAX_SIDE} px "
+                         f"a side and {MAX_PIXELS // 1_000_000} MP")
+
+
+def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
+    """Open and decode an image file, upright (EXIF orientation applied), within the size limits."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            check_size(*image.size, what=f"{what} {path}")
+            image.load()
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a folder, not an image") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{what} {path} is not an image Pillow can read ({exc})") from None
+    except OSError as exc:  # truncated or damaged data
+        raise InputError(f"{what} {path} could not be decoded: {exc}") from None
+    return ImageOps.exif_transpose(image)
+
+
+def _high_depth_to_u8(image: Image.Image) -> np.ndarray:
+    """Modes I;16*, I and F (16-bit, 32-bit, float greyscale) -> 8-bit grey."""
+    values = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
+    else:  # 16-bit integer data; 'I' from a 16-bit PNG holds 0..65535
+        scale = 255.0 / 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+    return np.rint(np.clip(np.nan_to_num(values * scale), 0, 255)).astype(np.uint8)
+
+
+def to_rgb(image: Image.Image, background=WHITE) -> np.ndarray:
+    """Any Pillow mode -> RGB uint8. Transparency is flattened onto `background` (paper white)."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        grey = _high_depth_to_u8(image)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+        flat.alpha_composite(rgba)
+        return np.asarray(flat.convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def to_rgba(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> RGBA uint8 (high-depth greyscale becomes opaque grey)."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        grey = _high_depth_to_u8(image)
+        return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    return np.asarray(image.convert("RGBA"))
+
+
+def read_rgb(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    return to_rgb(open_image(path, what), WHITE)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma with Pillow's rounding (what Image.convert('L') gives)."""
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
+def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def write_image(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write atomically: a failure never leaves a half-written file in place of an old one."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot tell an image format from the name {path} (use .png, .jpg, .tif, ...)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(array).save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+# --- the published app's resizing rules -------------------------------------------------
+
+def aspect_mismatch(size_a: tuple[int, int], size_b: tuple[int, int]) -> float:
+    """Relative difference of two (width, height) aspect ratios."""
+    ratio_a, ratio_b = size_a[0] / size_a[1], size_b[0] / size_b[1]
+    return abs(ratio_a / ratio_b - 1.0)
+
+
+def resize_pad(grey: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """manga-colorization-v2's resize-and-pad for the shading generator.
+
+    Portrait or square: width becomes `size`; landscape: height becomes 1.5 x `size`.
+    cv2 INTER_AREA, then 'maximum' padding (bottom or right) to the next multiple of 32,
+    adding a full 32 when already a multiple. Returns the padded image and (pad_h, pad_w).
+    """
+    h, w = grey.shape[:2]
+    if h < w:
+        new_h = int(size * 1.5)
+        new_w = int(np.ceil(w / (h / (size * 1.5))))
+        resized = cv2.resize(grey, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        pad = (0, 32 - new_w % 32)
+    else:
+        new_w = size
+        new_h = int(np.ceil(h / (w / size)))
+        resized = cv2.resize(grey, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        pad = (32 - new_h % 32, 0)
+    return np.pad(resized, ((0, pad[0]), (0, pad[1])), mode="maximum"), pad
+
+
+def resize_max(image: Image.Image, max_size: int) -> Image.Image:
+    """The app's resize_max: if a side exceeds max_size, the short side becomes max_size."""
+    w, h = image.size
+    if w > max_size or h > max_size:
+        if w <= h:
+            w, h = max_size, int(float(h) * float(max_size) / float(w))
+        else:
+            w, h = int(float(w) * float(max_size) / float(h)), max_size
+        image = image.resize((w, h), Image.Resampling.LANCZOS)
+    return image
+
+
+def round_up_to_8(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    return image.resize(((w + 7) // 8 * 8, (h + 7) // 8 * 8), Image.Resampling.LANCZOS)
+
+
+def to_working_size(rgb: np.ndarray, max_size: int) -> np.ndarray:
+    """The app's resize_to_nearest: resize_max, then up to multiples of 8 (both LANCZOS)."""
+    return np.asarray(round_up_to_8(resize_max(Image.fromarray(rgb), max_size)))
+
+
+def resize_to(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    if rgb.shape[1] == width and rgb.shape[0] == height:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))

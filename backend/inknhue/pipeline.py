@@ -1,0 +1,244 @@
+"""The inkn'hue pipeline, stage by stage, as the published app (app.py) runs it.
+
+    page --shade--> shaded grey --working size--> condition ----------------\\
+    hints/reference/rough image --provider--> rough --working size--> encode --> decode (posterior mean)
+                                                                                    |
+                                    final = LAB blend(VAE output, rough, ratio) <---/
+
+Working size: the app's `resize_to_nearest` (short side to max size if a side exceeds it,
+then up to multiples of 8). Each stage is a method so the server can cache and re-run
+only what changed; `Engine.colorize` runs them all.
+
+Deviations from app.py, each where the app has no defined behaviour for an artist's tool:
+- the page is converted to grey by luma; the app reads the red channel (the same on grey pages);
+- the posterior mean is decoded instead of a random sample, so results repeat;
+- rough colours whose working size differs from the shaded page's (within the 1% aspect
+  tolerance) are resized to it; the app would fail on the size mismatch;
+- the VAE output is converted to 8 bits in float32 rather than bf16.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import weights
+from .color import LabBlend, check_ratio
+from .devices import describe, out_of_memory_as_error, pick_device, vae_dtype
+from .errors import InputError
+from .imaging import check_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
+from .rough import RoughProvider, RoughRequest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIZE = 768
+DEFAULT_RATIO = 0.8
+MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 4096
+STAGES = ("shade", "condition", "rough", "encode", "decode", "blend")
+OUTPUT_SIZES = ("page", "working")
+
+#: progress(stage, index (1-based), total, seconds): seconds is None when the stage starts
+ProgressCallback = Callable[[str, int, int, "float | None"], None]
+
+
+def check_max_size(max_size: int) -> int:
+    if not (MIN_MAX_SIZE <= max_size <= MAX_MAX_SIZE) or max_size % 32:
+        raise InputError(f"max size must be a multiple of 32 between {MIN_MAX_SIZE} and "
+                         f"{MAX_MAX_SIZE}, got {max_size}")
+    return max_size
+
+
+def image_to_tensor(rgb: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """H x W x 3 uint8 -> 1 x 3 x H x W in [-1, 1]."""
+    x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    return ((x / 255.0) * 2.0 - 1.0).clamp(-1.0, 1.0).to(device=device, dtype=dtype)
+
+
+def tensor_to_image(y: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W in [-1, 1] -> H x W x 3 uint8 (truncating, as the app does)."""
+    y = ((y[0].float() + 1.0) * 0.5 * 255.0).clamp(0, 255)
+    return y.permute(1, 2, 0).to(device="cpu", dtype=torch.uint8).numpy()
+
+
+# --- models, loaded once per process ---------------------------------------------------
+
+_models: dict[tuple, torch.nn.Module] = {}
+_models_lock = threading.Lock()
+
+
+def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: torch.dtype):
+    key = (kind, str(weights_dir.resolve()), str(device), dtype)
+    with _models_lock:
+        if key not in _models:
+            started = time.perf_counter()
+            loader = weights.load_shading_generator if kind == "shader" else weights.load_alignment_vae
+            _models[key] = loader(weights_dir).to(device=device, dtype=dtype)
+            log.info("loaded %s from %s on %s in %.2f s", kind, weights_dir, device,
+                     time.perf_counter() - started)
+        return _models[key]
+
+
+def clear_model_cache() -> None:
+    with _models_lock:
+        _models.clear()
+
+
+# --- results ---------------------------------------------------------------------------
+
+@dataclass
+class Colorization:
+    """One page's intermediates at the working size, and the blend at any ratio."""
+
+    page_size: tuple[int, int]   #: (width, height) of the page as given
+    shaded: np.ndarray           #: the shading stage's grey, as RGB
+    rough: np.ndarray            #: the rough colours
+    generated: np.ndarray        #: the alignment VAE's output (ratio 0)
+    timings: dict[str, float] = field(default_factory=dict)
+    _blend: LabBlend | None = field(default=None, repr=False)
+    _last: tuple[float, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        return self.generated.shape[1], self.generated.shape[0]
+
+    def blend(self, ratio: float) -> np.ndarray:
+        """The final colours at the working size (the LAB conversions are done once)."""
+        ratio = check_ratio(ratio)
+        if self._last is None or self._last[0] != ratio:
+            if self._blend is None:
+                self._blend = LabBlend(self.generated, self.rough)
+            self._last = (ratio, self._blend(ratio))
+        return self._last[1]
+
+    def final(self, ratio: float, output_size: str = "page") -> np.ndarray:
+        if output_size not in OUTPUT_SIZES:
+            raise InputError(f"output size must be one of {', '.join(OUTPUT_SIZES)}")
+        blended = self.blend(ratio)
+        return blended if output_size == "working" else resize_to(blended, *self.page_size)
+
+
+# --- the engine ------------------------------------------------------------------------
+
+class Engine:
+    """Runs the stages on one device with one weights folder."""
+
+    def __init__(self, weights_dir: str | Path | None = None, device: str = "auto"):
+        self.weights_dir = weights.resolve_weights_dir(weights_dir)
+        self.device = pick_device(device)
+        self.shader_dtype = torch.float32  # the app runs the shader in fp32 everywhere
+        self.vae_dtype = vae_dtype(self.device)
+
+    def describe(self) -> dict:
+        return describe(self.device)
+
+    @property
+    def generator(self):
+        return _cached_model("shader", self.weights_dir, self.device, self.shader_dtype)
+
+    @property
+    def vae(self):
+        return _cached_model("vae", self.weights_dir, self.device, self.vae_dtype)
+
+    def load(self) -> float:
+        """Load both networks now (they are cached per process); returns the seconds it took."""
+        self.check_weights()
+        started = time.perf_counter()
+        self.generator, self.vae
+        return time.perf_counter() - started
+
+    def check_weights(self) -> None:
+        missing = weights.missing_files(self.weights_dir)
+        if missing:
+            raise weights.WeightsError(
+                f"weights missing in {self.weights_dir}: {', '.join(missing)}; {weights.HOW_TO_GET}")
+
+    # stages -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def run_generator(self, grey: np.ndarray, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """The shading generator on a padded grey page (H, W multiples of 32).
+
+        hints: 1 x 4 x H x W (hint RGB in [-1, 1] times the mask, then the mask), or zeros.
+        Returns the colour output, 1 x 3 x H x W in [-1, 1], on the CPU.
+        """
+        x = torch.from_numpy(np.array(grey, dtype=np.float32))[None, None].div(255.0)
+        if hints is None:
+            hints = torch.zeros(1, 4, *grey.shape[:2])
+        x = torch.cat([x, hints.float()], 1).to(self.device, self.shader_dtype)
+        colour, _ = self.generator(x)
+        return colour.float().cpu()
+
+    def shade(self, page: np.ndarray, max_size: int = DEFAULT_MAX_SIZE) -> np.ndarray:
+        """The app's Shader.shade(page, size=max_size): grey shading at the shading size, as RGB."""
+        padded, (pad_h, pad_w) = resize_pad(luma(page), max_size)
+        colour = self.run_generator(padded)
+        result = (colour[0].permute(1, 2, 0) * 0.5 + 0.5) * 255.0
+        result = result.clamp(0, 255).to(torch.uint8).numpy()
+        result = result[: result.shape[0] - pad_h, : result.shape[1] - pad_w]
+        return grey_to_rgb(luma(result))
+
+    @torch.inference_mode()
+    def condition(self, shaded_working: np.ndarray) -> list[torch.Tensor]:
+        return self.vae.condition(image_to_tensor(shaded_working, self.device, self.vae_dtype))
+
+    @torch.inference_mode()
+    def encode(self, rough_working: np.ndarray) -> torch.Tensor:
+        """The posterior mean of the rough colours."""
+        mean, _ = self.vae.encode(image_to_tensor(rough_working, self.device, self.vae_dtype))
+        return mean
+
+    @torch.inference_mode()
+    def decode(self, latent: torch.Tensor, conditions: list[torch.Tensor]) -> np.ndarray:
+        if tuple(latent.shape[-2:]) != tuple(conditions[-1].shape[-2:]):
+            raise InputError("rough colours and shaded page have different working sizes")
+        return tensor_to_image(self.vae.decode(latent, conditions))
+
+    # all of it --------------------------------------------------------------------------
+
+    def colorize(self, page: np.ndarray, provider: RoughProvider, request: RoughRequest | None = None,
+                 max_size: int = DEFAULT_MAX_SIZE, ratio: float = DEFAULT_RATIO,
+                 progress: ProgressCallback | None = None) -> Colorization:
+        check_size(page.shape[1], page.shape[0], "page")
+        check_max_size(max_size)
+        check_ratio(ratio)
+        self.check_weights()
+        request = request or RoughRequest(page=page)
+        timings: dict[str, float] = {}
+        state: dict = {}
+
+        def stage(name: str, fn):
+            index = STAGES.index(name) + 1
+            if progress:
+                progress(name, index, len(STAGES), None)
+            started = time.perf_counter()
+            with out_of_memory_as_error(max_size):
+                result = fn()
+            timings[name] = time.perf_counter() - started
+            log.debug("stage %s took %.3f s", name, timings[name])
+            if progress:
+                progress(name, index, len(STAGES), timings[name])
+            return result
+
+        shaded = stage("shade", lambda: to_working_size(self.shade(page, max_size), max_size))
+        conditions = stage("condition", lambda: self.condition(shaded))
+
+        def rough_stage():
+            rough = to_working_size(provider.rough_colours(request, self), max_size)
+            # Within the aspect tolerance, rounding can differ by a few pixels: follow the page.
+            return resize_to(rough, shaded.shape[1], shaded.shape[0])
+
+        rough = stage("rough", rough_stage)
+        latent = stage("encode", lambda: self.encode(rough))
+        generated = stage("decode", lambda: self.decode(latent, conditions))
+        result = Colorization(page_size=(page.shape[1], page.shape[0]), shaded=shaded, rough=rough,
+                              generated=generated, timings=timings)
+        stage("blend", lambda: result.blend(ratio))
+        return result

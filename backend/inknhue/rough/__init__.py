@@ -1,0 +1,61 @@
+"""Rough-colour providers: where the pipeline's second prior, the rough colours, comes from.
+
+The published method takes Style2Paints' output; this package lets any source plug in.
+A provider receives what the artist gave (page, hint strokes, reference, a rough image)
+and returns rough colours with the page's aspect ratio, at any resolution: the pipeline
+resizes them to its working size.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..pipeline import Engine
+
+
+@dataclass
+class RoughRequest:
+    page: np.ndarray                      #: H x W x 3 uint8 RGB
+    hints: np.ndarray | None = None       #: H x W x 4 uint8 RGBA: colour where alpha > 0
+    reference: np.ndarray | None = None   #: any size, RGB uint8
+    rough: np.ndarray | None = None       #: a rough-colour image the user supplied, RGB uint8
+    fill_all: bool = False                #: colour regions without strokes too
+
+
+class RoughProvider(ABC):
+    #: the name users select it by (`--prior NAME`)
+    name: ClassVar[str]
+    #: one line for help texts and the server's `hello`
+    description: ClassVar[str]
+    #: True if the provider reads the reference image itself (else a global colour transfer may)
+    takes_reference: ClassVar[bool] = False
+
+    @abstractmethod
+    def rough_colours(self, request: RoughRequest, engine: "Engine") -> np.ndarray:
+        """Rough colours, RGB uint8, with the page's aspect ratio."""
+
+
+PROVIDERS: dict[str, type[RoughProvider]] = {}
+
+
+def register(cls: type[RoughProvider]) -> type[RoughProvider]:
+    PROVIDERS[cls.name] = cls
+    return cls
+
+
+def get_provider(name: str) -> RoughProvider:
+    try:
+        return PROVIDERS[name]()
+    except KeyError:
+        raise InputError(f"unknown rough-colour provider '{name}' "
+                         f"(available: {', '.join(sorted(PROVIDERS))})") from None
+
+
+from . import image  # noqa: E402,F401  (registers the built-in providers)
