@@ -8,11 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, hub, weights
-from .devices import DEVICE_CHOICES
+from . import __version__, weights
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, OUTPUT_SIZES
 from .errors import InknhueError, InputError
 from .logs import setup_logging
-from .pipeline import DEFAULT_MAX_SIZE, DEFAULT_RATIO, OUTPUT_SIZES, STAGES, Engine
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +77,7 @@ def _print_progress(stage: str, index: int, total: int, seconds: float | None) -
 
 def cmd_colorize(args) -> int:
     from .imaging import read_rgb, write_image
+    from .pipeline import STAGES, Engine
     from .rough import RoughRequest, get_provider
 
     out = Path(args.output)
@@ -109,14 +109,18 @@ def cmd_weights(args) -> int:
             return 1
         return 0
     if args.weights_command == "download":
+        from . import hub
+
         _say(f"downloading {weights.HF_REPO} into {directory}")
         hub.download(directory, args.revision, report=_say)
         _say("weights ready")
         return 0
     # check
+    from .checkpoints import load_alignment_vae, load_shading_generator
+
     started = time.perf_counter()
-    weights.load_shading_generator(directory)
-    weights.load_alignment_vae(directory)
+    load_shading_generator(directory)
+    load_alignment_vae(directory)
     _say(f"{directory}: all networks load strictly ({time.perf_counter() - started:.1f} s)")
     return 0
 

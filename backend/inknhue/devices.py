@@ -6,9 +6,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .defaults import DEVICE_CHOICES
 from .errors import DeviceError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:

@@ -114,6 +114,7 @@ class Record:
 
 def _fetch(url: str, part: Path, expected: Expected, timeout: float = 60.0) -> None:
     """Download url into `part`, continuing from what is already there (HTTP Range)."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -138,9 +139,16 @@ def _fetch(url: str, part: Path, expected: Expected, timeout: float = 60.0) -> N
         with open(part, "ab" if have else "wb") as out, tqdm(
                 total=expected.size, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=Path(expected.path).name, leave=False) as bar:
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
+            try:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except http.client.IncompleteRead as exc:
+                out.write(exc.partial)  # keep every byte that arrived, for the next run
+                raise
+    received = part.stat().st_size
+    if received < expected.size:  # http.client reads an early close as a normal end
+        raise ConnectionError(f"the connection closed after {received} of {expected.size} bytes")
 
 
 def download(weights_dir: Path, revision: str | None = None,

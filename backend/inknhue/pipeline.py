@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import weights
+from . import checkpoints, weights
 from .color import LabBlend, check_ratio
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
 from .devices import describe, out_of_memory_as_error, pick_device, vae_dtype
 from .errors import InputError
 from .imaging import check_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
@@ -39,11 +40,7 @@ from .rough import RoughProvider, RoughRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_SIZE = 768
-DEFAULT_RATIO = 0.8
-MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 4096
 STAGES = ("shade", "condition", "rough", "encode", "decode", "blend")
-OUTPUT_SIZES = ("page", "working")
 
 #: progress(stage, index (1-based), total, seconds): seconds is None when the stage starts
 ProgressCallback = Callable[[str, int, int, "float | None"], None]
@@ -79,7 +76,7 @@ def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: tor
     with _models_lock:
         if key not in _models:
             started = time.perf_counter()
-            loader = weights.load_shading_generator if kind == "shader" else weights.load_alignment_vae
+            loader = checkpoints.load_shading_generator if kind == "shader" else checkpoints.load_alignment_vae
             _models[key] = loader(weights_dir).to(device=device, dtype=dtype)
             log.info("loaded %s from %s on %s in %.2f s", kind, weights_dir, device,
                      time.perf_counter() - started)
