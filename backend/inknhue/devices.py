@@ -36,6 +36,12 @@ def vae_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """NHWC convolutions: about 1.3x faster on the CPU (oneDNN) and for cuDNN's bf16 kernels;
+    MPS support for it is uneven, so it keeps the default layout."""
+    return torch.contiguous_format if device.type == "mps" else torch.channels_last
+
+
 def describe(device: torch.device) -> dict:
     """What the user should know about the device: its name and memory."""
     info = {"device": device.type, "name": "CPU", "memory_bytes": None}

@@ -21,8 +21,9 @@ def setup_logging(level: int = logging.INFO, filename: str = LOG_NAME) -> Path |
     logger = logging.getLogger("inknhue")
     logger.setLevel(level)
     path = log_dir() / filename
-    if any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
-        return path
+    for old in [h for h in logger.handlers if isinstance(h, logging.handlers.RotatingFileHandler)]:
+        logger.removeHandler(old)
+        old.close()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=1_000_000, backupCount=3,

@@ -33,14 +33,15 @@ from PIL import Image
 from . import checkpoints, weights
 from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
-from .devices import describe, out_of_memory_as_error, pick_device, vae_dtype
+from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
 from .errors import InputError
 from .imaging import check_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
 from .rough import RoughProvider, RoughRequest
 
 log = logging.getLogger(__name__)
 
-STAGES = ("shade", "condition", "rough", "encode", "decode", "blend")
+# Rough colours first: a provider's input errors then come before the slow stages.
+STAGES = ("rough", "shade", "condition", "encode", "decode", "blend")
 
 #: progress(stage, index (1-based), total, seconds): seconds is None when the stage starts
 ProgressCallback = Callable[[str, int, int, "float | None"], None]
@@ -71,13 +72,14 @@ _models: dict[tuple, torch.nn.Module] = {}
 _models_lock = threading.Lock()
 
 
-def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: torch.dtype):
-    key = (kind, str(weights_dir.resolve()), str(device), dtype)
+def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: torch.dtype,
+                  layout: torch.memory_format):
+    key = (kind, str(weights_dir.resolve()), str(device), dtype, layout)
     with _models_lock:
         if key not in _models:
             started = time.perf_counter()
             loader = checkpoints.load_shading_generator if kind == "shader" else checkpoints.load_alignment_vae
-            _models[key] = loader(weights_dir).to(device=device, dtype=dtype)
+            _models[key] = loader(weights_dir).to(device=device, dtype=dtype, memory_format=layout)
             log.info("loaded %s from %s on %s in %.2f s", kind, weights_dir, device,
                      time.perf_counter() - started)
         return _models[key]
@@ -132,17 +134,18 @@ class Engine:
         self.device = pick_device(device)
         self.shader_dtype = torch.float32  # the app runs the shader in fp32 everywhere
         self.vae_dtype = vae_dtype(self.device)
+        self.memory_format = memory_format(self.device)
 
     def describe(self) -> dict:
         return describe(self.device)
 
     @property
     def generator(self):
-        return _cached_model("shader", self.weights_dir, self.device, self.shader_dtype)
+        return _cached_model("shader", self.weights_dir, self.device, self.shader_dtype, self.memory_format)
 
     @property
     def vae(self):
-        return _cached_model("vae", self.weights_dir, self.device, self.vae_dtype)
+        return _cached_model("vae", self.weights_dir, self.device, self.vae_dtype, self.memory_format)
 
     def load(self) -> float:
         """Load both networks now (they are cached per process); returns the seconds it took."""
@@ -209,7 +212,6 @@ class Engine:
         self.check_weights()
         request = request or RoughRequest(page=page)
         timings: dict[str, float] = {}
-        state: dict = {}
 
         def stage(name: str, fn):
             index = STAGES.index(name) + 1
@@ -224,15 +226,11 @@ class Engine:
                 progress(name, index, len(STAGES), timings[name])
             return result
 
+        rough = stage("rough", lambda: to_working_size(provider.rough_colours(request, self), max_size))
         shaded = stage("shade", lambda: to_working_size(self.shade(page, max_size), max_size))
+        # Within the aspect tolerance, rounding can differ by a few pixels: follow the page.
+        rough = resize_to(rough, shaded.shape[1], shaded.shape[0])
         conditions = stage("condition", lambda: self.condition(shaded))
-
-        def rough_stage():
-            rough = to_working_size(provider.rough_colours(request, self), max_size)
-            # Within the aspect tolerance, rounding can differ by a few pixels: follow the page.
-            return resize_to(rough, shaded.shape[1], shaded.shape[0])
-
-        rough = stage("rough", rough_stage)
         latent = stage("encode", lambda: self.encode(rough))
         generated = stage("decode", lambda: self.decode(latent, conditions))
         result = Colorization(page_size=(page.shape[1], page.shape[0]), shaded=shaded, rough=rough,
