@@ -169,3 +169,15 @@ def test_out_of_memory_becomes_advice_to_lower_the_max_size(parity_weights, monk
     with pytest.raises(DeviceError, match="try a smaller max size"):
         engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=case("app_rough_uint8")),
                         max_size=64)
+
+
+def test_the_bf16_path_used_on_cuda_stays_close_to_float32(parity_weights):
+    import torch
+
+    engine = Engine(parity_weights, "cpu")
+    engine.vae_dtype = torch.bfloat16  # what pick_device gives CUDA; exercised here on the CPU
+    page = case("page_rgb_uint8")
+    result = engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=case("app_rough_uint8")),
+                             max_size=64)
+    difference = np.abs(result.generated.astype(int) - case("app_generated_uint8"))
+    assert difference.max() <= 16 and difference.mean() <= 3
