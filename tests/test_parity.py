@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inknhue import checkpoints, weights
+from inknhue import checkpoints
 from inknhue.color import LabBlend
 from inknhue.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider

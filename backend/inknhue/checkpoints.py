@@ -89,7 +89,7 @@ def read_checkpoint(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         detail = str(exc)
         if "blocked" in detail or "Unsupported" in detail:
-            line = next((l for l in detail.splitlines() if "GLOBAL" in l), detail.splitlines()[-1])
+            line = next((text for text in detail.splitlines() if "GLOBAL" in text), detail.splitlines()[-1])
             raise WeightsError(
                 f"{path} refers to code, which no weights file needs ({line.strip()}); "
                 f"refusing to load it; {REPLACE}") from exc

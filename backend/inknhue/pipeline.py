@@ -28,13 +28,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from . import checkpoints, weights
 from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
 from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
-from .errors import InputError
+from .errors import InputError, WeightsError
 from .imaging import check_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
 from .rough import RoughProvider, RoughRequest
 
@@ -151,13 +150,14 @@ class Engine:
         """Load both networks now (they are cached per process); returns the seconds it took."""
         self.check_weights()
         started = time.perf_counter()
-        self.generator, self.vae
+        self.generator  # noqa: B018  (properties that load and cache)
+        self.vae  # noqa: B018
         return time.perf_counter() - started
 
     def check_weights(self) -> None:
         missing = weights.missing_files(self.weights_dir)
         if missing:
-            raise weights.WeightsError(
+            raise WeightsError(
                 f"weights missing in {self.weights_dir}: {', '.join(missing)}; {weights.HOW_TO_GET}")
 
     # stages -----------------------------------------------------------------------------

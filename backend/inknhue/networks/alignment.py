@@ -172,7 +172,7 @@ class ConditionalEncoder(nn.Module):
     def forward(self, cond: torch.Tensor) -> list[torch.Tensor]:
         x = self.conv_in(cond)
         projections = []
-        for level, proj in zip(self.down, self.proj):
+        for level, proj in zip(self.down, self.proj, strict=True):
             for block in level.block:
                 x = block(x)
             projections.append(proj(x))
@@ -205,7 +205,7 @@ class ConditionalDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor, conds: list[torch.Tensor]) -> torch.Tensor:
         h = self.mid(self.conv_in(z))
-        for level, cond in reversed(list(zip(self.up, conds))):
+        for level, cond in reversed(list(zip(self.up, conds, strict=True))):
             for block in level.block:
                 h = block(h)
             h = level.upsample(h + cond)

@@ -71,7 +71,7 @@ class FeatureExtractor(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         in_planes = 64
-        for index, (planes, count) in enumerate(zip((64, 128, 256), blocks), start=1):
+        for index, (planes, count) in enumerate(zip((64, 128, 256), blocks, strict=True), start=1):
             stride = 1 if index == 1 else 2
             out_planes = planes * ExtractorBottleneck.expansion
             downsample = nn.Sequential(
