@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import __version__, weights
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, OUTPUT_SIZES
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, OUTPUT_SIZES, PROVIDER_NAMES
 from .errors import InknhueError, InputError
 from .logs import setup_logging
 
@@ -30,6 +30,31 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _add_page_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("page", metavar="PAGE", help="the manga page (any image Pillow reads)")
+    parser.add_argument("--hints", metavar="HINTS",
+                        help="hint strokes: an image of the page's size, colour where it is not transparent")
+    parser.add_argument("--prior", choices=PROVIDER_NAMES,
+                        help="where the rough colours come from: flats (default with --hints), "
+                             "shader (the shading network guided by the hints), image (--rough)")
+    parser.add_argument("--rough", metavar="ROUGH",
+                        help="a rough-colour image of the same page (e.g. Style2Paints V4.5 output)")
+    parser.add_argument("--reference", metavar="REF",
+                        help="a coloured page or character sheet: flats take unhinted regions' colours from it")
+    parser.add_argument("--transfer", action="store_true",
+                        help="match the rough colours' hues to the reference (global CIELAB transfer)")
+    parser.add_argument("--fill-all", action="store_true",
+                        help="flats: colour regions without strokes from the nearest stroke too")
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
+                        help=f"working resolution, a multiple of 32 (default {DEFAULT_MAX_SIZE})")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                        help="auto picks CUDA, then Apple MPS, then the CPU")
+    _add_weights_option(parser)
+
+
 def _add_weights_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="DIR",
                         help=f"weights folder (default: ${weights.ENV_VAR} or {weights.default_weights_dir()})")
@@ -42,21 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    colorize = commands.add_parser("colorize", help="colorize a page",
-                                   description="Colorize PAGE with the rough colours ROUGH.")
-    colorize.add_argument("page", metavar="PAGE", help="the manga page (any image Pillow reads)")
-    colorize.add_argument("--rough", metavar="ROUGH", required=True,
-                          help="rough colours of the same page (e.g. Style2Paints V4.5 output)")
+    colorize = commands.add_parser(
+        "colorize", help="colorize a page",
+        description="Colorize PAGE from hint strokes (--hints) or a rough-colour image (--rough).")
+    _add_page_options(colorize)
     colorize.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the result")
     colorize.add_argument("--ratio", type=_ratio, default=DEFAULT_RATIO,
                           help=f"colour blend, 0 = aligned VAE output, 1 = rough colours (default {DEFAULT_RATIO})")
-    colorize.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
-                          help=f"working resolution, a multiple of 32 (default {DEFAULT_MAX_SIZE})")
-    colorize.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                          help="auto picks CUDA, then Apple MPS, then the CPU")
     colorize.add_argument("--output-size", choices=OUTPUT_SIZES, default="page",
                           help="page: PAGE's own size (default); working: as the network made it")
-    _add_weights_option(colorize)
+    _add_engine_options(colorize)
+
+    rough = commands.add_parser(
+        "rough", help="write the rough colours alone",
+        description="Write the rough colours a provider makes for PAGE (at PAGE's size), to inspect them.")
+    _add_page_options(rough)
+    rough.add_argument("-o", "--output", metavar="ROUGH", required=True, help="where to write the rough colours")
+    _add_engine_options(rough)
 
     weights_cmd = commands.add_parser("weights", help="download, locate or check the weights")
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
@@ -75,27 +102,61 @@ def _print_progress(stage: str, index: int, total: int, seconds: float | None) -
         _say(f"[{index}/{total}] {stage:<9} {seconds:6.2f} s")
 
 
-def cmd_colorize(args) -> int:
-    from .imaging import read_rgb, write_image
-    from .pipeline import STAGES, Engine
+def _rough_inputs(args):
+    """Read what the artist gave; returns (page, provider, request)."""
+    from .imaging import read_hints, read_rgb
     from .rough import RoughRequest, get_provider
 
-    out = Path(args.output)
-    for given in (args.page, args.rough):
-        if out.resolve() == Path(given).resolve():
-            raise InputError(f"refusing to overwrite the input {given} with the result; choose another -o")
+    prior = args.prior or ("image" if args.rough else "flats")
+    if args.rough and prior != "image":
+        raise InputError(f"--rough is the input of --prior image, not of --prior {prior}")
+    if prior != "image" and not args.hints:
+        raise InputError(f"--prior {prior} needs hint strokes: --hints HINTS.png")
+    if args.transfer and not args.reference:
+        raise InputError("--transfer needs a reference image: --reference REF")
+    for given in (args.page, args.hints, args.rough, args.reference):
+        if given and Path(args.output).resolve() == Path(given).resolve():
+            raise InputError(f"refusing to overwrite the input {given}; choose another -o")
     page = read_rgb(args.page, "page")
-    rough = read_rgb(args.rough, "rough colours")
+    request = RoughRequest(
+        page=page,
+        hints=read_hints(args.hints) if args.hints else None,
+        reference=read_rgb(args.reference, "reference") if args.reference else None,
+        rough=read_rgb(args.rough, "rough colours") if args.rough else None,
+        fill_all=args.fill_all, transfer=args.transfer, max_size=args.max_size)
+    return page, get_provider(prior), request
+
+
+def cmd_colorize(args) -> int:
+    from .imaging import write_image
+    from .pipeline import STAGES, Engine
+
+    page, provider, request = _rough_inputs(args)
     engine = Engine(args.weights, args.device)
     engine.check_weights()
     _say(f"loading weights from {engine.weights_dir} on {engine.device.type}")
     _say(f"[0/{len(STAGES)}] load      {engine.load():6.2f} s")
     started = time.perf_counter()
-    result = engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=rough),
-                             max_size=args.max_size, ratio=args.ratio, progress=_print_progress)
+    result = engine.colorize(page, provider, request, max_size=args.max_size, ratio=args.ratio,
+                             progress=_print_progress)
     final = result.final(args.ratio, args.output_size)
-    write_image(final, out)
-    _say(f"wrote {out} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
+    write_image(final, args.output)
+    _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def cmd_rough(args) -> int:
+    from .imaging import resize_to, write_image
+    from .pipeline import Engine, check_max_size
+
+    page, provider, request = _rough_inputs(args)
+    check_max_size(args.max_size)
+    engine = Engine(args.weights, args.device)
+    started = time.perf_counter()
+    rough = resize_to(provider(request, engine), page.shape[1], page.shape[0])
+    write_image(rough, args.output)
+    _say(f"wrote {args.output} ({provider.name}, {rough.shape[1]}x{rough.shape[0]}) "
+         f"in {time.perf_counter() - started:.2f} s")
     return 0
 
 
@@ -131,9 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     log_file = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     log.info("inknhue %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
     try:
-        if args.command == "colorize":
-            return cmd_colorize(args)
-        return cmd_weights(args)
+        commands = {"colorize": cmd_colorize, "rough": cmd_rough, "weights": cmd_weights}
+        return commands[args.command](args)
     except InknhueError as exc:
         log.error("%s", exc)
         _say(f"inknhue: error: {exc}")

@@ -5,3 +5,4 @@ DEFAULT_RATIO = 0.8             #: the published app's colour ratio
 MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 4096
 OUTPUT_SIZES = ("page", "working")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+PROVIDER_NAMES = ("flats", "shader", "image")  #: the rough-colour providers (inknhue.rough)

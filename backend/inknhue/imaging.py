@@ -23,6 +23,7 @@ MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 WHITE = (255, 255, 255)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def check_size(width: int, height: int, what: str = "image") -> None:
@@ -68,7 +69,7 @@ def to_rgb(image: Image.Image, background=WHITE) -> np.ndarray:
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         grey = _high_depth_to_u8(image)
         return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, tuple(background) + (255,))
         flat.alpha_composite(rgba)
@@ -81,6 +82,15 @@ def to_rgba(image: Image.Image) -> np.ndarray:
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         grey = _high_depth_to_u8(image)
         return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    return np.asarray(image.convert("RGBA"))
+
+
+def read_hints(path: str | os.PathLike) -> np.ndarray:
+    """Hint strokes: RGBA, colour where alpha > 0. An image without transparency is refused."""
+    image = open_image(path, "hints")
+    if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
+        raise InputError(f"hints {path} have no transparency ({image.mode}): paint the strokes on a "
+                         f"transparent layer and save it as PNG with alpha")
     return np.asarray(image.convert("RGBA"))
 
 

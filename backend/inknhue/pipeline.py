@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -210,7 +210,7 @@ class Engine:
         check_max_size(max_size)
         check_ratio(ratio)
         self.check_weights()
-        request = request or RoughRequest(page=page)
+        request = replace(request or RoughRequest(page=page), max_size=max_size)
         timings: dict[str, float] = {}
 
         def stage(name: str, fn):
@@ -226,7 +226,7 @@ class Engine:
                 progress(name, index, len(STAGES), timings[name])
             return result
 
-        rough = stage("rough", lambda: to_working_size(provider.rough_colours(request, self), max_size))
+        rough = stage("rough", lambda: to_working_size(provider(request, self), max_size))
         shaded = stage("shade", lambda: to_working_size(self.shade(page, max_size), max_size))
         # Within the aspect tolerance, rounding can differ by a few pixels: follow the page.
         rough = resize_to(rough, shaded.shape[1], shaded.shape[0])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from ..defaults import DEFAULT_MAX_SIZE
 from ..errors import InputError
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ class RoughRequest:
     reference: np.ndarray | None = None   #: any size, RGB uint8
     rough: np.ndarray | None = None       #: a rough-colour image the user supplied, RGB uint8
     fill_all: bool = False                #: colour regions without strokes too
+    transfer: bool = False                #: match the rough colours' a*/b* to the reference
+    max_size: int = DEFAULT_MAX_SIZE      #: the pipeline's working size (for providers with networks)
 
 
 class RoughProvider(ABC):
@@ -40,6 +43,17 @@ class RoughProvider(ABC):
     @abstractmethod
     def rough_colours(self, request: RoughRequest, engine: "Engine") -> np.ndarray:
         """Rough colours, RGB uint8, with the page's aspect ratio."""
+
+    def __call__(self, request: RoughRequest, engine: "Engine") -> np.ndarray:
+        """The provider's colours, then the global colour transfer if asked for."""
+        rough = self.rough_colours(request, engine)
+        if request.transfer:
+            if request.reference is None:
+                raise InputError("colour transfer needs a reference image (--reference REF)")
+            from .transfer import transfer_colours
+
+            rough = transfer_colours(rough, request.reference)
+        return rough
 
 
 PROVIDERS: dict[str, type[RoughProvider]] = {}
@@ -58,4 +72,4 @@ def get_provider(name: str) -> RoughProvider:
                          f"(available: {', '.join(sorted(PROVIDERS))})") from None
 
 
-from . import image  # noqa: E402,F401  (registers the built-in providers)
+from . import flats, image, shader  # noqa: E402,F401  (registers the built-in providers)

@@ -1,0 +1,169 @@
+"""The `flats` provider: hint strokes fill the regions the ink encloses."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from drawing import Page, circle_interior, rectangle_interior, share
+from inknhue.color import LabBlend
+from inknhue.errors import InputError
+from inknhue.imaging import luma
+from inknhue.rough import RoughRequest, get_provider
+from inknhue.rough.flats import flats
+
+RED, BLUE, GREEN, YELLOW = (220, 40, 40), (40, 60, 220), (40, 170, 60), (240, 210, 40)
+WHITE = (255, 255, 255)
+
+
+def test_each_closed_shape_takes_the_colour_of_its_stroke():
+    page = Page(600, 800)
+    shapes = [((60, 60, 280, 300), RED), ((320, 60, 540, 300), BLUE), ((60, 360, 540, 740), GREEN)]
+    for (x0, y0, x1, y1), colour in shapes:
+        page.rectangle(x0, y0, x1, y1)
+        page.stroke([(x0 + 40, y0 + 40), (x0 + 90, y0 + 70)], colour)
+    page.circle(300, 550, 120)
+    page.stroke([(280, 540), (320, 560)], YELLOW)
+    rough = flats(page.rgb, page.hints)
+    for (x0, y0, x1, y1), colour in shapes[:2]:
+        assert share(rough, rectangle_interior(rough.shape[:2], x0, y0, x1, y1), colour) >= 0.98
+    circle = circle_interior(rough.shape[:2], 300, 550, 120)
+    assert share(rough, circle, YELLOW) >= 0.98
+    green_part = rectangle_interior(rough.shape[:2], 60, 360, 540, 740)
+    green_part &= ~circle_interior(rough.shape[:2], 300, 550, 126)
+    assert share(rough, green_part, GREEN) >= 0.98
+
+
+def test_regions_without_strokes_stay_paper_white():
+    page = Page(400, 400).rectangle(20, 20, 190, 380).rectangle(210, 20, 380, 380)
+    page.stroke([(60, 100), (120, 140)], RED)
+    rough = flats(page.rgb, page.hints)
+    assert share(rough, rectangle_interior(rough.shape[:2], 210, 20, 380, 380), WHITE) >= 0.98
+
+
+def test_a_two_pixel_gap_does_not_leak_into_a_differently_hinted_neighbour():
+    page = Page(600, 600).rectangle(20, 20, 580, 580).circle(300, 300, 150)
+    page.erase(445, 295, 460, 296)  # a 2-px gap through the circle's right side
+    page.stroke([(280, 290), (320, 310)], RED)
+    page.stroke([(60, 60), (120, 80)], BLUE)
+    rough = flats(page.rgb, page.hints)
+    inside = circle_interior(rough.shape[:2], 300, 300, 150)
+    outside = rectangle_interior(rough.shape[:2], 20, 20, 580, 580) & ~circle_interior(rough.shape[:2], 300, 300, 156)
+    assert share(rough, inside, RED) >= 0.98
+    assert share(rough, outside, BLUE) >= 0.98
+
+
+def test_a_gap_does_not_leak_a_colour_into_an_unhinted_neighbour():
+    page = Page(600, 600).rectangle(20, 20, 580, 580).circle(300, 300, 150).erase(445, 295, 460, 296)
+    page.stroke([(280, 290), (320, 310)], RED)
+    rough = flats(page.rgb, page.hints)
+    outside = rectangle_interior(rough.shape[:2], 20, 20, 580, 580) & ~circle_interior(rough.shape[:2], 300, 300, 156)
+    assert share(rough, outside, WHITE) >= 0.98
+
+
+@pytest.mark.parametrize("tone", ["dots", "mesh"])
+def test_screentone_across_a_region_does_not_break_it_up(tone):
+    page = Page(500, 500).rectangle(20, 20, 480, 480)
+    getattr(page, tone)(23, 200, 478, 300)  # a band of tone from wall to wall
+    page.stroke([(100, 80), (200, 120)], GREEN)  # one stroke, above the band only
+    rough = flats(page.rgb, page.hints)
+    paper = rectangle_interior(rough.shape[:2], 20, 20, 480, 480) & (page.grey > 200)
+    below_the_band = paper.copy()
+    below_the_band[:310] = False
+    assert share(rough, paper, GREEN) >= 0.98
+    assert share(rough, below_the_band, GREEN) >= 0.98
+
+
+def test_a_stroke_that_slips_over_a_line_does_not_colour_the_neighbour():
+    page = Page(400, 300).rectangle(10, 10, 200, 290).rectangle(200, 10, 390, 290)
+    page.stroke([(100, 150), (205, 150), (212, 150)], RED)  # the tip crosses the shared wall
+    page.stroke([(300, 100), (320, 120)], BLUE)
+    rough = flats(page.rgb, page.hints)
+    assert share(rough, rectangle_interior(rough.shape[:2], 10, 10, 200, 290), RED) >= 0.98
+    assert share(rough, rectangle_interior(rough.shape[:2], 200, 10, 390, 290), BLUE) >= 0.98
+
+
+def test_fill_all_gives_unhinted_regions_the_nearest_colour_through_a_gap():
+    page = Page(600, 300).rectangle(10, 10, 290, 290).rectangle(310, 10, 590, 290).rectangle(300, 10, 310, 290)
+    page.erase(290, 140, 310, 141)  # a 2-px passage from the left box to the right one
+    page.stroke([(100, 100), (150, 150)], RED)
+    page.stroke([(480, 100), (520, 140)], BLUE)
+    page.circle(450, 220, 40)  # sealed and unhinted: nearest stroke is blue
+    rough = flats(page.rgb, page.hints, fill_all=True)
+    assert share(rough, circle_interior(rough.shape[:2], 450, 220, 40), BLUE) >= 0.98
+    plain = flats(page.rgb, page.hints)
+    assert share(plain, circle_interior(plain.shape[:2], 450, 220, 40), WHITE) >= 0.98
+
+
+def test_fill_all_reaches_a_region_behind_a_gap():
+    page = Page(600, 300).rectangle(10, 10, 290, 290).rectangle(290, 10, 590, 290)
+    page.erase(289, 140, 292, 141)  # the shared wall has a 2-px gap
+    page.stroke([(100, 100), (150, 150)], RED)
+    rough = flats(page.rgb, page.hints, fill_all=True)
+    assert share(rough, rectangle_interior(rough.shape[:2], 290, 10, 590, 290), RED) >= 0.98
+
+
+def test_lines_stay_dark_in_the_rough_colours_and_the_final_blend():
+    page = Page(400, 400).rectangle(20, 20, 380, 380).circle(200, 200, 100)
+    page.stroke([(150, 190), (250, 210)], RED)
+    page.stroke([(40, 40), (80, 60)], YELLOW)
+    rough = flats(page.rgb, page.hints)
+    ink = page.grey < 50
+    assert luma(rough)[ink].max() <= 60
+    # The blend keeps the lightness of the VAE output; with line-faithful lightness
+    # (the page itself here), the coloured lines stay dark at the default ratio.
+    final = LabBlend(page.rgb, rough)(0.8)
+    assert luma(final)[ink].max() <= 60
+
+
+def test_reference_colours_unhinted_regions_but_not_the_margins():
+    page = Page(400, 400).rectangle(20, 20, 380, 380).circle(200, 200, 80)
+    page.stroke([(40, 40), (80, 60)], RED)
+    reference = np.zeros((64, 64, 3), np.uint8)
+    reference[:32] = (30, 120, 230)
+    reference[32:] = (250, 200, 180)
+    rough = flats(page.rgb, page.hints, reference=reference)
+    circle = circle_interior(rough.shape[:2], 200, 200, 80)
+    assert share(rough, circle, (250, 200, 180), tolerance=4) >= 0.98  # matched by lightness
+    margin = np.zeros(rough.shape[:2], bool)
+    margin[:15] = True
+    assert share(rough, margin, WHITE) >= 0.98
+
+
+def test_an_empty_hint_layer_gives_paper(caplog):
+    page = Page(200, 200).rectangle(20, 20, 180, 180)
+    with caplog.at_level(logging.WARNING, logger="inknhue"):
+        rough = get_provider("flats")(RoughRequest(page=page.rgb, hints=page.hints), None)
+    np.testing.assert_array_equal(rough, page.rgb)
+    assert "hint layer is empty" in caplog.text
+
+
+def test_hints_must_be_the_page_size():
+    page = Page(200, 200)
+    with pytest.raises(InputError, match="the hints are 100x200 but the page is 200x200"):
+        get_provider("flats")(RoughRequest(page=page.rgb, hints=page.hints[:, :100]), None)
+
+
+def test_flats_need_hints():
+    with pytest.raises(InputError, match="needs hint strokes"):
+        get_provider("flats")(RoughRequest(page=Page(50, 50).rgb), None)
+
+
+def test_a_full_page_is_quick_enough_to_be_interactive():
+    """Not a timing assertion (see benchmarks/bench_flats.py); a smoke test at full size."""
+    page = Page(2480, 3508).rectangle(100, 100, 2380, 3400)
+    page.stroke([(500, 500), (700, 700)], RED)
+    rough = flats(page.rgb, page.hints)
+    assert rough.shape == (3508, 2480, 3)
+    assert share(rough, rectangle_interior(rough.shape[:2], 100, 100, 2380, 3400), RED) >= 0.98
+
+
+def test_a_toned_shape_stays_inside_its_outline():
+    page = Page(500, 300).rectangle(10, 10, 250, 290).rectangle(250, 10, 490, 290)
+    page.mesh(12, 12, 249, 289)  # tone pasted into the left box, cut off by its outline
+    page.stroke([(100, 100), (150, 150)], RED)
+    page.stroke([(350, 100), (400, 150)], BLUE)
+    rough = flats(page.rgb, page.hints)
+    left = rectangle_interior(rough.shape[:2], 10, 10, 250, 290) & (page.grey > 200)
+    assert share(rough, left, RED) >= 0.98
+    assert share(rough, rectangle_interior(rough.shape[:2], 250, 10, 490, 290), BLUE) >= 0.98
