@@ -167,3 +167,13 @@ def test_a_toned_shape_stays_inside_its_outline():
     left = rectangle_interior(rough.shape[:2], 10, 10, 250, 290) & (page.grey > 200)
     assert share(rough, left, RED) >= 0.98
     assert share(rough, rectangle_interior(rough.shape[:2], 250, 10, 490, 290), BLUE) >= 0.98
+
+
+def test_two_strokes_in_one_region_share_it_and_leave_no_paper():
+    page = Page(600, 300).rectangle(10, 10, 390, 290).rectangle(390, 10, 590, 290)
+    page.circle(200, 150, 40)  # an unhinted island next to both strokes
+    page.stroke([(50, 50), (90, 70)], RED).stroke([(300, 230), (350, 260)], BLUE)
+    rough = flats(page.rgb, page.hints)
+    region = rectangle_interior(rough.shape[:2], 10, 10, 390, 290) & ~circle_interior(rough.shape[:2], 200, 150, 46)
+    assert share(rough, region, RED) + share(rough, region, BLUE) >= 0.98
+    assert share(rough, region, RED) > 0.2 and share(rough, region, BLUE) > 0.2

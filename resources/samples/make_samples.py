@@ -1,5 +1,7 @@
 """Draws the sample page and its rough colours (run once; the PNGs are committed).
 
+resources/samples/hints.png (hint strokes for the page) was painted separately.
+
 A synthetic page, so the repository carries no one's artwork: two panels, a face with
 hair, a speech bubble and a screentone sky; the rough colours are deliberately sloppy
 flats that bleed over the lines, as Style2Paints' are.

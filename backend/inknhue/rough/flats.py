@@ -110,9 +110,10 @@ def stroke_labels(hints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, colours
 
 
-def _nearest(labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """For each pixel in `targets`, the label of the nearest labelled pixel (Euclidean)."""
-    seeds = labels > 0
+def _nearest(labels: np.ndarray, targets: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+    """For each pixel in `targets`, the label of the nearest pixel of `seeds` (default: all
+    labelled pixels), by straight-line distance."""
+    seeds = labels > 0 if seeds is None else seeds & (labels > 0)
     if not seeds.any():
         return labels
     _, nearest = cv2.distanceTransformWithLabels((~seeds).astype(np.uint8), cv2.DIST_L2, 5,
@@ -139,9 +140,11 @@ def _flood(labels: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     open_pixels = allowed & (labels == 0)
     fill = single[components]
     labels = np.where(open_pixels & (fill > 0), fill, labels)
-    contested = open_pixels & contested_component[components]
+    in_contested = contested_component[components]
+    contested = open_pixels & in_contested
     if contested.any():
-        labels = _nearest(labels, contested)
+        # Only strokes of the contested regions compete, not the labels of other regions.
+        labels = _nearest(labels, contested, seeds=in_contested)
     return labels
 
 
