@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from inknhue_krita.protocol import DEFAULT_PORT
+
 from . import __version__, weights
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, OUTPUT_SIZES, PROVIDER_NAMES
 from .errors import InknhueError, InputError
-from .logs import setup_logging
+from .logs import LOG_NAME, log_dir, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"colour blend, 0 = aligned VAE output, 1 = rough colours (default {DEFAULT_RATIO})")
     colorize.add_argument("--output-size", choices=OUTPUT_SIZES, default="page",
                           help="page: PAGE's own size (default); working: as the network made it")
+    colorize.add_argument("--server", metavar="ADDRESS",
+                          help="send the job to a running `inknhue serve` (tcp://HOST:PORT, or auto: "
+                               "its connection file) instead of running the networks here")
+    colorize.add_argument("--timeout", type=float, default=10.0,
+                          help="with --server: seconds without an answer before giving up (default 10)")
     _add_engine_options(colorize)
+
+    serve = commands.add_parser(
+        "serve", help="run the backend for the Krita plugin",
+        description="Serve colorization jobs over ZeroMQ, keeping the models loaded (see docs/protocol.md).")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument("--bind", default="127.0.0.1", metavar="HOST",
+                       help="address to listen on (default 127.0.0.1; others need --curve-dir)")
+    serve.add_argument("--curve-dir", type=Path, metavar="DIR",
+                       help="encrypt and authenticate with ZeroMQ CURVE keys from DIR")
+    serve.add_argument("--make-curve-keys", type=Path, metavar="DIR",
+                       help="create a server and a client key pair in DIR, then exit")
+    serve.add_argument("--cache-mb", type=int, default=2048,
+                       help="memory for cached intermediates (default 2048)")
+    serve.add_argument("--connection-file", type=Path, metavar="PATH",
+                       help="where to write the connection file (default: the user data dir)")
+    serve.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                       help="auto picks CUDA, then Apple MPS, then the CPU")
+    _add_weights_option(serve)
 
     rough = commands.add_parser(
         "rough", help="write the rough colours alone",
@@ -97,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_progress(stage: str, index: int, total: int, seconds: float | None) -> None:
-    if seconds is not None:
-        _say(f"[{index}/{total}] {stage:<9} {seconds:6.2f} s")
+def _print_progress(event) -> None:
+    if event.seconds is not None:
+        _say(f"[{event.index}/{event.total}] {event.stage:<9} {event.seconds:6.2f} s"
+             + (" (cached)" if event.cached else ""))
 
 
 def _rough_inputs(args):
@@ -132,6 +159,8 @@ def cmd_colorize(args) -> int:
     from .pipeline import STAGES, Engine
 
     page, provider, request = _rough_inputs(args)
+    if args.server:
+        return _colorize_on_server(args, page, provider, request)
     engine = Engine(args.weights, args.device)
     engine.check_weights()
     _say(f"loading weights from {engine.weights_dir} on {engine.device.type}")
@@ -142,6 +171,63 @@ def cmd_colorize(args) -> int:
     final = result.final(args.ratio, args.output_size)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def _colorize_on_server(args, page, provider, request) -> int:
+    import numpy as np
+    from inknhue_krita.client import Client, ServerError
+    from inknhue_krita.protocol import RawImage
+
+    from .imaging import write_image
+
+    def raw(array):
+        if array is None:
+            return None
+        return RawImage(array.shape[1], array.shape[0], "RGBA" if array.shape[2] == 4 else "RGB",
+                        np.ascontiguousarray(array).tobytes())
+
+    started = time.perf_counter()
+    try:
+        with Client(args.server, timeout=args.timeout) as client:
+            hello = client.hello()
+            _say(f"server {client.connection.address}: {hello['device']['name']}, models {hello['models']}")
+            job = client.colorize(raw(page), raw(request.hints), raw(request.reference), raw(request.rough),
+                                  provider=provider.name, ratio=args.ratio, max_size=args.max_size,
+                                  fill_all=request.fill_all, transfer=request.transfer,
+                                  output={"size": args.output_size, "channels": "RGB"})
+
+            def show(event):
+                if event.get("type") == "progress" and event.get("seconds") is not None:
+                    _print_progress(argparse.Namespace(**{k: event[k] for k in ("stage", "index", "total",
+                                                                                  "seconds", "cached")}))
+
+            header, image = client.wait(job, on_event=show)
+    except ServerError as exc:
+        raise InknhueError(f"the backend says: {exc.message}") from None
+    final = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 3)
+    write_image(final, args.output)
+    _say(f"wrote {args.output} ({image.width}x{image.height}) in {time.perf_counter() - started:.2f} s "
+         f"(stages run: {', '.join(header['ran']) or 'none, all cached'})")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .server import Server, make_curve_keys, serve
+
+    if args.make_curve_keys:
+        make_curve_keys(args.make_curve_keys)
+        _say(f"wrote CURVE keys to {args.make_curve_keys} (give clients/laptop.key_secret's pair to the client)")
+        return 0
+    server = Server(args.weights, args.device, host=args.bind, port=args.port,
+                    connection_file=args.connection_file, cache_bytes=args.cache_mb << 20,
+                    curve_dir=args.curve_dir)
+
+    def ready(address):
+        print(f"inknhue serve: listening on {address}", flush=True)
+        _say(f"connection file: {server.connection_file}; logs: {log_dir() / 'server.log'}")
+
+    serve(server, on_ready=ready)
     return 0
 
 
@@ -189,10 +275,11 @@ def cmd_weights(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    log_file = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    log_file = setup_logging(logging.DEBUG if args.verbose else logging.INFO,
+                             "server.log" if args.command == "serve" else LOG_NAME)
     log.info("inknhue %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
     try:
-        commands = {"colorize": cmd_colorize, "rough": cmd_rough, "weights": cmd_weights}
+        commands = {"colorize": cmd_colorize, "rough": cmd_rough, "serve": cmd_serve, "weights": cmd_weights}
         return commands[args.command](args)
     except InknhueError as exc:
         log.error("%s", exc)

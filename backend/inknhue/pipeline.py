@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, weights
+from .cache import StageCache, digest
 from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
 from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
@@ -42,8 +44,18 @@ log = logging.getLogger(__name__)
 # Rough colours first: a provider's input errors then come before the slow stages.
 STAGES = ("rough", "shade", "condition", "encode", "decode", "blend")
 
-#: progress(stage, index (1-based), total, seconds): seconds is None when the stage starts
-ProgressCallback = Callable[[str, int, int, "float | None"], None]
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    stage: str
+    index: int                #: 1-based position in STAGES
+    total: int
+    seconds: float | None     #: None when the stage starts
+    cached: bool = False      #: the stage's result came from the cache
+
+
+ProgressCallback = Callable[[StageEvent], None]
 
 
 def check_max_size(max_size: int) -> int:
@@ -100,6 +112,7 @@ class Colorization:
     rough: np.ndarray            #: the rough colours
     generated: np.ndarray        #: the alignment VAE's output (ratio 0)
     timings: dict[str, float] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)  #: the stages computed (not from the cache)
     _blend: LabBlend | None = field(default=None, repr=False)
     _last: tuple[float, np.ndarray] | None = field(default=None, repr=False)
 
@@ -205,35 +218,83 @@ class Engine:
 
     def colorize(self, page: np.ndarray, provider: RoughProvider, request: RoughRequest | None = None,
                  max_size: int = DEFAULT_MAX_SIZE, ratio: float = DEFAULT_RATIO,
-                 progress: ProgressCallback | None = None) -> Colorization:
+                 progress: ProgressCallback | None = None, cache: StageCache | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> Colorization:
+        """Run every stage, or take its result from `cache` when its inputs were seen before:
+        a new ratio is only a blend; new hints skip the shading and conditioning.
+        `cancelled` is polled between stages and between network layers."""
         check_size(page.shape[1], page.shape[0], "page")
         check_max_size(max_size)
         check_ratio(ratio)
         self.check_weights()
         request = replace(request or RoughRequest(page=page), max_size=max_size)
+        cache = cache if cache is not None else StageCache(budget=0)
         timings: dict[str, float] = {}
+        ran: list[str] = []
 
-        def stage(name: str, fn):
-            index = STAGES.index(name) + 1
+        def stage(names: tuple[str, ...], key: str | None, fn):
+            found = cache.get(key) if key else None
+            if found is not None:
+                for name in names:
+                    if progress:
+                        progress(StageEvent(name, STAGES.index(name) + 1, len(STAGES), 0.0, cached=True))
+                return found
+            if cancelled and cancelled():
+                raise Cancelled()
             if progress:
-                progress(name, index, len(STAGES), None)
+                progress(StageEvent(names[0], STAGES.index(names[0]) + 1, len(STAGES), None))
             started = time.perf_counter()
-            with out_of_memory_as_error(max_size):
+            with out_of_memory_as_error(max_size), _interruptible(cancelled):
                 result = fn()
-            timings[name] = time.perf_counter() - started
-            log.debug("stage %s took %.3f s", name, timings[name])
-            if progress:
-                progress(name, index, len(STAGES), timings[name])
-            return result
+            seconds = time.perf_counter() - started
+            for name in names:  # stages cached together are timed together
+                timings[name] = seconds / len(names)
+                ran.append(name)
+                log.debug("stage %s took %.3f s", name, timings[name])
+                if progress:
+                    progress(StageEvent(name, STAGES.index(name) + 1, len(STAGES), timings[name]))
+            return cache.put(key, result) if key else result
 
-        rough = stage("rough", lambda: to_working_size(provider(request, self), max_size))
-        shaded = stage("shade", lambda: to_working_size(self.shade(page, max_size), max_size))
+        page_id = digest(page) if cache.budget else ""
+        rough_key = digest("rough", provider.name, page_id, request.hints, request.reference, request.rough,
+                           request.fill_all, request.transfer, max_size)
+        page_key = digest("page", page_id, max_size)
+        rough = stage(("rough",), rough_key, lambda: to_working_size(provider(request, self), max_size))
+
+        def shade_and_condition():
+            shaded = to_working_size(self.shade(page, max_size), max_size)
+            return shaded, self.condition(shaded)
+
+        shaded, conditions = stage(("shade", "condition"), page_key, shade_and_condition)
         # Within the aspect tolerance, rounding can differ by a few pixels: follow the page.
         rough = resize_to(rough, shaded.shape[1], shaded.shape[0])
-        conditions = stage("condition", lambda: self.condition(shaded))
-        latent = stage("encode", lambda: self.encode(rough))
-        generated = stage("decode", lambda: self.decode(latent, conditions))
+        generated = stage(("encode", "decode"), digest("generated", page_key, rough_key),
+                          lambda: self.decode(self.encode(rough), conditions))
         result = Colorization(page_size=(page.shape[1], page.shape[0]), shaded=shaded, rough=rough,
-                              generated=generated, timings=timings)
-        stage("blend", lambda: result.blend(ratio))
+                              generated=generated, timings=timings, ran=ran)
+        stage(("blend",), None, lambda: result.blend(ratio))
         return result
+
+
+class Cancelled(Exception):
+    """The job was cancelled while it ran."""
+
+
+@contextmanager
+def _interruptible(cancelled: Callable[[], bool] | None):
+    """Check `cancelled` before every module's forward pass in this thread (cheap next to a
+    convolution), so a long network stage stops within a layer."""
+    if cancelled is None:
+        yield
+        return
+    thread = threading.get_ident()
+
+    def check(module, args):
+        if threading.get_ident() == thread and cancelled():
+            raise Cancelled()
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()

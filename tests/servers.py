@@ -1,0 +1,65 @@
+"""Starting real `inknhue serve` processes for the tests, and building raw images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+from inknhue_krita.protocol import RawImage, read_connection_file
+
+from conftest import INKNHUE
+
+
+def raw(array: np.ndarray | None, channels: str | None = None) -> RawImage | None:
+    if array is None:
+        return None
+    channels = channels or {1: "L", 3: "RGB", 4: "RGBA"}[array.shape[2] if array.ndim == 3 else 1]
+    return RawImage(array.shape[1], array.shape[0], channels, np.ascontiguousarray(array).tobytes())
+
+
+def array(image: RawImage) -> np.ndarray:
+    channels = {"L": 1, "RGB": 3, "RGBA": 4, "BGRA": 4}[image.channels]
+    return np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, channels)
+
+
+class ServerProcess:
+    def __init__(self, weights: Path, folder: Path, *extra: str):
+        self.connection_file = folder / "server.json"
+        self.process = subprocess.Popen(
+            [str(INKNHUE), "serve", "--port", "0", "--weights", str(weights), "--device", "cpu",
+             "--connection-file", str(self.connection_file), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            self.process.kill()
+            raise RuntimeError(f"the server did not start: {line}{self.process.stderr.read()}")
+        self.address = line.split("listening on ")[1].strip()
+        self.token = read_connection_file(self.connection_file)["token"]
+
+    def client(self, timeout: float = 10.0, **kwargs):
+        from inknhue_krita.client import Client
+
+        return Client(self.address, self.token, timeout=timeout, **kwargs)
+
+    def wait_until_ready(self, timeout: float = 60.0) -> dict:
+        with self.client() as client:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                hello = client.hello()
+                if hello["models"] not in ("loading", "not loaded"):
+                    return hello
+                time.sleep(0.1)
+        raise TimeoutError("models did not load")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process.stdout.close()
+        self.process.stderr.close()
