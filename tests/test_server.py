@@ -117,9 +117,9 @@ def test_a_hint_only_change_reruns_only_what_the_hints_change(client):
 def test_two_clients_at_once_get_their_own_results(server, parity_weights):
     pages = [drawn_page(colour=RED), drawn_page(220, 300, colour=BLUE)]
     with server.client() as first, server.client() as second:
-        jobs = [c.colorize(raw(p.rgb), raw(p.hints), max_size=64) for c, p in zip((first, second), pages)]
-        results = [c.wait(job, timeout=60) for c, job in zip((first, second), jobs)]
-    for page, (header, image) in zip(pages, results):
+        jobs = [c.colorize(raw(p.rgb), raw(p.hints), max_size=64) for c, p in zip((first, second), pages, strict=True)]
+        results = [c.wait(job, timeout=60) for c, job in zip((first, second), jobs, strict=True)]
+    for page, (_, image) in zip(pages, results, strict=True):
         np.testing.assert_array_equal(array(image)[..., :3],
                                       engine_output(parity_weights, page, 0.8).final(0.8, "page"))
 
@@ -228,7 +228,7 @@ def hostile_messages(key: bytes, rng: np.random.Generator):
     """A few hundred messages that break the protocol in every way we could think of."""
     def signed(header, buffers=()):
         body = [json.dumps(header).encode() if not isinstance(header, bytes) else header, *buffers]
-        return [protocol.TAG, protocol.sign(key, body), *body]
+        return [protocol.TAG, protocol.sign(key, body[0]), *body]
 
     def colorize(**fields):
         header = {"type": "colorize", "id": "x", "provider": "flats",

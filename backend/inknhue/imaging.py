@@ -177,6 +177,8 @@ def to_working_size(rgb: np.ndarray, max_size: int) -> np.ndarray:
 
 
 def resize_to(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Any size to any size: Lanczos up, area-averaging down (OpenCV's, multi-threaded)."""
     if rgb.shape[1] == width and rgb.shape[0] == height:
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))
+    shrink = width < rgb.shape[1] and height < rgb.shape[0]
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4)
