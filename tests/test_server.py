@@ -417,3 +417,16 @@ def test_colorize_with_no_server_running(cli, tmp_path):
     done = cli("colorize", tmp_path / "page.png", "--hints", tmp_path / "hints.png", "-o", tmp_path / "out.png",
                "--server", "auto")
     assert done.returncode == 1 and "no backend is running" in done.stderr
+
+
+def test_the_connection_file_lives_in_the_user_data_dir_platformdirs_names(isolated_user_dirs):
+    import platformdirs
+
+    assert protocol.connection_file() == platformdirs.user_data_path("inknhue", appauthor=False) / "server.json"
+
+
+def test_the_server_logs_to_a_rotated_file_in_the_user_log_dir(cli, parity_weights, isolated_user_dirs):
+    done = cli("serve", "--bind", "0.0.0.0", "--port", "0", "--weights", parity_weights)
+    assert done.returncode == 1
+    log = isolated_user_dirs / ".local/state/inknhue/log/server.log"
+    assert "only loopback is allowed" in log.read_text()
