@@ -430,3 +430,14 @@ def test_the_server_logs_to_a_rotated_file_in_the_user_log_dir(cli, parity_weigh
     assert done.returncode == 1
     log = isolated_user_dirs / ".local/state/inknhue/log/server.log"
     assert "only loopback is allowed" in log.read_text()
+
+
+def test_a_selection_mask_becomes_the_results_alpha(client):
+    page = drawn_page()
+    mask = np.zeros((300, 200, 1), np.uint8)
+    mask[50:250, 40:160] = 255
+    job = client.colorize(raw(page.rgb), raw(page.hints), max_size=64, output={"channels": "BGRA"}, mask=raw(mask))
+    header, image = client.wait(job, timeout=60)
+    np.testing.assert_array_equal(array(image)[..., 3], mask[..., 0])
+    preview = client.blend(job, 0.2, size=[100, 150], channels="BGRA")
+    assert array(preview)[75, 50, 3] == 255 and array(preview)[5, 5, 3] == 0

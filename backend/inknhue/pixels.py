@@ -61,8 +61,10 @@ def to_rgba(image: RawImage, what: str = "hints") -> np.ndarray:
     return np.ascontiguousarray(to_array(image))
 
 
-def from_rgb(rgb: np.ndarray, channels: str = "RGBA", dtype: str = "uint8", linear: bool = False) -> RawImage:
-    """RGB uint8 -> a buffer in the channel order and depth the client asked for (opaque)."""
+def from_rgb(rgb: np.ndarray, channels: str = "RGBA", dtype: str = "uint8", linear: bool = False,
+             alpha: np.ndarray | None = None) -> RawImage:
+    """RGB uint8 -> a buffer in the channel order and depth the client asked for; opaque
+    unless an H x W uint8 `alpha` is given."""
     if channels not in CHANNELS or dtype not in _NUMPY:
         raise ProtocolError("bad_input", f"cannot send {channels} {dtype}")
     height, width = rgb.shape[:2]
@@ -73,7 +75,7 @@ def from_rgb(rgb: np.ndarray, channels: str = "RGBA", dtype: str = "uint8", line
     else:
         out = np.empty((height, width, 4), np.uint8)
         out[..., :3] = rgb[..., ::-1] if channels == "BGRA" else rgb
-        out[..., 3] = 255
+        out[..., 3] = 255 if alpha is None else alpha
     if dtype == "uint16":
         out = out.astype(np.dtype("<u2")) * 257
     elif dtype in ("float16", "float32"):

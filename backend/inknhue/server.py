@@ -23,6 +23,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import zmq
 from inknhue_krita import protocol
 from inknhue_krita.protocol import ProtocolError, RawImage
@@ -33,7 +34,7 @@ from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZ
 from .errors import InknhueError
 from .imaging import resize_to
 from .pipeline import STAGES, Cancelled, Colorization, Engine, StageEvent
-from .pixels import from_rgb, to_rgb, to_rgba
+from .pixels import from_rgb, to_array, to_rgb, to_rgba
 from .rough import PROVIDERS, RoughRequest, get_provider
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,16 @@ class Output:
             raise ProtocolError("bad_input", f"cannot send {out.channels} {out.dtype}")
         return out
 
-    def render(self, result: Colorization, ratio: float) -> RawImage:
+    def render(self, result: Colorization, ratio: float, mask: np.ndarray | None = None) -> RawImage:
+        """The blend at `ratio`, at the asked size; `mask` (page-sized) becomes its alpha."""
         blended = result.blend(ratio)
         if self.size == "page":
             blended = resize_to(blended, *result.page_size)
         elif self.size != "working":
             blended = resize_to(blended, *self.size)
-        return from_rgb(blended, self.channels, self.dtype, self.linear)
+        if mask is not None and mask.shape[:2] != blended.shape[:2]:
+            mask = resize_to(mask[..., None].repeat(3, axis=2), blended.shape[1], blended.shape[0])[..., 0]
+        return from_rgb(blended, self.channels, self.dtype, self.linear, alpha=mask)
 
 
 @dataclass
@@ -90,6 +94,7 @@ class Job:
     state: str = "queued"        #: queued, running, done, failed, cancelled
     cancel: threading.Event = field(default_factory=threading.Event)
     result: Colorization | None = None
+    mask: np.ndarray | None = None   #: the selection, as the result's alpha
     created: float = field(default_factory=time.time)
 
 
@@ -279,10 +284,13 @@ class Server:
             raise ProtocolError("bad_input", f"unexpected images: {', '.join(sorted(unknown))}")
         if "page" not in images:
             raise ProtocolError("bad_input", "a colorize request needs the 'page' image")
-        page, hints = images["page"], images.get("hints")
-        if hints and (hints.width, hints.height) != (page.width, page.height):
-            raise ProtocolError("bad_input", f"the hints are {hints.width}x{hints.height} but the page is "
-                                             f"{page.width}x{page.height}")
+        page, hints, mask = images["page"], images.get("hints"), images.get("mask")
+        for name, other in (("hints", hints), ("mask", mask)):
+            if other and (other.width, other.height) != (page.width, page.height):
+                raise ProtocolError("bad_input", f"the {name} are {other.width}x{other.height} but the page is "
+                                                 f"{page.width}x{page.height}")
+        if mask and mask.channels != "L":
+            raise ProtocolError("bad_input", f"the mask must be one channel (L), got {mask.channels}")
         if hints and hints.channels not in ("RGBA", "BGRA"):
             raise ProtocolError("bad_input", f"the hints need an alpha channel (RGBA or BGRA), got {hints.channels}")
         needs = {"flats": "hints", "shader": "hints", "image": "rough"}[provider]
@@ -384,11 +392,13 @@ class Server:
                 reference=to_rgb(images["reference"]) if "reference" in images else None,
                 rough=to_rgb(images["rough"]) if "rough" in images else None,
                 fill_all=job.fill_all, transfer=job.transfer)
+            if "mask" in images:
+                job.mask = to_array(images["mask"])[..., 0].copy()
             job.images = {}  # the frames can go
             result = self.engine.colorize(page, get_provider(job.provider), request, max_size=job.max_size,
                                           ratio=job.ratio, progress=progress, cache=self.cache,
                                           cancelled=job.cancel.is_set)
-            image = job.output.render(result, job.ratio)
+            image = job.output.render(result, job.ratio, job.mask)
             job.result, job.state = result, "done"
             self.counters.update(result.ran)
             seconds = time.perf_counter() - started
@@ -422,7 +432,7 @@ class Server:
                 break
             client, request_id, job, ratio, output = item
             try:
-                image = output.render(job.result, ratio)
+                image = output.render(job.result, ratio, job.mask)
                 self._send(client, {"type": "blended", "re": request_id, "job": job.id, "ratio": ratio,
                                     "width": image.width, "height": image.height}, {"result": image}, socket=outbox)
             except Exception as exc:

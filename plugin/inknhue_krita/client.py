@@ -136,10 +136,11 @@ class Client:
     def colorize(self, page: RawImage, hints: RawImage | None = None, reference: RawImage | None = None,
                  rough: RawImage | None = None, provider: str = "flats", ratio: float = 0.8,
                  max_size: int = 768, fill_all: bool = False, transfer: bool = False,
-                 output: dict | None = None) -> str:
-        """Queue a job; returns its id. Its events come through `wait` (or `next_event`)."""
-        images = {name: image for name, image in
-                  (("page", page), ("hints", hints), ("reference", reference), ("rough", rough)) if image}
+                 output: dict | None = None, mask: RawImage | None = None) -> str:
+        """Queue a job; returns its id. Its events come through `wait` (or `next_event`).
+        `mask` (L, the page's size) becomes the result's alpha: a selection."""
+        images = {name: image for name, image in (("page", page), ("hints", hints), ("reference", reference),
+                                                   ("rough", rough), ("mask", mask)) if image}
         header = {"type": "colorize", "provider": provider, "ratio": ratio, "max_size": max_size,
                   "fill_all": fill_all, "transfer": transfer, "output": output or {}}
         # Large pages take a while to send and check: allow for the transfer.

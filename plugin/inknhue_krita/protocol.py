@@ -35,13 +35,13 @@ DEFAULT_PORT = 5557
 MAX_SIDE = 16384
 MAX_PIXELS = 200_000_000
 MAX_HEADER_BYTES = 64 * 1024
-MAX_IMAGES = 4
+MAX_IMAGES = 5
 MAX_QUEUED_JOBS = 8
 
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "BGRA": 4}
 DTYPES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
-#: the images a colorize request may carry
-COLORIZE_IMAGES = ("page", "hints", "reference", "rough")
+#: the images a colorize request may carry ("mask": L, the page's size, becomes the result's alpha)
+COLORIZE_IMAGES = ("page", "hints", "reference", "rough", "mask")
 #: request types a server answers
 REQUESTS = ("hello", "ping", "status", "colorize", "blend", "cancel", "shutdown")
 
