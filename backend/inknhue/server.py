@@ -30,7 +30,7 @@ from inknhue_krita.protocol import ProtocolError, RawImage
 
 from . import __version__, weights
 from .cache import StageCache
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES, PROVIDER_NAMES
 from .errors import InknhueError
 from .imaging import resize_to
 from .pipeline import STAGES, Cancelled, Colorization, Engine, StageEvent
@@ -253,8 +253,8 @@ class Server:
         self._send(client, {
             "type": "hello", "re": request_id, "protocol": protocol.PROTOCOL, "version": __version__,
             "device": self.engine.describe(),
-            "providers": [{"name": name, "description": cls.description, "needs_weights": name == "shader"}
-                          for name, cls in PROVIDERS.items()],
+            "providers": [{"name": name, "description": PROVIDERS[name].description,
+                           "needs_weights": name == "shader"} for name in PROVIDER_NAMES],
             "weights": {"present": not missing, "missing": missing, "folder": str(self.engine.weights_dir)},
             "models": self.models,
             "defaults": {"ratio": DEFAULT_RATIO, "max_size": DEFAULT_MAX_SIZE},

@@ -2,10 +2,20 @@
 
 Imported by Krita, it registers the docker. Imported anywhere else (the backend, the
 tests) it does nothing, so `inknhue_krita.protocol` and `inknhue_krita.client` can be
-used without Krita.
+used without Krita or Qt.
 """
 
+import logging
+
+__version__ = "0.1.0"
+
 try:
-    import krita  # noqa: F401
+    import krita
 except ImportError:
     krita = None
+
+if krita is not None and not getattr(krita, "IS_FAKE", False):
+    logging.getLogger("inknhue_krita").setLevel(logging.INFO)
+    from .extension import register
+
+    register()

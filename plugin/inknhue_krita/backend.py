@@ -1,0 +1,224 @@
+"""The plugin's link to `inknhue serve`, driven by Qt's event loop (never blocking the UI).
+
+Finds a running backend through its connection file; if none answers, starts the
+installed one (the command the installer configured) and stops it again when Krita
+quits. Replies and job events are polled from the socket by a QTimer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from . import vendor
+from .config import BackendConfig, load_backend_config
+from .protocol import PROTOCOL, ProtocolError, read_connection_file
+from .qt import QtCore, Signal
+
+log = logging.getLogger("inknhue_krita")
+
+POLL_MS = 25
+HEARTBEAT_S = 3.0      #: ping a quiet backend this often
+ANSWER_S = 6.0         #: ... and call it lost when it does not answer this quickly
+START_S = 90.0         #: a backend we launched may take this long to write its connection file
+
+
+class Backend(QtCore.QObject):
+    """States: "off", "connecting", "starting", "connected", "not_installed", "error"."""
+
+    state_changed = Signal(str, str)          # state, detail for the artist
+    job_event = Signal(object, object)        # a job event: header, images (not "event": QObject.event)
+    hello_changed = Signal(object)            # the server's hello reply
+
+    def __init__(self, parent=None, config: BackendConfig | None = None):
+        super().__init__(parent)
+        self.state, self.detail = "off", ""
+        self.hello: dict = {}
+        self.connection = None
+        self.process = None
+        self.started_here = False
+        self._config = config
+        self._callbacks: dict[str, Callable] = {}
+        self._last_heard = 0.0
+        self._ping_sent: float | None = None
+        self._start_deadline = 0.0
+        self._launched_at = 0.0
+        self._retry_at = 0.0
+        self._may_start = False
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+
+    # state ------------------------------------------------------------------------------
+
+    def _set(self, state: str, detail: str = "") -> None:
+        if (state, detail) != (self.state, self.detail):
+            self.state, self.detail = state, detail
+            log.info("backend %s: %s", state, detail)
+            self.state_changed.emit(state, detail)
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    # connecting -------------------------------------------------------------------------
+
+    def connect_or_start(self) -> None:
+        """Connect to a running backend, or start the installed one. Returns at once."""
+        zmq, problem = vendor.import_zmq()
+        if zmq is None:
+            self._set("error", problem)
+            return
+        self._timer.start()
+        self._may_start = True  # if the backend in the connection file does not answer
+        if self._connect_from_file():
+            return
+        self._start_process()
+
+    def _connect_from_file(self, newer_than: float = 0.0) -> bool:
+        try:
+            info = read_connection_file()
+        except ProtocolError:
+            return False
+        if info.get("started", 0) < newer_than:
+            return False
+        from .client import Connection, ServerError
+
+        self._close_connection()
+        try:
+            self.connection = Connection(info["address"], info["token"], info.get("curve"))
+        except Exception as exc:  # a malformed address in the file
+            self._set("error", f"cannot connect to {info.get('address')}: {exc}")
+            return False
+        self._set("connecting", info["address"])
+        self._last_heard = time.monotonic()
+        self._ping_sent = time.monotonic()
+        try:
+            self.request({"type": "hello", "protocol": PROTOCOL}, callback=self._on_hello, timeout=0.5)
+        except ServerError:
+            pass  # not up yet: the heartbeat below gives it ANSWER_S
+        return True
+
+    def _on_hello(self, header: dict, images) -> None:
+        if header.get("type") == "error":
+            self._set("error", header.get("message", "the backend refused us"))
+            return
+        self.hello = header
+        self._set("connected", f"{header['device']['name']}, models {header['models']}")
+        self.hello_changed.emit(header)
+
+    def _start_process(self) -> None:
+        self._may_start = False
+        config, problem = (self._config, "") if self._config else load_backend_config()
+        if not config.installed:
+            self._set("not_installed", problem or "the backend is not installed: run the inkn'hue installer")
+            return
+        command = config.serve_command() + ["--port", "0"]
+        self.process = QtCore.QProcess(self)
+        self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
+        self.process.errorOccurred.connect(self._on_process_error)
+        self.process.finished.connect(self._on_process_finished)
+        self._launched_at = time.time()
+        self._start_deadline = time.monotonic() + START_S
+        self.started_here = True
+        self._set("starting", " ".join(command))
+        self.process.start(command[0], command[1:])
+
+    def _on_process_error(self, error) -> None:
+        if self.state == "starting":
+            self._set("error", f"cannot start the backend ({self.process.errorString()}); "
+                               f"run the inkn'hue installer again")
+
+    def _on_process_finished(self, code, status) -> None:
+        output = bytes(self.process.readAll()).decode(errors="replace").strip().splitlines()
+        last = next((line for line in reversed(output) if line.strip()), "")
+        if self.state in ("starting", "connecting", "connected"):
+            self._set("error", f"the backend stopped (exit {code}){': ' + last if last else ''}")
+        self.started_here = False
+
+    # requests ---------------------------------------------------------------------------
+
+    def request(self, header: dict, images=None, callback: Callable | None = None, timeout: float = 0.0) -> str:
+        """Send a request; `callback(reply, images)` runs when its reply arrives."""
+        from .client import ServerError
+
+        if self.connection is None:
+            raise ServerError("unavailable", "not connected to the backend")
+        request_id = self.connection.send(header, images, timeout=timeout)
+        if callback:
+            self._callbacks[request_id] = callback
+        return request_id
+
+    def _poll(self) -> None:
+        from .client import ServerError
+
+        now = time.monotonic()
+        if self.connection is None:
+            if self.state == "starting":
+                if not self._connect_from_file(newer_than=self._launched_at - 1) and now > self._start_deadline:
+                    self._set("error", f"the backend did not start within {START_S:.0f} s (see its log)")
+            elif self.state == "error" and now > self._retry_at:
+                self._retry_at = now + HEARTBEAT_S  # a backend started again is found again
+                self._connect_from_file()
+            return
+        try:
+            while (message := self.connection.receive(0)) is not None:
+                self._last_heard, self._ping_sent = time.monotonic(), None
+                header, images = message
+                callback = self._callbacks.pop(header.get("re"), None)
+                if callback:
+                    callback(header, images)
+                elif header.get("job"):
+                    self.job_event.emit(header, images)
+        except ServerError as exc:
+            log.warning("bad message from the backend: %s", exc)
+        self._heartbeat(now)
+
+    def _heartbeat(self, now: float) -> None:
+        """Ping a quiet backend; one that does not answer is lost (and looked for again)."""
+        from .client import ServerError
+
+        if self._ping_sent is not None:
+            if now - self._ping_sent > ANSWER_S:
+                self._close_connection()
+                self._callbacks.clear()
+                self._retry_at = now + HEARTBEAT_S
+                if self._may_start and self.state == "connecting":  # a stale connection file
+                    self._start_process()
+                    return
+                self._set("error", "the backend stopped answering" if self.state == "connected"
+                          else "no backend answers")
+            return
+        if now - self._last_heard > HEARTBEAT_S:
+            self._ping_sent = now
+            connecting = self.state == "connecting"
+            try:
+                self.request({"type": "hello" if connecting else "ping"},
+                             callback=self._on_hello if connecting else None)
+            except ServerError:
+                pass  # unanswered: the check above reports it
+
+    # stopping ---------------------------------------------------------------------------
+
+    def _close_connection(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def stop(self) -> None:
+        """At Krita's exit: stop the backend if this plugin started it."""
+        self._timer.stop()
+        if self.started_here and self.process is not None:
+            try:
+                if self.connection is not None:
+                    self.connection.send({"type": "shutdown"}, timeout=0.2)
+            except Exception:
+                pass
+            if not self.process.waitForFinished(5000):
+                self.process.terminate()
+                if not self.process.waitForFinished(3000):
+                    self.process.kill()
+        self._close_connection()
+        self._set("off")
+

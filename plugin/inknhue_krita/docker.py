@@ -1,0 +1,428 @@
+"""The "inkn'hue" docker: hints in, a colour layer out, a live blend slider."""
+
+from __future__ import annotations
+
+import logging
+
+from krita import DockWidget
+
+from . import config, document
+from .backend import Backend
+from .logic import (HINT_LAYER, RESULT_LAYER, BlendThrottle, Format, Rect, document_format, layer_name,
+                    preview_size, progress_text, progress_value, ratio_to_slider, slider_to_ratio, snap_max_size,
+                    work_area)
+from .protocol import RawImage
+from .qt import Qt, QtWidgets
+
+log = logging.getLogger("inknhue_krita")
+
+TITLE = "inkn'hue"
+STATE_TEXT = {"off": "Backend: off", "connecting": "Backend: connecting…", "starting": "Backend: starting…",
+              "connected": "Backend: connected", "not_installed": "Backend: not installed",
+              "error": "Backend: error"}
+_backend: Backend | None = None
+
+
+def shared_backend() -> Backend:
+    """One backend link for all of Krita's windows."""
+    global _backend
+    if _backend is None:
+        _backend = Backend()
+        _backend.connect_or_start()
+    return _backend
+
+
+def stop_backend() -> None:
+    global _backend
+    if _backend is not None:
+        _backend.stop()
+        _backend = None
+
+
+class _RefreshingComboBox(QtWidgets.QComboBox):
+    before_popup = None
+
+    def showPopup(self):
+        if self.before_popup:
+            self.before_popup()
+        super().showPopup()
+
+
+class InknhueDocker(DockWidget):
+    def __init__(self):
+        super().__init__()
+        self.setWindowTitle(TITLE)
+        self.backend = shared_backend()
+        self.job: str | None = None
+        self.result: dict | None = None      # the last result: job, layer id, rect, format
+        self.throttle = BlendThrottle()
+        self._build()
+        self.backend.state_changed.connect(self._on_state)
+        self.backend.hello_changed.connect(self._on_hello)
+        self.backend.job_event.connect(self._on_event)
+        self._on_state(self.backend.state, self.backend.detail)
+        if self.backend.hello:
+            self._on_hello(self.backend.hello)
+
+    # the panel --------------------------------------------------------------------------
+
+    def _widget(self, cls, name, *args):
+        widget = cls(*args)
+        widget.setObjectName(f"inknhue_{name}")
+        return widget
+
+    def _build(self) -> None:
+        root = QtWidgets.QWidget(self)
+        layout = QtWidgets.QVBoxLayout(root)
+        self.status = self._widget(QtWidgets.QLabel, "status", STATE_TEXT["off"])
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        form = QtWidgets.QFormLayout()
+        self.page_source = self._widget(QtWidgets.QComboBox, "page_source")
+        self.page_source.addItem("Visible image", "visible")
+        self.page_source.addItem("Active layer", "layer")
+        form.addRow("Page", self.page_source)
+        hints_row = QtWidgets.QHBoxLayout()
+        self.hints_source = self._widget(QtWidgets.QComboBox, "hints_source")
+        self.hints_source.addItem("Hint layer", "layer")
+        self.hints_source.addItem("Colorize Mask strokes", "colorize_mask")
+        self.add_hints = self._widget(QtWidgets.QPushButton, "add_hints", "Add hint layer")
+        self.add_hints.clicked.connect(self.add_hint_layer)
+        hints_row.addWidget(self.hints_source, 1)
+        hints_row.addWidget(self.add_hints)
+        form.addRow("Hints", hints_row)
+        self.reference = self._widget(_RefreshingComboBox, "reference")
+        self.reference.before_popup = self._list_reference_layers
+        self.reference.addItem("None", "")
+        self.reference.addItem("Image file…", "file")
+        self.reference.activated.connect(self._on_reference)
+        self.reference_path = ""
+        self.transfer = self._widget(QtWidgets.QCheckBox, "transfer", "Match its colours")
+        reference_row = QtWidgets.QHBoxLayout()
+        reference_row.addWidget(self.reference, 1)
+        reference_row.addWidget(self.transfer)
+        form.addRow("Reference", reference_row)
+        self.provider = self._widget(QtWidgets.QComboBox, "provider")
+        self.provider.addItem("flats", "flats")
+        form.addRow("Rough colours", self.provider)
+        self.max_size = self._widget(QtWidgets.QSpinBox, "max_size")
+        self.max_size.setRange(64, 4096)
+        self.max_size.setSingleStep(32)
+        form.addRow("Max size", self.max_size)
+        self.fill_all = self._widget(QtWidgets.QCheckBox, "fill_all", "Colour regions without strokes")
+        form.addRow("", self.fill_all)
+        layout.addLayout(form)
+
+        buttons = QtWidgets.QHBoxLayout()
+        self.colorize_button = self._widget(QtWidgets.QPushButton, "colorize", "Colorize")
+        self.colorize_button.clicked.connect(self.colorize)
+        self.cancel_button = self._widget(QtWidgets.QPushButton, "cancel", "Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.colorize_button, 1)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.progress = self._widget(QtWidgets.QProgressBar, "progress")
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        layout.addWidget(self.progress)
+        self.stage = self._widget(QtWidgets.QLabel, "stage", "")
+        layout.addWidget(self.stage)
+
+        ratio_row = QtWidgets.QHBoxLayout()
+        self.ratio = self._widget(QtWidgets.QSlider, "ratio", Qt.Orientation.Horizontal)
+        self.ratio.setRange(0, 100)
+        self.ratio.setToolTip("0: the aligned colours; 1: the rough colours' hues")
+        self.ratio.valueChanged.connect(self._on_ratio_moved)
+        self.ratio.sliderReleased.connect(self._on_ratio_released)
+        self.ratio_label = self._widget(QtWidgets.QLabel, "ratio_label", "")
+        ratio_row.addWidget(QtWidgets.QLabel("Colour"))
+        ratio_row.addWidget(self.ratio, 1)
+        ratio_row.addWidget(self.ratio_label)
+        layout.addLayout(ratio_row)
+
+        self.message = self._widget(QtWidgets.QLabel, "message", "")
+        self.message.setWordWrap(True)
+        layout.addWidget(self.message)
+        self.convert = self._widget(QtWidgets.QPushButton, "convert", "Convert to RGB")
+        self.convert.clicked.connect(self.convert_to_rgb)
+        self.convert.hide()
+        layout.addWidget(self.convert)
+        layout.addStretch(1)
+        self.setWidget(root)
+        self._load_settings()
+
+    def _load_settings(self) -> None:
+        self.page_source.setCurrentIndex(max(0, self.page_source.findData(config.read_setting("page_source"))))
+        self.max_size.setValue(snap_max_size(config.read_setting("max_size")))
+        self.fill_all.setChecked(config.read_setting("fill_all"))
+        self.ratio.blockSignals(True)
+        self.ratio.setValue(ratio_to_slider(config.read_setting("ratio")))
+        self.ratio.blockSignals(False)
+        self.ratio_label.setText(f"{slider_to_ratio(self.ratio.value()):.2f}")
+        self.reference_path = config.read_setting("reference")
+        self._wanted_provider = config.read_setting("provider")
+        self.page_source.currentIndexChanged.connect(
+            lambda _: config.write_setting("page_source", self.page_source.currentData()))
+        self.max_size.editingFinished.connect(self._on_max_size)
+        self.fill_all.toggled.connect(lambda on: config.write_setting("fill_all", on))
+        self.provider.currentIndexChanged.connect(
+            lambda _: config.write_setting("provider", self.provider.currentData()))
+
+    def canvasChanged(self, canvas) -> None:  # Krita's DockWidget API
+        pass
+
+    def say(self, text: str) -> None:
+        self.message.setText(text)
+        if text:
+            log.info("%s", text)
+
+    # backend ----------------------------------------------------------------------------
+
+    def _on_state(self, state: str, detail: str) -> None:
+        text = STATE_TEXT.get(state, state)
+        self.status.setText(f"{text}\n{detail}" if detail else text)
+        self.colorize_button.setEnabled(state == "connected" and self.job is None)
+        if state != "connected" and self.job:
+            self._finish_job(f"Lost the backend during the job: {detail}")
+
+    def _on_hello(self, hello: dict) -> None:
+        current = self.provider.currentData() or self._wanted_provider
+        self.provider.blockSignals(True)
+        self.provider.clear()
+        for provider in hello.get("providers", []):
+            self.provider.addItem(provider["name"], provider["name"])
+            self.provider.setItemData(self.provider.count() - 1, provider["description"],
+                                      Qt.ItemDataRole.ToolTipRole)
+        self.provider.setCurrentIndex(max(0, self.provider.findData(current)))
+        self.provider.blockSignals(False)
+        if not hello.get("weights", {}).get("present", True):
+            self.say("The networks' weights are missing: run `inknhue weights download` (or the installer).")
+
+    # hints, reference, conversions -------------------------------------------------------
+
+    def add_hint_layer(self) -> None:
+        doc = document.active_document()
+        if doc is None:
+            return self.say("Open a page first.")
+        existing = document.find_layer(doc, HINT_LAYER)
+        if existing is not None:
+            doc.setActiveNode(existing)
+            return self.say("The hint layer is there: paint colour strokes on it, any brush.")
+        document.add_hint_layer(doc, doc.activeNode())
+        self.say("Paint colour strokes on the hint layer, then Colorize.")
+
+    def _on_reference(self, index: int) -> None:
+        if self.reference.itemData(index) == "file":
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Reference image", self.reference_path,
+                                                            "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
+            if path:
+                self.reference_path = path
+                config.write_setting("reference", path)
+                self.reference.setItemText(index, path.rsplit("/", 1)[-1])
+            else:
+                self.reference.setCurrentIndex(0)
+
+    def _on_max_size(self) -> None:
+        value = snap_max_size(self.max_size.value())
+        self.max_size.setValue(value)
+        config.write_setting("max_size", value)
+
+    def convert_to_rgb(self) -> None:
+        doc = document.active_document()
+        if doc is not None and doc.setColorSpace("RGBA", doc.colorDepth(), ""):
+            self.convert.hide()
+            self.say("Converted to RGB. Colorize again.")
+
+    def _list_reference_layers(self) -> None:
+        """Offer the document's layers as references (refreshed each time the list opens)."""
+        doc = document.active_document()
+        chosen = self.reference.currentData()
+        while self.reference.count() > 2:
+            self.reference.removeItem(2)
+        for node in document.all_layers(doc) if doc is not None else []:
+            if node.name() not in (HINT_LAYER,) and not node.name().startswith(RESULT_LAYER):
+                self.reference.addItem(f"Layer: {node.name()}", f"layer:{document.layer_id(node)}")
+        self.reference.setCurrentIndex(max(0, self.reference.findData(chosen)))
+
+    def _reference_image(self, doc, fmt: Format) -> RawImage | None:
+        choice = self.reference.currentData() or ""
+        if choice.startswith("layer:"):
+            node = document.find_layer(doc, unique_id=choice[len("layer:"):])
+            if node is None:
+                self.say("The reference layer is gone; colorizing without it.")
+                return None
+            whole = Rect(0, 0, *document.size(doc))
+            return fmt.image(bytes(node.projectionPixelData(0, 0, whole.width, whole.height)),
+                             whole.width, whole.height)
+        if choice != "file" or not self.reference_path:
+            return None
+        loaded = document.load_reference_file(self.reference_path)
+        if loaded is None:
+            self.say(f"Cannot read the reference {self.reference_path}; colorizing without it.")
+            return None
+        width, height, data = loaded
+        return RawImage(width, height, "BGRA", data)
+
+    # colorize ---------------------------------------------------------------------------
+
+    def colorize(self) -> None:
+        doc = document.active_document()
+        if doc is None:
+            return self.say("Open a page first.")
+        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        if fmt is None:
+            self.convert.setVisible(doc.colorModel() == "GRAYA")
+            return self.say(problem)
+        self.convert.hide()
+        rect = work_area(document.size(doc), document.selection_rect(doc))
+        if rect.empty:
+            return self.say("The selection is outside the image.")
+        provider = self.provider.currentData() or "flats"
+        page_node = doc.activeNode()
+        source = self.page_source.currentData()
+        images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
+        hints_node = None
+        if provider in ("flats", "shader"):
+            hints = None
+            if self.hints_source.currentData() == "colorize_mask":
+                data = document.colorize_mask_hints(doc, rect)
+                if data is None:
+                    return self.say("This Krita does not give plugins a Colorize Mask's strokes: use a hint layer.")
+                hints = RawImage(rect.width, rect.height, "BGRA", data)
+            else:
+                hints_node = document.find_layer(doc, HINT_LAYER)
+                if hints_node is None:
+                    return self.say("Add a hint layer and paint colour strokes on it first.")
+                if source == "layer" and page_node is not None and \
+                        document.layer_id(page_node) == document.layer_id(hints_node):
+                    return self.say("The active layer is the hint layer: select the page's layer.")
+                hints = fmt.image(document.layer_pixels(hints_node, rect), rect.width, rect.height)
+            images["hints"] = hints
+        reference = self._reference_image(doc, fmt)
+        if reference is not None:
+            images["reference"] = reference
+        mask = document.selection_mask(doc, rect)
+        if mask is not None:
+            images["mask"] = RawImage(rect.width, rect.height, "L", mask)
+        header = {"type": "colorize", "provider": provider, "ratio": slider_to_ratio(self.ratio.value()),
+                  "max_size": snap_max_size(self.max_size.value()), "fill_all": self.fill_all.isChecked(),
+                  "transfer": self.transfer.isChecked() and reference is not None, "output": fmt.output("page")}
+        # the new colour layer goes above the page, the hints and earlier colour layers
+        earlier = [n for n in document.all_layers(doc) if n.name().startswith(RESULT_LAYER)]
+        above = document.topmost(doc, [page_node if source == "layer" else None, hints_node, *earlier])
+        self.pending = {"document": doc, "rect": rect, "format": fmt, "above": above}
+        try:
+            self.backend.request(header, images, callback=self._on_accepted, timeout=1.0)
+        except Exception as exc:
+            return self.say(f"Could not send the page: {exc}")
+        self.colorize_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.stage.setText("Sending the page…")
+        self.say("")
+
+    def _on_accepted(self, reply: dict, images) -> None:
+        if reply.get("type") == "error":
+            self.stage.setText("")
+            self.colorize_button.setEnabled(self.backend.connected)
+            return self.say(reply.get("message", "The backend refused the job."))
+        self.job = reply["job"]
+        self.cancel_button.setEnabled(True)
+        self.stage.setText("Waiting for the backend…" if reply.get("position") else "Starting…")
+
+    def cancel(self) -> None:
+        if self.job:
+            try:
+                self.backend.request({"type": "cancel", "job": self.job})
+            except Exception as exc:
+                self.say(f"Could not cancel: {exc}")
+            self.stage.setText("Cancelling…")
+
+    def _on_event(self, event: dict, images) -> None:
+        if event.get("job") != self.job:
+            return
+        kind = event.get("type")
+        if kind == "progress":
+            finished = event.get("seconds") is not None
+            self.progress.setValue(progress_value(event["index"], event["total"], finished))
+            self.stage.setText(progress_text(event["stage"], event["index"], event["total"], event.get("cached")))
+        elif kind == "result":
+            self._place_result(event, images["result"])
+            self._finish_job("")
+            self.progress.setValue(100)
+            ran = event.get("ran", [])
+            self.stage.setText(f"Done in {event.get('seconds', 0):.1f} s"
+                               + ("" if "shade" in ran else " (shading reused)"))
+        elif kind == "cancelled":
+            self._finish_job("Cancelled.")
+        elif kind == "error":
+            self._finish_job(event.get("message", "The job failed."))
+
+    def _finish_job(self, message: str) -> None:
+        self.job = None
+        self.cancel_button.setEnabled(False)
+        self.colorize_button.setEnabled(self.backend.connected)
+        if message:
+            self.stage.setText("")
+            self.progress.setValue(0)
+            self.say(message)
+
+    def _place_result(self, event: dict, image: RawImage) -> None:
+        pending = self.pending
+        doc = pending["document"]
+        names = [node.name() for node in document.all_layers(doc)]
+        node = document.add_layer_above(doc, pending["above"], layer_name(names, RESULT_LAYER))
+        document.write_pixels(doc, node, bytes(image.data), pending["rect"])
+        self.result = {"job": event["job"], "document": doc, "layer": document.layer_id(node),
+                       "rect": pending["rect"], "format": pending["format"]}
+
+    # the ratio slider -------------------------------------------------------------------
+
+    def _on_ratio_moved(self, value: int) -> None:
+        self.ratio_label.setText(f"{slider_to_ratio(value):.2f}")
+        final = not self.ratio.isSliderDown()  # keyboard and clicks land at full resolution
+        if final:
+            config.write_setting("ratio", slider_to_ratio(value))
+        self._blend(slider_to_ratio(value), final)
+
+    def _on_ratio_released(self) -> None:
+        config.write_setting("ratio", slider_to_ratio(self.ratio.value()))
+        self._blend(slider_to_ratio(self.ratio.value()), final=True)
+
+    def _blend(self, ratio: float, final: bool) -> None:
+        if self.result is None or not self.backend.connected:
+            return
+        request = self.throttle.request(ratio, final)
+        if request is None:
+            return
+        ratio, final = request
+        rect: Rect = self.result["rect"]
+        fmt: Format = self.result["format"]
+        # previews are 8-bit and upscaled here; other depths blend at full size
+        size = "page" if final or fmt.dtype != "uint8" else preview_size(rect.width, rect.height)
+        header = {"type": "blend", "job": self.result["job"], "ratio": ratio, "size": size, "channels": "BGRA",
+                  "dtype": fmt.dtype, "linear": fmt.linear}
+        try:
+            self.throttle.sent(self.backend.request(header, callback=self._on_blended))
+        except Exception as exc:
+            self.throttle.done()
+            self.say(f"Could not blend: {exc}")
+
+    def _on_blended(self, reply: dict, images) -> None:
+        following = self.throttle.done()
+        if reply.get("type") == "error":
+            self.say(reply.get("message", "The blend failed."))
+        elif self.result is not None:
+            doc, rect = self.result["document"], self.result["rect"]
+            node = document.find_layer(doc, unique_id=self.result["layer"])
+            if node is None:
+                self.say("The colour layer is gone: Colorize again to get a new one.")
+            else:
+                image = images["result"]
+                data = bytes(image.data)
+                if (image.width, image.height) != (rect.width, rect.height):
+                    data = document.scale_bgra(data, image.width, image.height, rect.width, rect.height)
+                document.write_pixels(doc, node, data, rect)
+        if following is not None:
+            self._blend(*following)

@@ -1,0 +1,149 @@
+"""What the docker decides, with no Krita and no Qt: testable on its own.
+
+Pixel data stays as bytes here (Krita's layout); the server does the numeric work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .protocol import RawImage
+
+STAGE_LABELS = {
+    "rough": "Rough colours",
+    "shade": "Shading",
+    "condition": "Reading the line art",
+    "encode": "Encoding colours",
+    "decode": "Aligning colours",
+    "blend": "Blending",
+}
+HINT_LAYER = "inkn'hue hints"
+RESULT_LAYER = "inkn'hue colour"
+MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 4096
+#: while the ratio slider is dragged, blends come at about this many pixels on the long side
+PREVIEW_LONG_SIDE = 1280
+
+#: Krita colour depth -> protocol dtype
+DEPTHS = {"U8": "uint8", "U16": "uint16", "F16": "float16", "F32": "float32"}
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def empty(self) -> bool:
+        return self.width <= 0 or self.height <= 0
+
+    def intersected(self, other: "Rect") -> "Rect":
+        x0, y0 = max(self.x, other.x), max(self.y, other.y)
+        x1 = min(self.x + self.width, other.x + other.width)
+        y1 = min(self.y + self.height, other.y + other.height)
+        return Rect(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+
+
+def work_area(document_size: tuple[int, int], selection: Rect | None) -> Rect:
+    """The part of the image to colorize: the selection's bounding box, or all of it."""
+    whole = Rect(0, 0, *document_size)
+    return whole if selection is None or selection.empty else selection.intersected(whole)
+
+
+@dataclass(frozen=True)
+class Format:
+    """How a document's pixels travel: Krita gives BGRA in the document's depth."""
+
+    dtype: str
+    linear: bool
+
+    def image(self, data, width: int, height: int) -> RawImage:
+        return RawImage(width, height, "BGRA", data, self.dtype, self.linear)
+
+    def output(self, size="page") -> dict:
+        return {"size": size, "channels": "BGRA", "dtype": self.dtype, "linear": self.linear}
+
+
+def document_format(color_model: str, color_depth: str, profile: str) -> tuple[Format | None, str]:
+    """The wire format for a document, or None and what the artist should do."""
+    if color_model == "GRAYA":
+        return None, ("This is a greyscale document: inkn'hue needs RGB to add colour. "
+                      "Convert the image to RGB/Alpha (Image > Convert Image Color Space).")
+    if color_model != "RGBA":
+        return None, (f"inkn'hue works on RGB/Alpha documents; this one is {color_model}. "
+                      f"Convert it with Image > Convert Image Color Space.")
+    if color_depth not in DEPTHS:
+        return None, f"Unsupported colour depth {color_depth}."
+    # Krita's float RGB documents default to a linear-light profile (e.g. "...-g10.icc").
+    linear = color_depth in ("F16", "F32") and any(
+        mark in profile.lower() for mark in ("g10", "linear", "scrgb"))
+    return Format(DEPTHS[color_depth], linear), ""
+
+
+def preview_size(width: int, height: int, long_side: int = PREVIEW_LONG_SIDE) -> list[int] | str:
+    """A screen-size blend while dragging: "page" when the page is small anyway."""
+    if max(width, height) <= long_side:
+        return "page"
+    scale = long_side / max(width, height)
+    return [max(1, round(width * scale)), max(1, round(height * scale))]
+
+
+def snap_max_size(value: int) -> int:
+    """The working size the network accepts: a multiple of 32 within its range."""
+    return min(MAX_MAX_SIZE, max(MIN_MAX_SIZE, round(value / 32) * 32))
+
+
+def progress_text(stage: str, index: int, total: int, cached: bool = False) -> str:
+    label = STAGE_LABELS.get(stage, stage)
+    return f"{index}/{total} {label}" + (" (reused)" if cached else "")
+
+
+def progress_value(index: int, total: int, finished: bool) -> int:
+    """Percent done: a stage counts when finished, half when running."""
+    if total <= 0:
+        return 0
+    return round(100 * (index - (0 if finished else 0.5)) / total)
+
+
+def ratio_to_slider(ratio: float) -> int:
+    return round(min(1.0, max(0.0, ratio)) * 100)
+
+
+def slider_to_ratio(value: int) -> float:
+    return min(100, max(0, value)) / 100.0
+
+
+def layer_name(existing: list[str], base: str = RESULT_LAYER) -> str:
+    """A new layer's name that does not clash with the artist's: base, base 2, base 3..."""
+    if base not in existing:
+        return base
+    number = 2
+    while f"{base} {number}" in existing:
+        number += 1
+    return f"{base} {number}"
+
+
+class BlendThrottle:
+    """At most one blend in flight: while dragging, only the latest ratio is asked next."""
+
+    def __init__(self):
+        self.in_flight: str | None = None
+        self.pending: tuple[float, bool] | None = None
+
+    def request(self, ratio: float, final: bool) -> tuple[float, bool] | None:
+        """Returns (ratio, final) to send now, or None to wait for the blend in flight."""
+        if self.in_flight is None:
+            return ratio, final
+        # a final request must not be lost behind a preview
+        self.pending = (ratio, final or bool(self.pending and self.pending[1]))
+        return None
+
+    def sent(self, request_id: str) -> None:
+        self.in_flight = request_id
+
+    def done(self) -> tuple[float, bool] | None:
+        """The blend in flight came back: returns the request to send next, if any."""
+        self.in_flight = None
+        pending, self.pending = self.pending, None
+        return pending

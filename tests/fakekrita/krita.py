@@ -1,0 +1,283 @@
+"""A fake `krita` module: the part of Krita's Python API the plugin uses, for tests.
+
+Pixels live in numpy arrays in Krita's layout (B, G, R, A in the document's depth);
+the projection composites visible paint layers with "normal" blending. The Qt binding is
+PyQt5 (Krita 5) or PyQt6 (Krita 6), chosen by $FAKE_KRITA_QT, and imported first, as the
+real module does.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+if os.environ.get("FAKE_KRITA_QT", "PyQt5") == "PyQt6":
+    from PyQt6.QtCore import QByteArray, QObject, QUuid, pyqtSignal
+    from PyQt6.QtWidgets import QApplication, QDockWidget
+else:
+    from PyQt5.QtCore import QByteArray, QObject, QUuid, pyqtSignal
+    from PyQt5.QtWidgets import QApplication, QDockWidget
+
+IS_FAKE = True
+DTYPES = {"U8": np.uint8, "U16": np.uint16, "F16": np.float16, "F32": np.float32}
+OPAQUE = {"U8": 255, "U16": 65535, "F16": 1.0, "F32": 1.0}
+
+
+class Notifier(QObject):
+    applicationClosing = pyqtSignal()
+    windowCreated = pyqtSignal()
+
+    def setActive(self, active):
+        pass
+
+
+class Selection:
+    def __init__(self, width, height):
+        self.mask = np.zeros((height, width), np.uint8)
+
+    def select(self, x, y, w, h, value):
+        self.mask[y:y + h, x:x + w] = value
+
+    def _bounds(self):
+        ys, xs = np.nonzero(self.mask)
+        if len(xs) == 0:
+            return 0, 0, 0, 0
+        return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+    def x(self):
+        return self._bounds()[0]
+
+    def y(self):
+        return self._bounds()[1]
+
+    def width(self):
+        return self._bounds()[2]
+
+    def height(self):
+        return self._bounds()[3]
+
+    def pixelData(self, x, y, w, h):
+        return QByteArray(self.mask[y:y + h, x:x + w].tobytes())
+
+
+class Node:
+    def __init__(self, document, name, kind="paintlayer"):
+        self.document, self._name, self._type = document, name, kind
+        self._uuid = QUuid.createUuid()
+        self._parent = None
+        self._children: list[Node] = []
+        self._visible = True
+        self.pixels = np.zeros((document.height(), document.width(), 4), DTYPES[document.colorDepth()])
+        self.writes = 0
+
+    def name(self):
+        return self._name
+
+    def setName(self, name):
+        self._name = name
+
+    def type(self):
+        return self._type
+
+    def uniqueId(self):
+        return self._uuid
+
+    def visible(self):
+        return self._visible
+
+    def setVisible(self, visible):
+        self._visible = visible
+
+    def parentNode(self):
+        return self._parent
+
+    def childNodes(self):
+        return list(self._children)
+
+    def addChildNode(self, child, above):
+        child._parent = self
+        index = self._children.index(above) + 1 if above in self._children else len(self._children)
+        self._children.insert(index, child)
+        return True
+
+    def remove(self):
+        if self._parent is not None:
+            self._parent._children.remove(self)
+            self._parent = None
+        return True
+
+    def pixelData(self, x, y, w, h):
+        return QByteArray(np.ascontiguousarray(self.pixels[y:y + h, x:x + w]).tobytes())
+
+    def projectionPixelData(self, x, y, w, h):
+        return self.pixelData(x, y, w, h)
+
+    def setPixelData(self, data, x, y, w, h):
+        region = np.frombuffer(bytes(data), self.pixels.dtype).reshape(h, w, 4)
+        self.pixels[y:y + h, x:x + w] = region
+        self.writes += 1
+        return True
+
+
+class Document:
+    def __init__(self, width, height, name="page", model="RGBA", depth="U8", profile="sRGB-elle-V2-srgbtrc.icc"):
+        self._width, self._height, self._name = width, height, name
+        self._model, self._depth, self._profile = model, depth, profile
+        self._root = Node(self, "root", "grouplayer")
+        self._active = None
+        self._selection = None
+        self.modified = False
+
+    def width(self):
+        return self._width
+
+    def height(self):
+        return self._height
+
+    def name(self):
+        return self._name
+
+    def colorModel(self):
+        return self._model
+
+    def colorDepth(self):
+        return self._depth
+
+    def colorProfile(self):
+        return self._profile
+
+    def setColorSpace(self, model, depth, profile):
+        self._model, self._depth = model, depth
+        return True
+
+    def rootNode(self):
+        return self._root
+
+    def topLevelNodes(self):
+        return self._root.childNodes()
+
+    def createNode(self, name, kind):
+        return Node(self, name, kind)
+
+    def activeNode(self):
+        return self._active
+
+    def setActiveNode(self, node):
+        self._active = node
+
+    def selection(self):
+        return self._selection
+
+    def setSelection(self, selection):
+        self._selection = selection
+
+    def refreshProjection(self):
+        pass
+
+    def waitForDone(self):
+        pass
+
+    def setModified(self, modified):
+        self.modified = modified
+
+    def pixelData(self, x, y, w, h):
+        """The visible layers composited, bottom to top (normal blending)."""
+        scale = float(OPAQUE[self._depth])
+        out = np.zeros((h, w, 4), np.float64)
+        for node in self._root.childNodes():
+            if not node.visible():
+                continue
+            layer = node.pixels[y:y + h, x:x + w].astype(np.float64) / scale
+            alpha = layer[..., 3:4]
+            out[..., :3] = layer[..., :3] * alpha + out[..., :3] * (1 - alpha)
+            out[..., 3:4] = alpha + out[..., 3:4] * (1 - alpha)
+        values = out * scale
+        if np.issubdtype(DTYPES[self._depth], np.integer):
+            values = np.rint(values)
+        return QByteArray(values.astype(DTYPES[self._depth]).tobytes())
+
+
+class DockWidget(QDockWidget):
+    def canvasChanged(self, canvas):
+        pass
+
+
+class DockWidgetFactoryBase:
+    DockRight = 1
+
+    class DockPosition:
+        DockRight = 1
+
+
+class DockWidgetFactory:
+    def __init__(self, name, position, cls):
+        self.name, self.position, self.cls = name, position, cls
+
+
+class Extension(QObject):
+    def __init__(self, parent=None):
+        super().__init__()
+
+
+class Krita:
+    _instance = None
+
+    def __init__(self):
+        self.settings: dict[tuple[str, str], str] = {}
+        self.documents: list[Document] = []
+        self.active: Document | None = None
+        self._notifier = Notifier()
+        self.factories = []
+        self.extensions = []
+
+    @classmethod
+    def instance(cls):
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    @classmethod
+    def reset(cls):
+        cls._instance = None
+
+    def readSetting(self, group, key, default):
+        return self.settings.get((group, key), default)
+
+    def writeSetting(self, group, key, value):
+        self.settings[(group, key)] = value
+
+    def notifier(self):
+        return self._notifier
+
+    def activeDocument(self):
+        return self.active
+
+    def createDocument(self, width, height, name, model, depth, profile, resolution):
+        doc = Document(width, height, name, model, depth, profile)
+        background = doc.createNode("Background", "paintlayer")
+        background.pixels[...] = OPAQUE[depth]
+        doc.rootNode().addChildNode(background, None)
+        doc.setActiveNode(background)
+        self.documents.append(doc)
+        self.active = doc
+        return doc
+
+    def addDockWidgetFactory(self, factory):
+        self.factories.append(factory)
+
+    def addExtension(self, extension):
+        self.extensions.append(extension)
+
+    def version(self):
+        return "5.2.0-fake"
+
+
+_app = None
+
+
+def application():
+    """The QApplication, created once and kept (Qt aborts if it is collected)."""
+    global _app
+    _app = QApplication.instance() or _app or QApplication([])
+    return _app

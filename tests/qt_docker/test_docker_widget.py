@@ -1,0 +1,218 @@
+"""The docker against a fake `krita` and a real backend that the plugin starts itself."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import krita
+import numpy as np
+import pytest
+
+from drawing import Page
+from inknhue.pipeline import Engine
+from inknhue.rough import RoughRequest, get_provider
+from parity import write_released_layout
+
+RED, BLUE = (220, 40, 40), (40, 60, 220)
+INKNHUE = Path(sys.executable).parent / "inknhue"
+
+
+def pump(until, timeout=60.0):
+    app = krita.application()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if until():
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"timed out waiting for {until}")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_released_layout(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, weights):
+    """A user data dir with the installer's configuration, as the plugin reads it."""
+    data = tmp_path_factory.mktemp("data")
+    os.environ["XDG_DATA_HOME"] = str(data)
+    (data / "inknhue").mkdir()
+    (data / "inknhue" / "plugin.json").write_text(json.dumps(
+        {"version": 1, "backend": {"command": [str(INKNHUE), "serve"], "weights": str(weights), "device": "cpu"}}))
+    yield data
+    from inknhue_krita.docker import stop_backend
+
+    stop_backend()
+
+
+@pytest.fixture
+def docker(data_dir):
+    krita.application()
+    app = krita.Krita.instance()
+    app.settings.clear()  # each test starts from the defaults
+    app.writeSetting("inknhue", "max_size", "64")
+    from inknhue_krita.docker import InknhueDocker
+
+    widget = InknhueDocker()
+    pump(lambda: widget.backend.state in ("connected", "error", "not_installed"), timeout=90)
+    assert widget.backend.state == "connected", widget.status.text()
+    yield widget
+    widget.deleteLater()
+
+
+def new_document(page: Page, depth="U8", model="RGBA"):
+    app = krita.Krita.instance()
+    doc = app.createDocument(page.grey.shape[1], page.grey.shape[0], "page", model, depth, "", 300.0)
+    layer = doc.createNode("ink", "paintlayer")
+    bgra = np.dstack([page.grey, page.grey, page.grey, np.full_like(page.grey, 255)])
+    scale = {"U8": 1, "U16": 257}.get(depth)
+    layer.pixels[...] = bgra.astype(layer.pixels.dtype) * scale if scale else bgra / 255.0
+    doc.rootNode().addChildNode(layer, doc.topLevelNodes()[-1])
+    doc.setActiveNode(layer)
+    return doc, layer
+
+
+def drawn():
+    page = Page(120, 180).rectangle(5, 5, 115, 175).circle(60, 90, 35)
+    page.stroke([(50, 85), (70, 95)], RED).stroke([(12, 12), (30, 20)], BLUE)
+    return page
+
+
+def paint_hints(docker, doc, page):
+    docker.add_hints.click()
+    hints = next(n for n in doc.topLevelNodes() if n.name() == "inkn'hue hints")
+    hints.pixels[...] = page.hints[..., [2, 1, 0, 3]]
+    return hints
+
+
+def expected(weights, page, ratio):
+    engine = Engine(weights, "cpu")
+    result = engine.colorize(page.rgb, get_provider("flats"), RoughRequest(page=page.rgb, hints=page.hints),
+                             max_size=64, ratio=ratio)
+    return result
+
+
+def result_layers(doc):
+    return [n for n in doc.topLevelNodes() if n.name().startswith("inkn'hue colour")]
+
+
+def colorize(docker, doc):
+    before = len(result_layers(doc))
+    docker.colorize_button.click()
+    pump(lambda: len(result_layers(doc)) > before or (docker.job is None and docker.message.text()), timeout=90)
+    assert len(result_layers(doc)) > before, docker.message.text()
+    return result_layers(doc)[-1]
+
+
+def test_the_panel_shows_the_backend_and_its_providers(docker):
+    assert "connected" in docker.status.text()
+    assert [docker.provider.itemData(i) for i in range(docker.provider.count())] == ["flats", "shader", "image"]
+
+
+def test_colorize_adds_a_colour_layer_and_leaves_the_artists_layers_alone(docker, weights):
+    page = drawn()
+    doc, ink = new_document(page)
+    ink_before = ink.pixels.copy()
+    hints = paint_hints(docker, doc, page)
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names == ["Background", "ink", "inkn'hue hints"]
+    hints_before = hints.pixels.copy()
+    layer = colorize(docker, doc)
+    assert [n.name() for n in doc.topLevelNodes()] == names + ["inkn'hue colour"]
+    want = expected(weights, page, 0.8).final(0.8, "page")
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], want)
+    assert (layer.pixels[..., 3] == 255).all()
+    np.testing.assert_array_equal(ink.pixels, ink_before)
+    np.testing.assert_array_equal(hints.pixels, hints_before)
+    assert docker.progress.value() == 100
+
+
+def test_the_ratio_slider_updates_the_layer_live_then_at_full_resolution(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    layer = colorize(docker, doc)
+    reference = expected(weights, page, 0.8)
+    docker.ratio.setSliderDown(True)
+    writes = layer.writes
+    docker.ratio.setValue(20)
+    pump(lambda: layer.writes > writes and docker.throttle.in_flight is None)
+    docker.ratio.setSliderDown(False)
+    docker.ratio.sliderReleased.emit()
+    writes = layer.writes
+    pump(lambda: layer.writes > writes and docker.throttle.in_flight is None)
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], reference.final(0.2, "page"))
+    assert krita.Krita.instance().readSetting("inknhue", "ratio", "") == "0.2"
+
+
+def test_a_selection_limits_the_result_to_it(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    selection = krita.Selection(120, 180)
+    selection.select(20, 30, 80, 100, 255)
+    doc.setSelection(selection)
+    layer = colorize(docker, doc)
+    inside = layer.pixels[30:130, 20:100]
+    assert (inside[..., 3] == 255).all() and (layer.pixels[:30, :, 3] == 0).all()
+    assert (layer.pixels[:, :20] == 0).all()  # nothing written outside the box
+    crop = Page(80, 100)
+    crop.grey, crop.hints = page.grey[30:130, 20:100].copy(), page.hints[30:130, 20:100].copy()
+    np.testing.assert_array_equal(inside[..., [2, 1, 0]], expected(weights, crop, 0.8).final(0.8, "page"))
+
+
+def test_recolorizing_after_new_hints_reuses_the_shading(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    colorize(docker, doc)
+    hints.pixels[150:160, 20:40] = (0, 200, 0, 255)
+    colorize(docker, doc)
+    assert "shading reused" in docker.stage.text()
+    assert len(result_layers(doc)) == 2 and result_layers(doc)[1].name() == "inkn'hue colour 2"
+
+
+def test_a_greyscale_document_is_explained_and_converted_on_request(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    doc._model = "GRAYA"
+    docker.colorize_button.click()
+    assert "greyscale" in docker.message.text() and not docker.convert.isHidden()
+    docker.convert.click()
+    assert doc.colorModel() == "RGBA" and docker.convert.isHidden()
+
+
+def test_a_sixteen_bit_document_gets_a_sixteen_bit_result(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page, depth="U16")
+    paint_hints(docker, doc, page)
+    hints = next(n for n in doc.topLevelNodes() if n.name() == "inkn'hue hints")
+    hints.pixels[...] = page.hints[..., [2, 1, 0, 3]].astype(np.uint16) * 257
+    layer = colorize(docker, doc)
+    assert layer.pixels.dtype == np.uint16
+    want = expected(weights, page, 0.8).final(0.8, "page").astype(np.uint16) * 257
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], want)
+
+
+def test_settings_persist_through_kritas_settings(docker):
+    docker.fill_all.setChecked(True)
+    docker.max_size.setValue(100)
+    docker.max_size.editingFinished.emit()
+    settings = krita.Krita.instance()
+    assert settings.readSetting("inknhue", "fill_all", "") == "True"
+    assert settings.readSetting("inknhue", "max_size", "") == "96"
+    docker.fill_all.setChecked(False)
+
+
+def test_without_an_installed_backend_the_panel_says_so(tmp_path, monkeypatch):
+    from inknhue_krita.backend import Backend
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    backend = Backend()
+    backend.connect_or_start()
+    assert backend.state == "not_installed" and "run the inkn'hue installer" in backend.detail
+    backend.stop()
