@@ -15,7 +15,7 @@ except ImportError:
     krita = None
 
 if krita is not None and not getattr(krita, "IS_FAKE", False):
-    logging.getLogger("inknhue_krita").setLevel(logging.INFO)
-    from .extension import register
+    from .extension import register, start_logging
 
+    start_logging()
     register()

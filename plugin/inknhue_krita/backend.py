@@ -117,6 +117,11 @@ class Backend(QtCore.QObject):
         command = config.serve_command() + ["--port", "0"]
         self.process = QtCore.QProcess(self)
         self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
+        # The backend is its own Python: Krita's Python paths must not leak into it.
+        environment = QtCore.QProcessEnvironment.systemEnvironment()
+        for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONSAFEPATH"):
+            environment.remove(name)
+        self.process.setProcessEnvironment(environment)
         self.process.errorOccurred.connect(self._on_process_error)
         self.process.finished.connect(self._on_process_finished)
         self._launched_at = time.time()
@@ -126,6 +131,9 @@ class Backend(QtCore.QObject):
         self.process.start(command[0], command[1:])
 
     def _on_process_error(self, error) -> None:
+        output = bytes(self.process.readAll()).decode(errors="replace").strip()
+        if output:
+            log.warning("backend output:\n%s", output[-4000:])
         if self.state == "starting":
             self._set("error", f"cannot start the backend ({self.process.errorString()}); "
                                f"run the inkn'hue installer again")
@@ -192,10 +200,11 @@ class Backend(QtCore.QObject):
             return
         if now - self._last_heard > HEARTBEAT_S:
             self._ping_sent = now
-            connecting = self.state == "connecting"
+            # hello again while connecting or while the models load, to show when they are ready
+            ask_hello = self.state == "connecting" or self.hello.get("models") in ("loading", "not loaded")
             try:
-                self.request({"type": "hello" if connecting else "ping"},
-                             callback=self._on_hello if connecting else None)
+                self.request({"type": "hello" if ask_hello else "ping"},
+                             callback=self._on_hello if ask_hello else None)
             except ServerError:
                 pass  # unanswered: the check above reports it
 
@@ -209,6 +218,7 @@ class Backend(QtCore.QObject):
     def stop(self) -> None:
         """At Krita's exit: stop the backend if this plugin started it."""
         self._timer.stop()
+        self._set("off", "stopping")
         if self.started_here and self.process is not None:
             try:
                 if self.connection is not None:
@@ -221,4 +231,5 @@ class Backend(QtCore.QObject):
                     self.process.kill()
         self._close_connection()
         self._set("off")
+        self.hello = {}
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
+
 from krita import DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
 from .docker import InknhueDocker, stop_backend
+from .protocol import user_data_dir
 
 DOCKER_ID = "inknhue_docker"
 
@@ -28,3 +32,17 @@ def register() -> None:
     app.addDockWidgetFactory(DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockPosition.DockRight
                                                if hasattr(DockWidgetFactoryBase, "DockPosition")
                                                else DockWidgetFactoryBase.DockRight, InknhueDocker))
+
+
+def start_logging() -> None:
+    """The plugin's log: plugin.log in the inkn'hue user data dir (rotated)."""
+    logger = logging.getLogger("inknhue_krita")
+    logger.setLevel(logging.INFO)
+    try:
+        folder = user_data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(folder / "plugin.log", maxBytes=1_000_000, backupCount=2)
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)

@@ -1,0 +1,171 @@
+"""Drives a real Krita through the inkn'hue docker, as an artist would, then quits.
+
+Reads its instructions from $INKNHUE_E2E_SPEC (JSON) and writes what it saw to the spec's
+"report" file: JSON plus raw pixel files. Any exception ends the run with its traceback
+in the report (Krita's own excepthook would open a modal dialog and hang the test).
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+from krita import Extension, Krita
+from PyQt5.QtCore import QByteArray, QTimer
+from PyQt5.QtWidgets import QApplication
+
+SPEC = json.loads(open(os.environ["INKNHUE_E2E_SPEC"]).read())
+REPORT = {"steps": []}
+
+
+def save_report():
+    with open(SPEC["report"], "w") as f:
+        json.dump(REPORT, f, indent=2)
+
+
+def quit_krita():
+    save_report()
+    for doc in Krita.instance().documents():
+        doc.setModified(False)
+    Krita.instance().action("file_quit").trigger()
+
+
+def fail(kind, value, tb):
+    REPORT["error"] = "".join(traceback.format_exception(kind, value, tb))
+    quit_krita()
+
+
+def step(name):
+    REPORT["steps"].append(name)
+    save_report()
+
+
+def find_docker():
+    for docker in Krita.instance().dockers():
+        if type(docker).__name__ == "InknhueDocker":
+            return docker
+    return None
+
+
+def find_layer(doc, prefix):
+    return next((n for n in doc.topLevelNodes() if n.name().startswith(prefix)), None)
+
+
+class Driver:
+    def __init__(self):
+        self.started = time.monotonic()
+
+    def wait(self, condition, then, timeout=120.0, what=""):
+        deadline = time.monotonic() + timeout
+
+        def poll():
+            if condition():
+                then()
+            elif time.monotonic() > deadline:
+                status = self.docker.status.text() if getattr(self, "docker", None) else "no docker"
+                message = self.docker.message.text() if getattr(self, "docker", None) else ""
+                raise TimeoutError(f"timed out: {what}; the docker says: {status!r} {message!r}")
+            else:
+                QTimer.singleShot(100, poll)
+
+        QTimer.singleShot(100, poll)
+
+    def start(self):
+        sys.excepthook = fail
+        app = Krita.instance()
+        width, height = SPEC["width"], SPEC["height"]
+        self.doc = app.createDocument(width, height, "page", "RGBA", "U8", "", 300.0)
+        app.activeWindow().addView(self.doc)
+        ink = self.doc.createNode("ink", "paintlayer")
+        self.doc.rootNode().addChildNode(ink, None)
+        ink.setPixelData(QByteArray(open(SPEC["page"], "rb").read()), 0, 0, width, height)
+        self.doc.setActiveNode(ink)
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        step("document")
+        self.docker = find_docker()
+        REPORT["docker"] = self.docker is not None
+        if self.docker is None:
+            raise RuntimeError("no inkn'hue docker in this Krita")
+        if SPEC["mode"] == "no_backend":
+            self.wait(lambda: self.docker.backend.state in ("not_installed", "error"), self.no_backend,
+                      timeout=30, what="the backend state")
+        else:
+            self.wait(lambda: self.docker.backend.state == "connected", self.paint_hints,
+                      what="a connected backend")
+
+    def no_backend(self):
+        REPORT["status"] = self.docker.status.text()
+        # Krita keeps working: paint on the page and read it back
+        layer = self.doc.createNode("still working", "paintlayer")
+        self.doc.rootNode().addChildNode(layer, None)
+        layer.setPixelData(QByteArray(b"\x10\x20\x30\xff" * 16), 0, 0, 4, 4)
+        REPORT["painted"] = bytes(layer.pixelData(0, 0, 1, 1)) == b"\x10\x20\x30\xff"
+        self.docker.colorize_button.click()  # disabled without a backend: nothing happens
+        REPORT["message"] = self.docker.message.text()
+        self.screenshot()
+        step("no backend")
+        quit_krita()
+
+    def paint_hints(self):
+        REPORT["status"] = self.docker.status.text()
+        self.docker.max_size.setValue(SPEC["max_size"])
+        self.docker.add_hints.click()
+        hints = find_layer(self.doc, "inkn'hue hints")
+        hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        REPORT["layers_before"] = [n.name() for n in self.doc.topLevelNodes()]
+        step("hints")
+        self.docker.colorize_button.click()
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour") is not None and self.docker.job is None,
+                  self.read_result, what="the colour layer")
+
+    def read_result(self):
+        layer = find_layer(self.doc, "inkn'hue colour")
+        self.dump(layer, "result_0.8")
+        REPORT["layers_after"] = [n.name() for n in self.doc.topLevelNodes()]
+        REPORT["ink_unchanged"] = bytes(find_layer(self.doc, "ink").pixelData(
+            0, 0, SPEC["width"], SPEC["height"])) == open(SPEC["page"], "rb").read()
+        REPORT["stage"] = self.docker.stage.text()
+        step("result")
+        self.before = bytes(layer.pixelData(0, 0, SPEC["width"], SPEC["height"]))
+        self.docker.ratio.setValue(round(SPEC["ratio"] * 100))
+        self.wait(lambda: self.docker.throttle.in_flight is None and bytes(
+            layer.pixelData(0, 0, SPEC["width"], SPEC["height"])) != self.before, self.read_blend,
+            what="the blended layer")
+
+    def read_blend(self):
+        self.dump(find_layer(self.doc, "inkn'hue colour"), f"result_{SPEC['ratio']}")
+        step("blend")
+        self.screenshot()
+        quit_krita()
+
+    def dump(self, layer, name):
+        path = os.path.join(SPEC["folder"], name + ".bgra")
+        with open(path, "wb") as f:
+            f.write(bytes(layer.pixelData(0, 0, SPEC["width"], SPEC["height"])))
+        REPORT[name] = path
+
+    def screenshot(self):
+        QApplication.processEvents()
+        QApplication.primaryScreen().grabWindow(0).save(SPEC["screenshot"])
+        REPORT["screenshot"] = SPEC["screenshot"]
+
+
+class DriverExtension(Extension):
+    def setup(self):
+        Krita.instance().notifier().windowCreated.connect(lambda: QTimer.singleShot(1500, self.go))
+
+    def go(self):
+        try:
+            Driver().start()
+        except Exception:
+            fail(*sys.exc_info())
+
+    def createActions(self, window):
+        pass
+
+
+Krita.instance().addExtension(DriverExtension(Krita.instance()))

@@ -1,0 +1,122 @@
+"""End to end in a real Krita (Debian's krita 5, under Xvfb): the docker colorizes a page.
+
+The plugin is installed into a throwaway HOME with a driver plugin (tests/e2e/) that
+paints a page and hints, presses Colorize, moves the ratio slider and quits Krita. The
+backend is a real `inknhue serve` with the parity weights on the CPU, started by the
+plugin from the installer's configuration. Needs `krita` and `xvfb-run` (.ci/run installs
+them); elsewhere these tests are skipped, unless INKNHUE_REQUIRE_KRITA=1 makes that an error.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drawing import Page
+from inknhue.pipeline import Engine
+from inknhue.rough import RoughRequest, get_provider
+
+ROOT = Path(__file__).parent.parent
+ARTIFACTS = ROOT / "artifacts"
+INKNHUE = Path(sys.executable).parent / "inknhue"
+
+if not (shutil.which("krita") and shutil.which("xvfb-run")):
+    if os.environ.get("INKNHUE_REQUIRE_KRITA") == "1":
+        raise RuntimeError("krita and xvfb-run are required here (apt-get install krita xvfb xauth python3-zmq)")
+    pytest.skip("a real Krita and xvfb-run are not installed", allow_module_level=True)
+
+
+def krita_home(root: Path, with_backend: bool, weights: Path) -> dict:
+    """A throwaway HOME with the plugin and the driver installed and enabled."""
+    env = dict(os.environ)
+    for var, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "home/.config"), ("XDG_DATA_HOME", "home/.local/share"),
+                     ("XDG_CACHE_HOME", "home/.cache"), ("XDG_STATE_HOME", "home/.local/state")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(root / sub)
+    runtime = root / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    pykrita = root / "home/.local/share/krita/pykrita"
+    shutil.copytree(ROOT / "plugin/inknhue_krita", pykrita / "inknhue_krita",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "plugin/inknhue_krita.desktop", pykrita)
+    shutil.copytree(ROOT / "tests/e2e/inknhue_e2e_driver", pykrita / "inknhue_e2e_driver")
+    shutil.copy(ROOT / "tests/e2e/inknhue_e2e_driver.desktop", pykrita)
+    (root / "home/.config/kritarc").write_text(
+        "[python]\nenable_inknhue_krita=true\nenable_inknhue_e2e_driver=true\n")
+    if with_backend:
+        config = root / "home/.local/share/inknhue"
+        config.mkdir(parents=True)
+        (config / "plugin.json").write_text(json.dumps({"version": 1, "backend": {
+            "command": [str(INKNHUE), "serve"], "weights": str(weights), "device": "cpu"}}))
+    for var in ("QT_QPA_PLATFORM", "FAKE_KRITA_QT", "PYTHONPATH"):
+        env.pop(var, None)
+    return env
+
+
+def run_krita(root: Path, env: dict, spec: dict, timeout: int = 240) -> dict:
+    spec = dict(spec, report=str(root / "report.json"), folder=str(root))
+    (root / "spec.json").write_text(json.dumps(spec))
+    env = dict(env, INKNHUE_E2E_SPEC=str(root / "spec.json"))
+    done = subprocess.run(["timeout", str(timeout), "xvfb-run", "-a", "-s", "-screen 0 1600x1000x24",
+                           "krita", "--nosplash"], env=env, capture_output=True, text=True)
+    report_file = root / "report.json"
+    assert report_file.exists(), f"the driver wrote no report (exit {done.returncode}): {done.stderr[-3000:]}"
+    report = json.loads(report_file.read_text())
+    assert "error" not in report, report["error"]
+    assert done.returncode == 0, f"Krita exited with {done.returncode}: {done.stderr[-2000:]}"
+    return report
+
+
+def keep(screenshot: str, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    target = ARTIFACTS / name
+    shutil.copy(screenshot, target)
+    print(f"\nscreenshot of Krita: {target}")
+    return target
+
+
+def test_the_docker_colorizes_a_page_in_krita(parity_weights, tmp_path):
+    page = Page(160, 240).rectangle(8, 8, 152, 232).circle(80, 120, 45)
+    page.stroke([(70, 115), (90, 125)], (220, 40, 40)).stroke([(20, 20), (40, 30)], (40, 60, 220))
+    width, height = 160, 240
+    (tmp_path / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
+    (tmp_path / "hints.bgra").write_bytes(np.ascontiguousarray(page.hints[..., [2, 1, 0, 3]]).tobytes())
+    env = krita_home(tmp_path, with_backend=True, weights=parity_weights)
+    report = run_krita(tmp_path, env, {"mode": "colorize", "width": width, "height": height, "max_size": 64,
+                                       "ratio": 0.3, "page": str(tmp_path / "page.bgra"),
+                                       "hints": str(tmp_path / "hints.bgra"),
+                                       "screenshot": str(tmp_path / "krita.png")})
+    keep(report["screenshot"], "krita-e2e-colorize.png")
+    assert report["steps"] == ["document", "hints", "result", "blend"]
+    assert "connected" in report["status"]
+    assert report["layers_after"] == report["layers_before"] + ["inkn'hue colour"]
+    assert report["ink_unchanged"]
+
+    engine = Engine(parity_weights, "cpu")
+    result = engine.colorize(page.rgb, get_provider("flats"), RoughRequest(page=page.rgb, hints=page.hints),
+                             max_size=64, ratio=0.8)
+    for ratio, name in ((0.8, "result_0.8"), (0.3, "result_0.3")):
+        layer = np.frombuffer(Path(report[name]).read_bytes(), np.uint8).reshape(height, width, 4)
+        np.testing.assert_array_equal(layer[..., [2, 1, 0]], result.final(ratio, "page"))
+        assert (layer[..., 3] == 255).all()
+    # the backend the plugin started was stopped when Krita quit
+    assert not (tmp_path / "home/.local/share/inknhue/server.json").exists()
+
+
+def test_without_a_backend_the_docker_says_so_and_krita_keeps_working(parity_weights, tmp_path):
+    page = Page(64, 64)
+    (tmp_path / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
+    env = krita_home(tmp_path, with_backend=False, weights=parity_weights)
+    report = run_krita(tmp_path, env, {"mode": "no_backend", "width": 64, "height": 64,
+                                       "page": str(tmp_path / "page.bgra"),
+                                       "screenshot": str(tmp_path / "krita.png")}, timeout=120)
+    keep(report["screenshot"], "krita-e2e-no-backend.png")
+    assert report["steps"] == ["document", "no backend"]
+    assert "not installed" in report["status"] and "installer" in report["status"]
+    assert report["painted"]
