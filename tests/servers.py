@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from inknhue_krita.protocol import RawImage, read_connection_file
 
-from conftest import INKNHUE
+
+
+INKNHUE = Path(sys.executable).parent / "inknhue"
 
 
 def raw(array: np.ndarray | None, channels: str | None = None) -> RawImage | None:

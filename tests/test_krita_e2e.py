@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from inknhue.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT / "installer"))
+from build_plugin_zip import build as build_plugin_zip  # noqa: E402
 ARTIFACTS = ROOT / "artifacts"
 INKNHUE = Path(sys.executable).parent / "inknhue"
 
@@ -42,9 +45,9 @@ def krita_home(root: Path, with_backend: bool, weights: Path) -> dict:
     runtime.mkdir(mode=0o700, exist_ok=True)
     env["XDG_RUNTIME_DIR"] = str(runtime)
     pykrita = root / "home/.local/share/krita/pykrita"
-    shutil.copytree(ROOT / "plugin/inknhue_krita", pykrita / "inknhue_krita",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "plugin/inknhue_krita.desktop", pykrita)
+    pykrita.mkdir(parents=True)
+    with zipfile.ZipFile(build_plugin_zip(root / "dist")) as release:  # as Krita's importer unpacks it
+        release.extractall(pykrita)
     shutil.copytree(ROOT / "tests/e2e/inknhue_e2e_driver", pykrita / "inknhue_e2e_driver")
     shutil.copy(ROOT / "tests/e2e/inknhue_e2e_driver.desktop", pykrita)
     (root / "home/.config/kritarc").write_text(

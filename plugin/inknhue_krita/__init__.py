@@ -5,8 +5,6 @@ tests) it does nothing, so `inknhue_krita.protocol` and `inknhue_krita.client` c
 used without Krita or Qt.
 """
 
-import logging
-
 __version__ = "0.1.0"
 
 try:
