@@ -216,3 +216,17 @@ def test_without_an_installed_backend_the_panel_says_so(tmp_path, monkeypatch):
     backend.connect_or_start()
     assert backend.state == "not_installed" and "run the inkn'hue installer" in backend.detail
     backend.stop()
+
+
+def test_cancel_stops_a_long_job_and_says_so(docker):
+    page = Page(1024, 1536).rectangle(20, 20, 1000, 1500).stroke([(100, 100), (200, 200)], RED)
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.max_size.setValue(1024)
+    docker.colorize_button.click()
+    pump(lambda: "Shading" in docker.stage.text(), timeout=60)
+    assert docker.cancel_button.isEnabled()
+    docker.cancel_button.click()
+    pump(lambda: docker.job is None, timeout=30)
+    assert docker.message.text() == "Cancelled." and result_layers(doc) == []
+    assert docker.colorize_button.isEnabled()
