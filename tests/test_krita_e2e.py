@@ -84,24 +84,21 @@ def keep(screenshot: str, name: str) -> Path:
     return target
 
 
-def test_the_docker_colorizes_a_page_in_krita(parity_weights, tmp_path):
+def run_page(root: Path, env: dict, weights: Path) -> dict:
+    """Colorize a drawn page through the docker in Krita; check every pixel against the engine."""
     page = Page(160, 240).rectangle(8, 8, 152, 232).circle(80, 120, 45)
     page.stroke([(70, 115), (90, 125)], (220, 40, 40)).stroke([(20, 20), (40, 30)], (40, 60, 220))
     width, height = 160, 240
-    (tmp_path / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
-    (tmp_path / "hints.bgra").write_bytes(np.ascontiguousarray(page.hints[..., [2, 1, 0, 3]]).tobytes())
-    env = krita_home(tmp_path, with_backend=True, weights=parity_weights)
-    report = run_krita(tmp_path, env, {"mode": "colorize", "width": width, "height": height, "max_size": 64,
-                                       "ratio": 0.3, "page": str(tmp_path / "page.bgra"),
-                                       "hints": str(tmp_path / "hints.bgra"),
-                                       "screenshot": str(tmp_path / "krita.png")})
-    keep(report["screenshot"], "krita-e2e-colorize.png")
+    (root / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
+    (root / "hints.bgra").write_bytes(np.ascontiguousarray(page.hints[..., [2, 1, 0, 3]]).tobytes())
+    report = run_krita(root, env, {"mode": "colorize", "width": width, "height": height, "max_size": 64,
+                                   "ratio": 0.3, "page": str(root / "page.bgra"), "hints": str(root / "hints.bgra"),
+                                   "screenshot": str(root / "krita.png")})
     assert report["steps"] == ["document", "hints", "result", "blend"]
     assert "connected" in report["status"]
     assert report["layers_after"] == report["layers_before"] + ["inkn'hue colour"]
     assert report["ink_unchanged"]
-
-    engine = Engine(parity_weights, "cpu")
+    engine = Engine(weights, "cpu")
     result = engine.colorize(page.rgb, get_provider("flats"), RoughRequest(page=page.rgb, hints=page.hints),
                              max_size=64, ratio=0.8)
     for ratio, name in ((0.8, "result_0.8"), (0.3, "result_0.3")):
@@ -109,7 +106,14 @@ def test_the_docker_colorizes_a_page_in_krita(parity_weights, tmp_path):
         np.testing.assert_array_equal(layer[..., [2, 1, 0]], result.final(ratio, "page"))
         assert (layer[..., 3] == 255).all()
     # the backend the plugin started was stopped when Krita quit
-    assert not (tmp_path / "home/.local/share/inknhue/server.json").exists()
+    assert not (Path(env["XDG_DATA_HOME"]) / "inknhue/server.json").exists()
+    return report
+
+
+def test_the_docker_colorizes_a_page_in_krita(parity_weights, tmp_path):
+    env = krita_home(tmp_path, with_backend=True, weights=parity_weights)
+    report = run_page(tmp_path, env, parity_weights)
+    keep(report["screenshot"], "krita-e2e-colorize.png")
 
 
 def test_without_a_backend_the_docker_says_so_and_krita_keeps_working(parity_weights, tmp_path):

@@ -111,6 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
     rough.add_argument("-o", "--output", metavar="ROUGH", required=True, help="where to write the rough colours")
     _add_engine_options(rough)
 
+    install = commands.add_parser(
+        "install", help="set up everything: torch, weights, the Krita plugin",
+        description="Install torch for this machine, the weights, and the Krita plugin (again and again safely).")
+    install.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                         help="which torch build: auto (CUDA with an NVIDIA driver, MPS on Apple Silicon, else CPU)")
+    install.add_argument("--weights-from", type=Path, metavar="DIR",
+                         help="copy the weights from DIR (the hub repo's layout) instead of downloading them")
+    install.add_argument("--no-weights", action="store_true", help="do not install the weights")
+    install.add_argument("--krita-dir", type=Path, metavar="PATH",
+                         help="Krita's resource folder (default: found for this system, Flatpak too)")
+    install.add_argument("--wheels-from", type=Path, metavar="DIR",
+                         help="take pyzmq wheels for Krita's Python from DIR instead of downloading them")
+    install.add_argument("--pyzmq", choices=("vendor", "system"), default="vendor",
+                         help="vendor: pyzmq wheels inside the plugin (default); system: the distribution's "
+                              "python3-zmq")
+    install.add_argument("--source", type=Path, metavar="DIR", help=argparse.SUPPRESS)
+    install.add_argument("--uninstall", action="store_true", help="remove exactly what was installed")
+
+    doctor = commands.add_parser("doctor", help="check the whole installation and say how to fix it")
+    doctor.add_argument("--krita-dir", type=Path, metavar="PATH", help="Krita's resource folder")
+    _add_weights_option(doctor)
+
     weights_cmd = commands.add_parser("weights", help="download, locate or check the weights")
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
     download = weights_sub.add_parser("download", help=f"fetch the released weights from {weights.HF_REPO}")
@@ -231,6 +253,21 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_install(args) -> int:
+    from . import installer
+
+    if args.uninstall:
+        return installer.uninstall()
+    return installer.install(args.device, args.weights_from, args.no_weights, args.krita_dir, args.source,
+                             args.wheels_from, args.pyzmq)
+
+
+def cmd_doctor(args) -> int:
+    from . import doctor
+
+    return doctor.run(args.krita_dir, weights.resolve_weights_dir(args.weights))
+
+
 def cmd_rough(args) -> int:
     from .imaging import resize_to, write_image
     from .pipeline import Engine, check_max_size
@@ -279,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                              "server.log" if args.command == "serve" else LOG_NAME)
     log.info("inknhue %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
     try:
-        commands = {"colorize": cmd_colorize, "rough": cmd_rough, "serve": cmd_serve, "weights": cmd_weights}
+        commands = {"colorize": cmd_colorize, "rough": cmd_rough, "serve": cmd_serve, "weights": cmd_weights,
+                    "install": cmd_install, "doctor": cmd_doctor}
         return commands[args.command](args)
     except InknhueError as exc:
         log.error("%s", exc)

@@ -20,10 +20,13 @@ def setup_logging(level: int = logging.INFO, filename: str = LOG_NAME) -> Path |
     or None if the folder cannot be written (logging must never stop the work)."""
     logger = logging.getLogger("inknhue")
     logger.setLevel(level)
-    path = log_dir() / filename
     for old in [h for h in logger.handlers if isinstance(h, logging.handlers.RotatingFileHandler)]:
         logger.removeHandler(old)
         old.close()
+    try:
+        path = log_dir() / filename
+    except ImportError:  # platformdirs not installed yet (the installer's first steps)
+        return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=1_000_000, backupCount=3,

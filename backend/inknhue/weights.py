@@ -29,9 +29,11 @@ REPLACE = "`inknhue weights download` replaces it"
 
 
 def default_weights_dir() -> Path:
-    import platformdirs
+    """The user data dir's weights folder (platformdirs' user_data_dir, computed with the
+    standard library so the installer can use it before any dependency is installed)."""
+    from inknhue_krita.protocol import user_data_dir
 
-    return platformdirs.user_data_path("inknhue", appauthor=False) / "weights"
+    return user_data_dir() / "weights"
 
 
 def resolve_weights_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -70,6 +70,7 @@ class Backend(QtCore.QObject):
         if zmq is None:
             self._set("error", problem)
             return
+        log.info("pyzmq %s from %s", zmq.__version__, zmq.__file__)
         self._timer.start()
         self._may_start = True  # if the backend in the connection file does not answer
         if self._connect_from_file():

@@ -1,0 +1,524 @@
+"""`inknhue install`: from the backend's venv to a working docker in Krita.
+
+Standard library only until torch and the dependencies are in place (the bootstrap,
+installer/install.py, installs this package without its dependencies). Every step is
+idempotent: files are written only when their content differs, so a second run changes
+nothing, and an interrupted run simply resumes. Everything written is recorded in
+`install-manifest.json`, so `--uninstall` removes exactly that and an upgrade replaces
+only it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from inknhue_krita.protocol import user_data_dir
+
+from . import weights
+from .errors import InknhueError
+
+MANIFEST = "install-manifest.json"
+PLUGIN = "inknhue_krita"
+KRITA_PYTHONS = ("cp310", "cp311", "cp312", "cp313")
+#: NVIDIA driver (major version) -> the newest CUDA build of torch it runs, newest first
+CUDA_BUILDS = ((570, "cu128"), (560, "cu126"), (550, "cu124"), (525, "cu121"))
+TORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- the record of what was installed -----------------------------------------------------
+
+class Manifest:
+    """Files and directories this installer made, and settings it changed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        self.files: dict[str, str] = data.get("files", {})      # path -> sha256
+        self.dirs: list[str] = data.get("dirs", [])
+        self.settings: dict[str, dict] = data.get("settings", {})
+        self.info: dict = data.get("info", {})
+
+    def save(self) -> None:
+        text = json.dumps({"files": self.files, "dirs": self.dirs, "settings": self.settings,
+                           "info": self.info}, indent=2, sort_keys=True)
+        if self.path.exists() and self.path.read_text() == text:
+            return  # unchanged: a second run touches nothing
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.path)
+
+    def make_dir(self, folder: Path) -> None:
+        missing = []
+        for parent in [folder, *folder.parents]:
+            if parent.exists():
+                break
+            missing.append(parent)
+        for created in reversed(missing):
+            created.mkdir()
+            self.dirs.append(str(created))
+
+    def write(self, target: Path, data: bytes) -> bool:
+        """Write if the content differs; returns True if anything changed."""
+        digest = hashlib.sha256(data).hexdigest()
+        if target.is_file() and target.read_bytes() == data:
+            self.files[str(target)] = digest
+            return False
+        self.make_dir(target.parent)
+        tmp = target.with_name(f".{target.name}.part")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        self.files[str(target)] = digest
+        return True
+
+    def copy(self, source: Path, target: Path) -> bool:
+        """Copy a (large) file if it differs, streaming; returns True if it changed."""
+        if target.is_file() and target.stat().st_size == source.stat().st_size and \
+                _sha256(target) == _sha256(source):
+            self.files[str(target)] = _sha256(target)
+            return False
+        self.make_dir(target.parent)
+        tmp = target.with_name(f".{target.name}.part")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        self.files[str(target)] = _sha256(target)
+        return True
+
+    def forget_missing_under(self, folder: Path, keep: set[str]) -> int:
+        """Remove files this installer once wrote under `folder` that are no longer part of it."""
+        removed = 0
+        for name in list(self.files):
+            if name.startswith(str(folder) + os.sep) and name not in keep:
+                Path(name).unlink(missing_ok=True)
+                del self.files[name]
+                removed += 1
+        return removed
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- torch ------------------------------------------------------------------------------
+
+@dataclass
+class TorchChoice:
+    device: str       #: cuda, mps or cpu
+    index: str | None  #: a pip index URL, or None for PyPI's default build
+    why: str
+
+
+def nvidia_driver() -> int | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20).stdout
+        return int(out.strip().splitlines()[0].split(".")[0])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def choose_torch(device: str = "auto") -> TorchChoice:
+    system, machine = platform.system(), platform.machine().lower()
+    if device in ("auto", "mps") and system == "Darwin" and machine in ("arm64", "aarch64"):
+        return TorchChoice("mps", None, "an Apple Silicon Mac: PyPI's torch uses its GPU through MPS")
+    if device == "mps":
+        raise InknhueError("--device mps needs an Apple Silicon Mac")
+    driver = nvidia_driver() if device in ("auto", "cuda") else None
+    if driver is not None:
+        for minimum, tag in CUDA_BUILDS:
+            if driver >= minimum:
+                return TorchChoice("cuda", TORCH_INDEX.format(tag=tag),
+                                   f"an NVIDIA driver {driver} is installed: the {tag} build runs on it")
+        if device == "cuda":
+            raise InknhueError(f"the NVIDIA driver {driver} is too old for a current torch (525 or newer needed)")
+    elif device == "cuda":
+        raise InknhueError("--device cuda: no NVIDIA driver found (nvidia-smi did not answer)")
+    why = "no NVIDIA GPU found" if device == "auto" else "--device cpu"
+    index = TORCH_INDEX.format(tag="cpu") if system == "Linux" else None
+    return TorchChoice("cpu", index, f"{why}: the CPU build" + (" (smaller than the CUDA one)" if index else ""))
+
+
+def torch_suits(choice: TorchChoice) -> str | None:
+    """The installed torch's version if it serves the chosen device, else None."""
+    probe = ("import torch, json; print(json.dumps([torch.__version__, torch.cuda.is_available(), "
+             "bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()), "
+             "torch.version.cuda is not None]))")
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        version, cuda, mps, cuda_build = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError, OSError, subprocess.SubprocessError):
+        return None
+    ok = {"cuda": cuda or cuda_build, "mps": mps, "cpu": True}[choice.device]
+    return version if ok else None
+
+
+def pip(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args])
+    if done.returncode:
+        raise InknhueError(f"pip {' '.join(args[:3])}... failed (exit {done.returncode}); see above, fix the "
+                           f"cause (network? disk space?) and run the installer again: it resumes")
+
+
+def install_torch(device: str) -> TorchChoice:
+    choice = choose_torch(device)
+    say(f"torch: {choice.device} ({choice.why})")
+    installed = torch_suits(choice)
+    if installed:
+        say(f"torch: {installed} already installed and suitable")
+        return choice
+    args = ["install", "torch"] + (["--index-url", choice.index] if choice.index else [])
+    pip(*args)
+    return choice
+
+
+def install_dependencies() -> None:
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        needed = [r for r in requires("inknhue") or [] if "extra ==" not in r]
+    except PackageNotFoundError:
+        raise InknhueError("the inknhue package is not installed in this Python; run installer/install.py") from None
+    missing = [r for r in needed if not _satisfied(r)]
+    if missing:
+        say(f"dependencies: installing {', '.join(missing)}")
+        pip("install", *missing)
+    else:
+        say("dependencies: all present")
+
+
+def _satisfied(requirement: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    name = re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0]
+    try:
+        version(name)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+# --- weights ----------------------------------------------------------------------------
+
+def install_weights(manifest: Manifest, target: Path, source: Path | None) -> None:
+    if source is not None:
+        missing = weights.missing_files(source)
+        if missing:
+            raise InknhueError(f"--weights-from {source} lacks {', '.join(missing)}")
+        changed = [name for name in weights.FILES if manifest.copy(source / name, target / name)]
+        manifest.save()
+        say(f"weights: {'copied ' + ', '.join(changed) if changed else 'already in place'} ({target})")
+    else:
+        from . import hub
+
+        before = {name: (target / name).exists() for name in (*weights.FILES, hub.RECORD)}
+        manifest.make_dir(target)
+        manifest.save()  # an interrupted download must still be uninstallable
+        hub.download(target, report=lambda line: say(f"weights: {line}"))
+        for name in (*weights.FILES, hub.RECORD):
+            if not before.get(name, True) or str(target / name) in manifest.files:
+                manifest.files[str(target / name)] = _sha256(target / name)
+
+        manifest.save()
+    from .checkpoints import load_alignment_vae, load_shading_generator
+
+    load_shading_generator(target)
+    load_alignment_vae(target)
+    say("weights: every network loads strictly")
+
+
+# --- Krita ------------------------------------------------------------------------------
+
+@dataclass
+class KritaPlaces:
+    resources: Path   #: where pykrita/ lives
+    kritarc: Path
+    kind: str         #: "native", "flatpak", "given"
+
+
+def krita_places(given: Path | None = None) -> KritaPlaces:
+    home = Path.home()
+    system = platform.system()
+    if system == "Windows":
+        appdata = Path(os.environ.get("APPDATA", home / "AppData" / "Roaming"))
+        local = Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local"))
+        native = KritaPlaces(appdata / "krita", local / "kritarc", "native")
+    elif system == "Darwin":
+        native = KritaPlaces(home / "Library/Application Support/krita", home / "Library/Preferences/kritarc",
+                             "native")
+    else:
+        data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local/share")
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        native = KritaPlaces(data / "krita", config / "kritarc", "native")
+        flatpak = home / ".var/app/org.kde.krita"
+        if given is None and flatpak.is_dir() and not native.resources.is_dir():
+            return KritaPlaces(flatpak / "data/krita", flatpak / "config/kritarc", "flatpak")
+    if given is not None:
+        return KritaPlaces(given, native.kritarc, "given")
+    return native
+
+
+def plugin_sources(source: Path) -> list[tuple[str, Path]]:
+    """(relative path in pykrita/, file) for the plugin, as the release zip holds it."""
+    plugin = source / "plugin"
+    if not (plugin / f"{PLUGIN}.desktop").is_file():
+        raise InknhueError(f"no plugin at {plugin}: run the installer from the inkn'hue source folder")
+    files = [(f"{PLUGIN}.desktop", plugin / f"{PLUGIN}.desktop")]
+    for path in sorted((plugin / PLUGIN).rglob("*")):
+        parts = set(path.relative_to(plugin).parts)
+        if path.is_file() and not {"__pycache__", "vendor"} & parts and path.suffix != ".pyc":
+            files.append((str(path.relative_to(plugin)), path))
+    files.append((f"{PLUGIN}/manual.html", source / "resources/manual.html"))
+    return files
+
+
+def install_plugin(manifest: Manifest, places: KritaPlaces, source: Path) -> int:
+    pykrita = places.resources / "pykrita"
+    keep, changed = set(), 0
+    for relative, path in plugin_sources(source):
+        target = pykrita / relative
+        keep.add(str(target))
+        changed += manifest.write(target, path.read_bytes())
+    vendor = pykrita / PLUGIN / "vendor"
+    keep |= {name for name in manifest.files if name.startswith(str(vendor) + os.sep)}
+    changed += manifest.forget_missing_under(pykrita / PLUGIN, keep)  # an upgrade drops old files
+    manifest.save()
+    say(f"plugin: {'updated ' + str(changed) + ' files' if changed else 'up to date'} in {pykrita}")
+    return changed
+
+
+def install_pyzmq(manifest: Manifest, places: KritaPlaces, wheels_from: Path | None, mode: str) -> None:
+    """pyzmq for Krita's Python: wheels per Python tag in the plugin's vendor/ folder."""
+    vendor = places.resources / "pykrita" / PLUGIN / "vendor"
+    if mode == "system":
+        say("pyzmq: using the system's python3-zmq (distribution builds of Krita)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        found = _pyzmq_wheels(Path(tmp), wheels_from)
+        if not found:
+            raise InknhueError("pyzmq: no wheel found for Krita's Pythons; connect to the internet, or give "
+                               "--wheels-from DIR, or --pyzmq system with your distribution's python3-zmq")
+        keep = set()
+        for tag, wheel in sorted(found.items()):
+            changed = 0
+            with zipfile.ZipFile(wheel) as archive:
+                for member in archive.infolist():
+                    if member.is_dir():
+                        continue
+                    target = vendor / tag / member.filename
+                    keep.add(str(target))
+                    changed += manifest.write(target, archive.read(member))
+            say(f"pyzmq: {wheel.name} {'unpacked' if changed else 'already in place'} for {tag}")
+        manifest.forget_missing_under(vendor, keep)
+        manifest.save()
+
+
+def _pyzmq_wheels(folder: Path, wheels_from: Path | None) -> dict[str, Path]:
+    platforms = {"Linux": ["manylinux_2_28_x86_64", "manylinux_2_26_x86_64", "manylinux_2_17_x86_64",
+                           "manylinux2014_x86_64"],
+                 "Windows": ["win_amd64"], "Darwin": ["macosx_11_0_arm64", "macosx_10_15_universal2"]}
+    found = {}
+    for tag in KRITA_PYTHONS:
+        if wheels_from is not None:
+            match = sorted(wheels_from.glob(f"pyzmq-*-{tag}-*.whl"))
+            if match:
+                found[tag] = match[-1]
+            continue
+        args = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                "--python-version", tag[2] + "." + tag[3:], "--implementation", "cp", "-d", str(folder / tag)]
+        for name in platforms.get(platform.system(), []):
+            args += ["--platform", name]
+        if subprocess.run(args + ["pyzmq"], capture_output=True).returncode == 0:
+            found[tag] = next((folder / tag).glob("pyzmq-*.whl"))
+        else:
+            say(f"pyzmq: no wheel for {tag} could be downloaded")
+    return found
+
+
+KRITARC_KEY = f"enable_{PLUGIN}"
+
+
+def enable_in_kritarc(manifest: Manifest, kritarc: Path) -> None:
+    """Set [python] enable_inknhue_krita=true, leaving every other line as it was."""
+    text = kritarc.read_text(encoding="utf-8") if kritarc.exists() else None
+    lines = text.splitlines() if text is not None else []
+    previous, new_lines = _set_ini(lines, "python", KRITARC_KEY, "true")
+    if "kritarc" not in manifest.settings:
+        manifest.settings["kritarc"] = {"path": str(kritarc), "previous": previous, "existed": text is not None,
+                                        "section_existed": "[python]" in (line.strip() for line in lines)}
+    new_text = "\n".join(new_lines) + "\n"
+    if new_text != text:
+        manifest.make_dir(kritarc.parent)
+        kritarc.write_text(new_text, encoding="utf-8")
+        say(f"krita: enabled the plugin in {kritarc}")
+    else:
+        say("krita: the plugin is already enabled")
+    manifest.save()
+
+
+def _set_ini(lines: list[str], section: str, key: str, value: str | None) -> tuple[str | None, list[str]]:
+    """Set (or with value None, remove) key in [section]; returns (its old value, new lines)."""
+    out, previous, in_section, done, seen_section = [], None, False, False, False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if in_section and not done and value is not None:
+                blank = 0  # after the section's last setting, before the blank lines that end it
+                while blank < len(out) and not out[len(out) - 1 - blank].strip():
+                    blank += 1
+                out.insert(len(out) - blank, f"{key}={value}")
+                done = True
+            in_section = stripped[1:-1] == section
+            seen_section |= in_section
+        elif in_section and "=" in stripped and stripped.split("=", 1)[0].strip() == key:
+            previous = stripped.split("=", 1)[1].strip()
+            if value is not None and not done:
+                out.append(f"{key}={value}")
+                done = True
+            continue
+        out.append(line)
+    if value is not None and not done:
+        if in_section:
+            out.append(f"{key}={value}")
+        else:
+            if out and out[-1].strip():
+                out.append("")
+            out += [f"[{section}]", f"{key}={value}"]
+    return previous, out
+
+
+def write_plugin_config(manifest: Manifest, device: str, weights_dir: Path) -> None:
+    inknhue = Path(sys.executable).parent / ("inknhue.exe" if os.name == "nt" else "inknhue")
+    config = {"version": 1, "backend": {"command": [str(inknhue), "serve"], "weights": str(weights_dir),
+                                        "device": device}}
+    path = user_data_dir() / "plugin.json"
+    changed = manifest.write(path, (json.dumps(config, indent=2) + "\n").encode())
+    manifest.save()
+    say(f"config: {'wrote' if changed else 'unchanged'} {path}")
+
+
+# --- install and uninstall ----------------------------------------------------------------
+
+def install(device: str = "auto", weights_from: Path | None = None, no_weights: bool = False,
+            krita_dir: Path | None = None, source: Path | None = None, wheels_from: Path | None = None,
+            pyzmq: str = "vendor", skip_torch: bool = False) -> int:
+    data = user_data_dir()
+    manifest = Manifest(data / MANIFEST)
+    manifest.info.setdefault("venv", sys.prefix)
+    if not skip_torch:
+        choice = install_torch(device)
+        device = choice.device if device == "auto" else device
+    install_dependencies()
+    weights_dir = weights.resolve_weights_dir()
+    if no_weights:
+        say("weights: skipped (--no-weights)")
+    else:
+        install_weights(manifest, weights_dir, weights_from)
+    places = krita_places(krita_dir)
+    source = source or Path(os.environ.get("INKNHUE_SOURCE", Path(__file__).resolve().parents[2]))
+    install_plugin(manifest, places, source)
+    install_pyzmq(manifest, places, wheels_from, pyzmq)
+    enable_in_kritarc(manifest, places.kritarc)
+    write_plugin_config(manifest, device, weights_dir)
+    manifest.info.update(krita=str(places.resources), kritarc=str(places.kritarc), kind=places.kind)
+    manifest.save()
+    say("done: start Krita; the inkn'hue docker is under Settings > Dockers. `inknhue doctor` checks everything.")
+    return 0
+
+
+def uninstall() -> int:
+    data = user_data_dir()
+    path = data / MANIFEST
+    if not path.exists():
+        say(f"nothing to uninstall (no {path})")
+        return 0
+    manifest = Manifest(path)
+    for name in sorted(manifest.files, reverse=True):
+        Path(name).unlink(missing_ok=True)
+    kritarc = manifest.settings.get("kritarc")
+    if kritarc:
+        rc = Path(kritarc["path"])
+        if rc.exists():
+            lines = rc.read_text(encoding="utf-8").splitlines()
+            _, lines = _set_ini(lines, "python", KRITARC_KEY, kritarc["previous"])
+            if not kritarc["section_existed"]:
+                lines = _drop_empty_section(lines, "python")
+            if not kritarc["existed"] and not any(line.strip() for line in lines):
+                rc.unlink()
+            else:
+                rc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for folder in sorted(manifest.dirs, key=len, reverse=True):
+        _remove_empty_tree(Path(folder))
+    path.unlink()
+    remove_logs()
+    say(f"removed {len(manifest.files)} files and the Krita setting this installer made")
+    return 0
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove `folder` and what is under it as far as only empty folders (and Python's
+    byte-code caches) remain: a file that is not ours keeps its folder."""
+    if not folder.is_dir():
+        return
+    for cache in list(folder.rglob("__pycache__")):
+        shutil.rmtree(cache, ignore_errors=True)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _drop_empty_section(lines: list[str], section: str) -> list[str]:
+    """Remove `[section]` if nothing but blank lines follow it before the next section."""
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == f"[{section}]")
+    except StopIteration:
+        return lines
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("[")), len(lines))
+    if any(line.strip() for line in lines[start + 1:end]):
+        return lines
+    head = lines[:start]
+    while head and not head[-1].strip():
+        head.pop()
+    return head + lines[end:]
+
+
+def remove_logs() -> None:
+    from .logs import log_dir
+
+    try:
+        folder = log_dir()
+    except ImportError:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in (folder.parent,):
+        try:
+            parent.rmdir()
+        except OSError:
+            pass
