@@ -119,7 +119,8 @@ def test_other_krita_settings_survive_install_and_uninstall(home, parity_weights
     install(home, "--device", "cpu", "--weights-from", str(parity_weights), "--wheels-from", str(wheelhouse),
             "--no-weights")
     text = kritarc.read_text()
-    assert text == original.replace("enable_other_plugin=true\n", "enable_other_plugin=true\nenable_inknhue_krita=true\n")
+    ours = "enable_other_plugin=true\nenable_inknhue_krita=true\n"
+    assert text == original.replace("enable_other_plugin=true\n", ours)
     install(home, "--uninstall")
     assert kritarc.read_text() == original
 
