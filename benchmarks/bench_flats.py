@@ -36,9 +36,10 @@ def strokes(width, height, count, seed=1):
     return hints
 
 
-def timed(fn, repeat):
+def median_seconds(fn, count: int) -> float:
+    """The median wall time of `count` calls."""
     times = []
-    for _ in range(repeat):
+    for _ in range(count):
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
@@ -55,9 +56,9 @@ def main():
     hints = strokes(page.shape[1], page.shape[0], args.strokes)
     ink = (luma(page) < 150).astype(np.uint8)
     flats(page, hints)  # warm-up
-    baseline = timed(lambda: cv2.connectedComponentsWithStats(ink, connectivity=8), args.repeat)
-    default = timed(lambda: flats(page, hints), args.repeat)
-    fill_all = timed(lambda: flats(page, hints, fill_all=True), args.repeat)
+    baseline = median_seconds(lambda: cv2.connectedComponentsWithStats(ink, connectivity=8), args.repeat)
+    default = median_seconds(lambda: flats(page, hints), args.repeat)
+    fill_all = median_seconds(lambda: flats(page, hints, fill_all=True), args.repeat)
     print(f"page {page.shape[1]}x{page.shape[0]}, {args.strokes} strokes, median of {args.repeat}, "
           f"{cv2.getNumThreads()} OpenCV threads")
     print(f"  baseline (one labelling pass) {baseline * 1000:8.1f} ms")

@@ -12,7 +12,6 @@ as Krita does. Prints, against baselines measured in the same run:
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,22 +25,13 @@ from inknhue_krita.protocol import RawImage
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_flats import strokes  # noqa: E402
+from bench_flats import median_seconds, strokes  # noqa: E402
 from bench_page import synthetic_page  # noqa: E402
 from fullsize_weights import write_fullsize_weights  # noqa: E402
 
 
 def bgra(rgba: np.ndarray) -> RawImage:
     return RawImage(rgba.shape[1], rgba.shape[0], "BGRA", np.ascontiguousarray(rgba[..., [2, 1, 0, 3]]).tobytes())
-
-
-def median_seconds(fn, count: int) -> float:
-    times = []
-    for _ in range(count):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main():
