@@ -174,3 +174,26 @@ def test_the_installed_plugin_works_in_a_real_krita(home, parity_weights, wheelh
     assert "inknhue_krita/vendor/cp311/zmq" in (home / ".local/share/inknhue/plugin.log").read_text()
     checked = doctor(home)
     assert checked.returncode == 0, checked.stdout
+
+
+def test_an_upgrade_replaces_only_what_the_installer_put_there(tmp_path):
+    import shutil
+
+    from inknhue.installer import KritaPlaces, Manifest, install_plugin
+
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "plugin", source / "plugin", ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "resources").mkdir()
+    shutil.copy(ROOT / "resources/manual.html", source / "resources")
+    (source / "plugin/inknhue_krita/old_module.py").write_text("# in version 1 only\n")
+    places = KritaPlaces(tmp_path / "krita", tmp_path / "kritarc", "given")
+    manifest = Manifest(tmp_path / "manifest.json")
+    install_plugin(manifest, places, source)
+    plugin = places.resources / "pykrita/inknhue_krita"
+    (plugin / "my_notes.txt").write_text("the artist's own file")
+    (source / "plugin/inknhue_krita/old_module.py").unlink()  # version 2 drops it
+    (source / "plugin/inknhue_krita/logic.py").write_text("# version 2\n")
+    assert install_plugin(manifest, places, source) == 2
+    assert not (plugin / "old_module.py").exists()
+    assert (plugin / "logic.py").read_text() == "# version 2\n"
+    assert (plugin / "my_notes.txt").read_text() == "the artist's own file"

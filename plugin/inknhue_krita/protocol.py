@@ -225,7 +225,9 @@ def write_connection_file(path: Path, info: dict) -> None:
     """Write the file readable by the user only (0600), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if tmp.exists():
+        tmp.unlink()  # O_EXCL below: the file is born private, never widened afterwards
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(info, f, indent=2)
     os.replace(tmp, path)
