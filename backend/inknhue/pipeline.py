@@ -96,11 +96,6 @@ def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: tor
         return _models[key]
 
 
-def clear_model_cache() -> None:
-    with _models_lock:
-        _models.clear()
-
-
 # --- results ---------------------------------------------------------------------------
 
 @dataclass

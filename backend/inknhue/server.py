@@ -75,8 +75,8 @@ class Output:
             blended = resize_to(blended, *result.page_size)
         elif self.size != "working":
             blended = resize_to(blended, *self.size)
-        if mask is not None and mask.shape[:2] != blended.shape[:2]:
-            mask = resize_to(mask[..., None].repeat(3, axis=2), blended.shape[1], blended.shape[0])[..., 0]
+        if mask is not None:
+            mask = resize_to(mask, blended.shape[1], blended.shape[0])
         return from_rgb(blended, self.channels, self.dtype, self.linear, alpha=mask)
 
 
@@ -95,7 +95,6 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     result: Colorization | None = None
     mask: np.ndarray | None = None   #: the selection, as the result's alpha
-    created: float = field(default_factory=time.time)
 
 
 class Server:
