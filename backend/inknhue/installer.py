@@ -91,15 +91,15 @@ class Manifest:
 
     def copy(self, source: Path, target: Path) -> bool:
         """Copy a (large) file if it differs, streaming; returns True if it changed."""
-        if target.is_file() and target.stat().st_size == source.stat().st_size and \
-                _sha256(target) == _sha256(source):
-            self.files[str(target)] = _sha256(target)
+        digest = _sha256(source)  # hashed once: these are the large files
+        if target.is_file() and target.stat().st_size == source.stat().st_size and _sha256(target) == digest:
+            self.files[str(target)] = digest
             return False
         self.make_dir(target.parent)
         tmp = target.with_name(f".{target.name}.part")
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
-        self.files[str(target)] = _sha256(target)
+        self.files[str(target)] = digest
         return True
 
     def forget_missing_under(self, folder: Path, keep: set[str]) -> int:
