@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugin"))
-from inknhue_krita.protocol import user_data_dir  # noqa: E402  (standard library only)
+from inknhue_krita.paths import user_data_dir  # noqa: E402  (standard library only)
 
 STAMP = "inknhue-source.sha256"
 

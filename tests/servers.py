@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from inknhue_krita.protocol import RawImage, read_connection_file
-
-
+from inknhue_krita.connection_file import read_connection_file
+from inknhue_krita.protocol import RawImage
 
 INKNHUE = Path(sys.executable).parent / "inknhue"
 
@@ -40,11 +39,13 @@ class ServerProcess:
             self.process.kill()
             raise RuntimeError(f"the server did not start: {line}{self.process.stderr.read()}")
         self.address = line.split("listening on ")[1].strip()
-        self.token = read_connection_file(self.connection_file)["token"]
+        self.info = read_connection_file(self.connection_file)
+        self.token, self.curve = self.info["token"], self.info["curve"]
 
     def client(self, timeout: float = 10.0, **kwargs):
         from inknhue_krita.client import Client
 
+        kwargs.setdefault("curve", self.curve)
         return Client(self.address, self.token, timeout=timeout, **kwargs)
 
     def wait_until_ready(self, timeout: float = 60.0) -> dict:

@@ -94,9 +94,10 @@ def read_checkpoint(path: Path) -> Any:
                 f"{path} refers to code, which no weights file needs ({line.strip()}); "
                 f"refusing to load it; {REPLACE}") from exc
         raise _unreadable(path, "corrupt (not a PyTorch checkpoint)") from exc
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # noqa: BLE001  (garbage makes the unpickler fail in any way: IndexError, struct.error...)
         size = path.stat().st_size
-        raise _unreadable(path, f"truncated or corrupt ({size} bytes: {_first_line(exc)})") from exc
+        raise _unreadable(path, f"truncated or corrupt ({size} bytes: {type(exc).__name__}: "
+                                f"{_first_line(exc)})") from exc
 
 
 def _first_line(exc: BaseException) -> str:

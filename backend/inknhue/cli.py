@@ -32,6 +32,16 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1.0 <= value <= 86400.0:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 86400 seconds, got {text}")
+    return value
+
+
 def _add_page_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("page", metavar="PAGE", help="the manga page (any image Pillow reads)")
     parser.add_argument("--hints", metavar="HINTS",
@@ -100,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="memory for cached intermediates (default 2048)")
     serve.add_argument("--connection-file", type=Path, metavar="PATH",
                        help="where to write the connection file (default: the user data dir)")
+    serve.add_argument("--lease", type=_seconds, metavar="SECONDS",
+                       help="stop when no client has sent anything for SECONDS (the Krita plugin starts "
+                            "its backend with a lease and renews it, so a killed Krita leaves no backend behind)")
     serve.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                        help="auto picks CUDA, then Apple MPS, then the CPU")
     _add_weights_option(serve)
@@ -153,9 +166,11 @@ def _print_progress(event) -> None:
 
 def _rough_inputs(args):
     """Read what the artist gave; returns (page, provider, request)."""
-    from .imaging import read_hints, read_rgb
+    from .imaging import check_work_size, check_writable, read_hints, read_rgb
+    from .pipeline import check_max_size
     from .rough import RoughRequest, get_provider
 
+    check_max_size(args.max_size)
     prior = args.prior or ("image" if args.rough else "flats")
     if args.rough and prior != "image":
         raise InputError(f"--rough is the input of --prior image, not of --prior {prior}")
@@ -166,7 +181,9 @@ def _rough_inputs(args):
     for given in (args.page, args.hints, args.rough, args.reference):
         if given and Path(args.output).resolve() == Path(given).resolve():
             raise InputError(f"refusing to overwrite the input {given}; choose another -o")
+    check_writable(args.output)  # before any slow stage
     page = read_rgb(args.page, "page")
+    check_work_size(page.shape[1], page.shape[0], args.max_size)
     request = RoughRequest(
         page=page,
         hints=read_hints(args.hints) if args.hints else None,
@@ -243,7 +260,7 @@ def cmd_serve(args) -> int:
         return 0
     server = Server(args.weights, args.device, host=args.bind, port=args.port,
                     connection_file=args.connection_file, cache_bytes=args.cache_mb << 20,
-                    curve_dir=args.curve_dir)
+                    curve_dir=args.curve_dir, lease=args.lease)
 
     def ready(address):
         print(f"inknhue serve: listening on {address}", flush=True)
@@ -270,10 +287,9 @@ def cmd_doctor(args) -> int:
 
 def cmd_rough(args) -> int:
     from .imaging import resize_to, write_image
-    from .pipeline import Engine, check_max_size
+    from .pipeline import Engine
 
     page, provider, request = _rough_inputs(args)
-    check_max_size(args.max_size)
     engine = Engine(args.weights, args.device)
     started = time.perf_counter()
     rough = resize_to(provider(request, engine), page.shape[1], page.shape[0])

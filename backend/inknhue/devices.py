@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .defaults import DEVICE_CHOICES
+from .defaults import DEVICE_CHOICES, MIN_MAX_SIZE
 from .errors import DeviceError
 
 
@@ -54,7 +54,7 @@ def describe(device: torch.device) -> dict:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and (
@@ -71,5 +71,7 @@ def out_of_memory_as_error(max_size: int):
             raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        raise DeviceError(f"ran out of memory colorizing at max size {max_size}; "
-                          f"try a smaller max size (e.g. {max(64, max_size // 2 // 32 * 32)})") from exc
+        smaller = max(MIN_MAX_SIZE, max_size // 2 // 32 * 32)
+        advice = (f"try a smaller max size (e.g. {smaller})" if smaller < max_size else
+                  "this is the smallest max size already: the page is too large for this device's memory")
+        raise DeviceError(f"ran out of memory colorizing at max size {max_size}; {advice}") from exc

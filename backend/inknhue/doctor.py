@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from inknhue_krita.protocol import user_data_dir
+from inknhue_krita.paths import user_data_dir
 
 from . import weights
 from .installer import KRITA_PYTHONS, KRITARC_KEY, MANIFEST, PLUGIN, Manifest, krita_places

@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inknhue_krita.protocol import MAX_PIXELS, MAX_SIDE
+
+from .defaults import MAX_WORKING_PIXELS, MIN_MAX_SIZE
 from .errors import InputError
 
-#: Largest image accepted anywhere (pages, hints, references): 16384 px a side, 200 MP.
-MAX_SIDE = 16384
-MAX_PIXELS = 200_000_000
+# Largest image accepted anywhere (pages, hints, references): the protocol's limits.
 # Let Pillow open up to our own limit, and stop it (instead of warning) beyond twice that.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -107,17 +108,47 @@ def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def write_image(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write atomically: a failure never leaves a half-written file in place of an old one."""
-    path = Path(path)
+def _image_format(path: Path) -> str:
     fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
+    if fmt is None or fmt not in Image.SAVE:
         raise InputError(f"cannot tell an image format from the name {path} (use .png, .jpg, .tif, ...)")
+    return fmt
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Say now, not after minutes of work, that an output cannot be written: its name has no
+    image format, or its folder cannot be created or written."""
+    path = Path(path)
+    _image_format(path)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_image(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write atomically: a failure never leaves a half-written file in place of an old one.
+    The file gets the mode any program's new file gets (0666 less the umask), not mkstemp's 0600."""
+    path = Path(path)
+    fmt = _image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(array).save(f, format=fmt)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -169,6 +200,47 @@ def resize_max(image: Image.Image, max_size: int) -> Image.Image:
 def round_up_to_8(image: Image.Image) -> Image.Image:
     w, h = image.size
     return image.resize(((w + 7) // 8 * 8, (h + 7) // 8 * 8), Image.Resampling.LANCZOS)
+
+
+def working_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """The size `to_working_size` gives a width x height image, without resizing anything."""
+    w, h = width, height
+    if w > max_size or h > max_size:
+        if w <= h:
+            w, h = max_size, int(float(h) * float(max_size) / float(w))
+        else:
+            w, h = int(float(w) * float(max_size) / float(h)), max_size
+    return (w + 7) // 8 * 8, (h + 7) // 8 * 8
+
+
+def shading_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """The size `resize_pad` gives the shading generator, padding included."""
+    if height < width:
+        new_h, new_w = int(size * 1.5), int(np.ceil(width / (height / (size * 1.5))))
+        return new_w + 32 - new_w % 32, new_h
+    new_w, new_h = size, int(np.ceil(height / (width / size)))
+    return new_w, new_h + 32 - new_h % 32
+
+
+def _fits(width: int, height: int, max_size: int) -> bool:
+    work_w, work_h = working_size(width, height, max_size)
+    shade_w, shade_h = shading_size(width, height, max_size)
+    # landscape pages shade at 1.5x the max size on each side (manga-colorization-v2's rule)
+    return work_w * work_h <= MAX_WORKING_PIXELS and shade_w * shade_h <= 2.25 * MAX_WORKING_PIXELS
+
+
+def check_work_size(width: int, height: int, max_size: int) -> None:
+    """Refuse, before anything is allocated, a page whose working or shading resolution
+    would outgrow the memory limits (a very long strip, or a sliver of a page)."""
+    if _fits(width, height, max_size):
+        return
+    work_w, work_h = working_size(width, height, max_size)
+    fits = next((size for size in range(max_size - 32, MIN_MAX_SIZE - 1, -32) if _fits(width, height, size)), None)
+    advice = (f"use max size {fits} or less" if fits else
+              f"its shape ({width}x{height}) is too long and thin: crop it, or colorize it in parts")
+    raise InputError(f"at max size {max_size} this {width}x{height} page would be worked on at {work_w}x{work_h} "
+                     f"({work_w * work_h / 1e6:.1f} MP), beyond the limit of {MAX_WORKING_PIXELS / 1e6:.1f} MP: "
+                     f"{advice}")
 
 
 def to_working_size(rgb: np.ndarray, max_size: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from inknhue_krita.protocol import user_data_dir
+from inknhue_krita.paths import user_data_dir
 
 from . import weights
 from .errors import InknhueError

@@ -36,7 +36,7 @@ from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
 from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
 from .errors import InputError, WeightsError
-from .imaging import check_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
+from .imaging import check_size, check_work_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
 from .rough import RoughProvider, RoughRequest
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ class Engine:
         `cancelled` is polled between stages and between network layers."""
         check_size(page.shape[1], page.shape[0], "page")
         check_max_size(max_size)
+        check_work_size(page.shape[1], page.shape[0], max_size)
         check_ratio(ratio)
         self.check_weights()
         request = replace(request or RoughRequest(page=page), max_size=max_size)

@@ -31,7 +31,7 @@ REPLACE = "`inknhue weights download` replaces it"
 def default_weights_dir() -> Path:
     """The user data dir's weights folder (platformdirs' user_data_dir, computed with the
     standard library so the installer can use it before any dependency is installed)."""
-    from inknhue_krita.protocol import user_data_dir
+    from inknhue_krita.paths import user_data_dir
 
     return user_data_dir() / "weights"
 

@@ -3,6 +3,11 @@
 Finds a running backend through its connection file; if none answers, starts the
 installed one (the command the installer configured) and stops it again when Krita
 quits. Replies and job events are polled from the socket by a QTimer.
+
+A backend the plugin starts holds a lease (`serve --lease`): it stops by itself when no
+message has come for LEASE_S, so a killed Krita leaves no backend running. The plugin
+renews the lease with a ping every HEARTBEAT_S, and adopts a leased backend it finds
+running (left by a Krita that was killed): it renews that lease and stops it at exit.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import Callable
 
 from . import vendor
 from .config import BackendConfig, load_backend_config
-from .protocol import PROTOCOL, ProtocolError, read_connection_file
+from .connection_file import read_connection_file
+from .protocol import PROTOCOL, ProtocolError
 from .qt import QtCore, Signal
 
 log = logging.getLogger("inknhue_krita")
@@ -22,6 +28,7 @@ POLL_MS = 25
 HEARTBEAT_S = 3.0      #: ping a quiet backend this often
 ANSWER_S = 6.0         #: ... and call it lost when it does not answer this quickly
 START_S = 90.0         #: a backend we launched may take this long to write its connection file
+LEASE_S = 30.0         #: a backend we launch stops when it has heard nothing from us for this long
 
 
 class Backend(QtCore.QObject):
@@ -38,9 +45,11 @@ class Backend(QtCore.QObject):
         self.connection = None
         self.process = None
         self.started_here = False
+        self.owns_backend = False  #: started here, or adopted: renew its lease, stop it at exit
         self._config = config
         self._callbacks: dict[str, Callable] = {}
         self._last_heard = 0.0
+        self._last_sent = 0.0
         self._ping_sent: float | None = None
         self._start_deadline = 0.0
         self._launched_at = 0.0
@@ -87,9 +96,10 @@ class Backend(QtCore.QObject):
         from .client import Connection, ServerError
 
         self._close_connection()
+        self.owns_backend = self.started_here  # until its hello shows a lease to adopt
         try:
-            self.connection = Connection(info["address"], info["token"], info.get("curve"))
-        except Exception as exc:  # a malformed address in the file
+            self.connection = Connection(info["address"], info["token"], info["curve"])
+        except Exception as exc:  # a malformed address or keys in the file
             self._set("error", f"cannot connect to {info.get('address')}: {exc}")
             return False
         self._set("connecting", info["address"])
@@ -106,6 +116,10 @@ class Backend(QtCore.QObject):
             self._set("error", header.get("message", "the backend refused us"))
             return
         self.hello = header
+        if header.get("lease") and not self.owns_backend:
+            # leased but not ours: a backend whose Krita was killed; keep it alive and stop it at exit
+            self.owns_backend = True
+            log.info("adopting the backend at %s (lease %s s)", self.connection.address, header["lease"])
         self._set("connected", f"{header['device']['name']}, models {header['models']}")
         self.hello_changed.emit(header)
 
@@ -115,7 +129,7 @@ class Backend(QtCore.QObject):
         if not config.installed:
             self._set("not_installed", problem or "the backend is not installed: run the inkn'hue installer")
             return
-        command = config.serve_command() + ["--port", "0"]
+        command = config.serve_command() + ["--port", "0", "--lease", f"{LEASE_S:g}"]
         self.process = QtCore.QProcess(self)
         self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
         # The backend is its own Python: Krita's Python paths must not leak into it.
@@ -127,7 +141,7 @@ class Backend(QtCore.QObject):
         self.process.finished.connect(self._on_process_finished)
         self._launched_at = time.time()
         self._start_deadline = time.monotonic() + START_S
-        self.started_here = True
+        self.started_here = self.owns_backend = True
         self._set("starting", " ".join(command))
         self.process.start(command[0], command[1:])
 
@@ -155,6 +169,7 @@ class Backend(QtCore.QObject):
         if self.connection is None:
             raise ServerError("unavailable", "not connected to the backend")
         request_id = self.connection.send(header, images, timeout=timeout)
+        self._last_sent = time.monotonic()
         if callback:
             self._callbacks[request_id] = callback
         return request_id
@@ -199,7 +214,8 @@ class Backend(QtCore.QObject):
                 self._set("error", "the backend stopped answering" if self.state == "connected"
                           else "no backend answers")
             return
-        if now - self._last_heard > HEARTBEAT_S:
+        renew = self.owns_backend and now - self._last_sent > HEARTBEAT_S  # job events alone renew nothing
+        if now - self._last_heard > HEARTBEAT_S or renew:
             self._ping_sent = now
             # hello again while connecting or while the models load, to show when they are ready
             ask_hello = self.state == "connecting" or self.hello.get("models") in ("loading", "not loaded")
@@ -217,15 +233,15 @@ class Backend(QtCore.QObject):
             self.connection = None
 
     def stop(self) -> None:
-        """At Krita's exit: stop the backend if this plugin started it."""
+        """At Krita's exit: stop the backend if this plugin started or adopted it."""
         self._timer.stop()
         self._set("off", "stopping")
-        if self.started_here and self.process is not None:
+        if self.owns_backend and self.connection is not None:
             try:
-                if self.connection is not None:
-                    self.connection.send({"type": "shutdown"}, timeout=0.2)
-            except Exception:
+                self.connection.send({"type": "shutdown"}, timeout=0.2)
+            except Exception:  # noqa: BLE001  (gone already; its lease ends it otherwise)
                 pass
+        if self.started_here and self.process is not None:
             if not self.process.waitForFinished(5000):
                 self.process.terminate()
                 if not self.process.waitForFinished(3000):

@@ -2,7 +2,8 @@
 
 `Connection` is the non-blocking socket the Krita plugin polls from Qt's event loop;
 `Client` adds blocking calls with timeouts for the command line and the tests. A dead or
-missing server is reported within the timeout, never by hanging.
+missing server is reported within the timeout, never by hanging, and so is a job whose
+events were lost on the way (a finished job's result is then fetched again).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Callable
 
 import zmq
 
-from .protocol import (PROTOCOL, ProtocolError, RawImage, new_id, pack, read_connection_file, unpack)
+from .connection_file import read_connection_file
+from .messages import BlendRequest, ColorizeRequest, OutputSpec
+from .protocol import PROTOCOL, ProtocolError, RawImage, new_id, pack, unpack
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -31,16 +34,25 @@ class ServerError(Exception):
 class Connection:
     """One DEALER socket to one server, for callers that poll (e.g. a Qt event loop)."""
 
-    def __init__(self, address: str, token: str, curve: dict | None = None, context: zmq.Context | None = None):
+    def __init__(self, address: str, token: str, curve: dict, context: zmq.Context | None = None):
+        """`curve`: the connection file's keys (server_public, public, secret); the server
+        lets no connection in without them."""
         self.address = address
         self.key = token.encode()
+        if not zmq.has("curve"):
+            raise ServerError("unavailable", f"this pyzmq ({zmq.__version__}, libzmq {zmq.zmq_version()}) has no "
+                                             f"CURVE encryption, which the backend requires: install pyzmq's wheels")
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a peer that is not there
-        if curve:
+        try:
             self.socket.curve_serverkey = curve["server_public"].encode()
             self.socket.curve_publickey = curve["public"].encode()
             self.socket.curve_secretkey = curve["secret"].encode()
+        except (KeyError, TypeError, AttributeError, zmq.ZMQError) as exc:
+            self.socket.close(linger=0)
+            raise ServerError("no_server", f"the connection file's CURVE keys are damaged ({exc}); "
+                                           f"restart the backend") from None
         self.socket.connect(address)
 
     def send(self, header: dict, images: dict[str, RawImage] | None = None, timeout: float = 0.0) -> str:
@@ -81,16 +93,17 @@ class Client:
         if address in (None, "auto"):
             info = read_connection_file_or_fail(connection_file)
             address, token = info["address"], token or info["token"]
-            curve = curve or info.get("curve")
-        elif not token:  # an explicit address: the token of the server the connection file names
+            curve = curve or info["curve"]
+        elif not token or not curve:  # an explicit address: the secrets of the server the file names
             info = read_connection_file_or_fail(connection_file)
             if info["address"] != address:
-                raise ServerError("no_token", f"no token for {address}: the connection file is for "
+                raise ServerError("no_token", f"no token and keys for {address}: the connection file is for "
                                               f"{info['address']}")
-            token, curve = info["token"], curve or info.get("curve")
+            token, curve = token or info["token"], curve or info["curve"]
         self.timeout = timeout
         self.connection = Connection(address, token, curve)
         self.events: deque[tuple[dict, dict]] = deque()
+        self._jobs: dict[str, tuple[float, OutputSpec]] = {}  #: what each job was asked for
 
     def close(self) -> None:
         self.connection.close()
@@ -141,17 +154,23 @@ class Client:
         `mask` (L, the page's size) becomes the result's alpha: a selection."""
         images = {name: image for name, image in (("page", page), ("hints", hints), ("reference", reference),
                                                    ("rough", rough), ("mask", mask)) if image}
-        header = {"type": "colorize", "provider": provider, "ratio": ratio, "max_size": max_size,
-                  "fill_all": fill_all, "transfer": transfer, "output": output or {}}
+        spec = OutputSpec.from_header(_listed(output or {}))
+        request = ColorizeRequest(provider, ratio, max_size, fill_all, transfer, spec)
         # Large pages take a while to send and check: allow for the transfer.
-        reply, _ = self.request(header, images, timeout=self.timeout + sum(i.nbytes for i in images.values()) / 50e6)
+        reply, _ = self.request(request.to_header(), images,
+                                timeout=self.timeout + sum(i.nbytes for i in images.values()) / 50e6)
+        self._jobs[reply["job"]] = (ratio, spec)
         return reply["job"]
 
     def blend(self, job: str, ratio: float, size="page", channels: str = "RGBA", dtype: str = "uint8",
               linear: bool = False) -> RawImage:
-        reply, images = self.request({"type": "blend", "job": job, "ratio": ratio, "size": size,
-                                      "channels": channels, "dtype": dtype, "linear": linear})
+        spec = OutputSpec.from_header(_listed({"size": size, "channels": channels, "dtype": dtype, "linear": linear}))
+        reply, images = self.request(BlendRequest(job, ratio, spec).to_header())
         return images["result"]
+
+    def job_status(self, job: str) -> dict:
+        """What the server knows of a job: `state`, and its `error` or `result` details."""
+        return self.request({"type": "status", "job": job})[0]["job_status"]
 
     def cancel(self, job: str) -> None:
         self.request({"type": "cancel", "job": job})
@@ -171,14 +190,18 @@ class Client:
         """Wait for a job's result, passing its progress events to `on_event`.
 
         Long stages send nothing for a while: when the server is quiet for `self.timeout`,
-        a ping checks it is alive, so a dead server is reported within about twice the
-        timeout. `timeout` bounds the whole wait (default: none).
+        the job's status is asked for, so a dead server is reported within about twice the
+        timeout, and a job whose events were lost (a connection reset: ZeroMQ reconnects,
+        but what was sent meanwhile is gone) ends too: a finished job's result is fetched
+        again, a failed one raises its error. `timeout` bounds the whole wait (default: none).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             message = self.next_event(self.timeout)
             if message is None:
-                self.ping()  # raises if the server is gone
+                recovered = self._recover(job)  # raises if the server or the job is gone
+                if recovered:
+                    return recovered
             else:
                 event, images = message
                 if event.get("job") == job:
@@ -193,6 +216,40 @@ class Client:
                         on_event(event)
             if deadline is not None and time.monotonic() > deadline:
                 raise ServerError("timeout", f"job {job} did not finish within {timeout:g} s")
+
+
+    def _recover(self, job: str) -> tuple[dict, RawImage] | None:
+        """After a quiet spell: None while the job runs, its result if it finished unseen."""
+        try:
+            status = self.job_status(job)
+        except ServerError as exc:
+            if exc.code == "unknown_job":
+                raise ServerError("lost", f"the backend no longer knows job {job} (was it restarted?)") from None
+            raise
+        state = status.get("state")
+        if state == "done" and job in self._jobs:
+            # the result may have come after all, while the status was asked for
+            while (message := self.connection.receive(0)) is not None:
+                self.events.append(message)
+            for message in list(self.events):
+                if message[0].get("job") == job and message[0].get("type") == "result":
+                    self.events.remove(message)
+                    return message[0], message[1]["result"]
+            ratio, spec = self._jobs[job]
+            image = self.blend(job, ratio, spec.size if isinstance(spec.size, str) else list(spec.size),
+                               spec.channels, spec.dtype, spec.linear)
+            return {"type": "result", "job": job, "recovered": True, **status.get("result", {})}, image
+        if state == "failed":
+            error = status.get("error") or {}
+            raise ServerError(error.get("code", "error"), error.get("message", f"job {job} failed"))
+        if state == "cancelled":
+            raise ServerError("cancelled", f"job {job} was cancelled")
+        return None
+
+
+def _listed(output: dict) -> dict:
+    """Sizes given as tuples, as JSON gives them: lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in output.items()}
 
 
 def read_connection_file_or_fail(path: Path | None = None) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .protocol import user_data_dir
+from .paths import user_data_dir
 
 CONFIG_NAME = "plugin.json"
 SETTINGS_GROUP = "inknhue"

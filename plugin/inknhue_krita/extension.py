@@ -8,7 +8,7 @@ import logging.handlers
 from krita import DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
 from .docker import InknhueDocker, stop_backend
-from .protocol import user_data_dir
+from .paths import user_data_dir
 
 DOCKER_ID = "inknhue_docker"
 

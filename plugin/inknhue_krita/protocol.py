@@ -22,28 +22,38 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import secrets
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-PROTOCOL = 1
+#: 2: CURVE on every connection (keys in the connection file), typed field checks
+PROTOCOL = 2
 TAG = b"inknhue/%d" % PROTOCOL
 DEFAULT_PORT = 5557
 
+# Limits a 24 GB machine survives with the models loaded (docs/protocol.md, "Limits").
 MAX_SIDE = 16384
-MAX_PIXELS = 200_000_000
+MAX_PIXELS = 100_000_000         #: an A3 page at 600 dpi is 70 MP
 MAX_HEADER_BYTES = 64 * 1024
-MAX_IMAGES = 5
-MAX_QUEUED_JOBS = 8
-
+MAX_ID_CHARS = 128
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "BGRA": 4}
 DTYPES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
+#: the largest frame: one image at the pixel limit, RGBA float32 (ZeroMQ drops larger ones)
+MAX_FRAME_BYTES = MAX_PIXELS * 4 * 4 + MAX_HEADER_BYTES
 #: the images a colorize request may carry ("mask": L, the page's size, becomes the result's alpha)
 COLORIZE_IMAGES = ("page", "hints", "reference", "rough", "mask")
+MAX_IMAGES = len(COLORIZE_IMAGES)
+MAX_QUEUED_JOBS = 8
 #: request types a server answers
 REQUESTS = ("hello", "ping", "status", "colorize", "blend", "cancel", "shutdown")
+
+
+def shown(value, limit: int = 60) -> str:
+    """A peer's value, safe to put in a message or a log line: escaped, one line, short."""
+    try:
+        text = ascii(value)
+    except Exception:  # noqa: BLE001  (a value whose repr fails is still shown)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "...(" + str(len(text)) + " chars)"
 
 
 class ProtocolError(Exception):
@@ -86,28 +96,31 @@ def check_image_spec(spec) -> None:
     if not isinstance(spec, dict):
         raise ProtocolError("bad_message", "each entry of 'images' must be an object")
     name = spec.get("name")
-    if not isinstance(name, str) or not name:
-        raise ProtocolError("bad_message", "an image has no name")
+    if not isinstance(name, str) or not name or len(name) > 32:
+        raise ProtocolError("bad_message", "an image needs a 'name' (a string of 1 to 32 characters)")
     width, height = spec.get("width"), spec.get("height")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height)):
-        raise ProtocolError("bad_message", f"image '{name}': width and height must be integers")
+        raise ProtocolError("bad_message", f"image {shown(name)}: 'width' and 'height' must be integers")
     if width < 1 or height < 1:
-        raise ProtocolError("bad_input", f"image '{name}' is empty ({width}x{height})")
+        raise ProtocolError("bad_input", f"image {shown(name)} is empty ({width}x{height})")
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise ProtocolError("too_large", f"image '{name}' is {width}x{height}: larger than the limit of "
+        raise ProtocolError("too_large", f"image {shown(name)} is {width}x{height}: larger than the limit of "
                                          f"{MAX_SIDE} px a side and {MAX_PIXELS // 1_000_000} MP")
-    if spec.get("channels") not in CHANNELS:
-        raise ProtocolError("bad_message", f"image '{name}': channels must be one of {', '.join(CHANNELS)}")
-    if spec.get("dtype", "uint8") not in DTYPES:
-        raise ProtocolError("bad_message", f"image '{name}': dtype must be one of {', '.join(DTYPES)}")
+    for key, choices, default in (("channels", CHANNELS, None), ("dtype", DTYPES, "uint8")):
+        value = spec.get(key, default)
+        if not isinstance(value, str) or value not in choices:
+            raise ProtocolError("bad_message", f"image {shown(name)}: '{key}' must be one of "
+                                               f"{', '.join(choices)}, got {shown(value)}")
+    if not isinstance(spec.get("linear", False), bool):
+        raise ProtocolError("bad_message", f"image {shown(name)}: 'linear' must be true or false")
 
 
 def image_from(spec: dict, buffer) -> RawImage:
     image = RawImage(spec["width"], spec["height"], spec["channels"], buffer,
-                     spec.get("dtype", "uint8"), bool(spec.get("linear", False)))
+                     spec.get("dtype", "uint8"), spec.get("linear", False))
     got = memoryview(buffer).nbytes
     if got != image.nbytes:
-        raise ProtocolError("bad_input", f"image '{spec['name']}' should be {image.nbytes} bytes "
+        raise ProtocolError("bad_input", f"image {shown(spec['name'])} should be {image.nbytes} bytes "
                                          f"({image.width}x{image.height} {image.channels} {image.dtype}), got {got}")
     return image
 
@@ -116,16 +129,16 @@ def image_from(spec: dict, buffer) -> RawImage:
 
 def ratio_field(header: dict, key: str = "ratio", default: float | None = None) -> float:
     value = header.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
-        raise ProtocolError("bad_input", f"'{key}' must be a number between 0 and 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 \
+            or not math.isfinite(value):  # range first: math.isfinite(10**400) overflows
+        raise ProtocolError("bad_input", f"'{key}' must be a number between 0 and 1, got {shown(value)}")
     return float(value)
 
 
 def int_field(header: dict, key: str, default: int, low: int, high: int) -> int:
     value = header.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProtocolError("bad_input", f"'{key}' must be an integer from {low} to {high}, got {value!r}")
+        raise ProtocolError("bad_input", f"'{key}' must be an integer from {low} to {high}, got {shown(value)}")
     return value
 
 
@@ -139,7 +152,7 @@ def pack(key: bytes, header: dict, images: dict[str, RawImage] | None = None) ->
     """A message as frames (after any identity): tag, signature, header, buffers."""
     images = images or {}
     header = dict(header, images=[image.describe(name) for name, image in images.items()])
-    body = [json.dumps(header, separators=(",", ":")).encode()]
+    body = [json.dumps(header, separators=(",", ":"), allow_nan=False).encode()]
     body += [image.data for image in images.values()]
     return [TAG, sign(key, body[0])] + body
 
@@ -155,8 +168,8 @@ def unpack(key: bytes, frames) -> tuple[dict, dict[str, RawImage]]:
     tag = bytes(_buffer(frames[0]))
     if tag != TAG:
         if tag.startswith(b"inknhue/"):
-            raise ProtocolError("bad_version", f"protocol {tag.decode(errors='replace')} is not "
-                                               f"{TAG.decode()}: update the plugin or the backend")
+            raise ProtocolError("bad_version", f"protocol {shown(tag)} is not {TAG.decode()}: "
+                                               f"install the plugin and the backend of the same version")
         raise ProtocolError("bad_message", "not an inkn'hue message")
     if len(frames) > 3 + MAX_IMAGES:
         raise ProtocolError("bad_message", f"at most {MAX_IMAGES} images a message")
@@ -167,17 +180,20 @@ def unpack(key: bytes, frames) -> tuple[dict, dict[str, RawImage]]:
         raise ProtocolError("bad_signature", "the message is not signed with this server's token "
                                              "(a stale connection file?)")
     try:
-        header = json.loads(bytes(body[0]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ProtocolError("bad_message", "the header is not JSON") from None
+        header = json.loads(bytes(body[0]).decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: [[[[...]]]]
+        raise ProtocolError("bad_message", "the header is not JSON (or holds NaN or Infinity)") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad_message", "the header is not a JSON object")
     try:
         return header, _images(header, body[1:])
     except ProtocolError as exc:
-        request_id = header.get("id")
-        exc.request_id = request_id if isinstance(request_id, str) else None
+        exc.request_id = request_id(header)
         raise
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _images(header: dict, buffers) -> dict[str, RawImage]:
@@ -194,54 +210,16 @@ def _images(header: dict, buffers) -> dict[str, RawImage]:
     return images
 
 
+def request_id(header: dict) -> str | None:
+    """The header's id if it is a valid one (a string of at most MAX_ID_CHARS), else None."""
+    value = header.get("id")
+    return value if isinstance(value, str) and len(value) <= MAX_ID_CHARS else None
+
+
 def new_token() -> str:
     return secrets.token_hex(32)
 
 
 def new_id(prefix: str = "") -> str:
-    return prefix + secrets.token_hex(6)
-
-
-# --- the connection file ---------------------------------------------------------------
-
-def user_data_dir() -> Path:
-    """platformdirs' user_data_dir("inknhue", appauthor=False), without platformdirs
-    (Krita's Python has none)."""
-    home = Path.home()
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
-        return Path(base) / "inknhue"
-    if sys.platform == "darwin":
-        return home / "Library" / "Application Support" / "inknhue"
-    base = os.environ.get("XDG_DATA_HOME", "").strip() or str(home / ".local" / "share")
-    return Path(base) / "inknhue"
-
-
-def connection_file() -> Path:
-    return user_data_dir() / "server.json"
-
-
-def write_connection_file(path: Path, info: dict) -> None:
-    """Write the file readable by the user only (0600), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()  # O_EXCL below: the file is born private, never widened afterwards
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(tmp, path)
-
-
-def read_connection_file(path: Path | None = None) -> dict:
-    path = path or connection_file()
-    try:
-        info = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ProtocolError("no_server", f"no backend is running (no connection file at {path}); "
-                                         f"start one with `inknhue serve`") from None
-    except (OSError, ValueError) as exc:
-        raise ProtocolError("no_server", f"cannot read the connection file {path}: {exc}") from None
-    if not isinstance(info, dict) or not {"address", "token"} <= set(info):
-        raise ProtocolError("no_server", f"the connection file {path} is damaged; restart `inknhue serve`")
-    return info
+    """Request and job ids: 128 random bits, so a job id is a capability nobody guesses."""
+    return prefix + secrets.token_hex(16)
