@@ -22,6 +22,18 @@ def raw(array: np.ndarray | None, channels: str | None = None) -> RawImage | Non
     return RawImage(array.shape[1], array.shape[0], channels, np.ascontiguousarray(array).tobytes())
 
 
+def curve_socket(curve: dict, kind=None):
+    """A ZeroMQ socket with the connection file's client keys (a DEALER unless `kind`)."""
+    import zmq
+
+    socket = zmq.Context.instance().socket(kind or zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.curve_serverkey = curve["server_public"].encode()
+    socket.curve_publickey = curve["public"].encode()
+    socket.curve_secretkey = curve["secret"].encode()
+    return socket
+
+
 def array(image: RawImage) -> np.ndarray:
     channels = {"L": 1, "RGB": 3, "RGBA": 4, "BGRA": 4}[image.channels]
     return np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, channels)

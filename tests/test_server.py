@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 import zmq
-from inknhue_krita import protocol
+from inknhue_krita import paths, protocol
 from inknhue_krita.client import Client, ServerError
 
 from drawing import Page
 from inknhue.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
-from servers import ServerProcess, array, raw
+from servers import ServerProcess, array, curve_socket, raw
 
 RED, BLUE, GREEN = (220, 40, 40), (40, 60, 220), (40, 170, 60)
 
@@ -125,14 +125,14 @@ def test_two_clients_at_once_get_their_own_results(server, parity_weights):
 
 
 def test_a_wrong_token_is_refused(server):
-    with Client(server.address, "0" * 64, timeout=5) as stranger:
+    with Client(server.address, "0" * 64, timeout=5, curve=server.curve) as stranger:
         with pytest.raises(ServerError) as refused:
             stranger.hello()
     assert refused.value.code == "bad_signature"
 
 
 def test_images_beyond_the_limits_are_refused(client):
-    huge = protocol.RawImage(20000, 10, "RGB", b"")
+    huge = protocol.RawImage(20000, 10, "RGBA", b"")
     with pytest.raises(ServerError) as refused:
         client.colorize(huge, huge)
     assert refused.value.code == "too_large" and "16384 px a side" in refused.value.message
@@ -209,7 +209,10 @@ def test_a_dead_server_is_reported_within_the_timeout(parity_weights, tmp_path):
 
 
 def test_no_server_is_an_error_in_seconds(tmp_path):
-    with Client("tcp://127.0.0.1:9", "0" * 64, timeout=1.0) as client:
+    server_public, _ = zmq.curve_keypair()
+    public, secret = zmq.curve_keypair()
+    curve = {"server_public": server_public.decode(), "public": public.decode(), "secret": secret.decode()}
+    with Client("tcp://127.0.0.1:9", "0" * 64, timeout=1.0, curve=curve) as client:
         started = time.monotonic()
         with pytest.raises(ServerError) as lost:
             client.hello()
@@ -280,9 +283,7 @@ def hostile_messages(key: bytes, rng: np.random.Generator):
 
 
 def test_hostile_messages_get_errors_and_the_server_keeps_working(server, client, parity_weights):
-    context = zmq.Context.instance()
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.LINGER, 0)
+    socket = curve_socket(server.curve)
     socket.connect(server.address)
     key = server.token.encode()
     messages = hostile_messages(key, np.random.default_rng(7))
@@ -317,6 +318,7 @@ def local_server(parity_weights, tmp_path):
     thread = threading.Thread(target=serve, args=(server,), kwargs={"on_ready": lambda _: ready.set()})
     thread.start()
     assert ready.wait(30)
+    server.curve = server.gatekeeper.connection_info()
     yield server
     server.running = False
     thread.join(30)
@@ -331,19 +333,24 @@ def test_out_of_memory_is_a_clear_error_and_the_server_stays_up(local_server):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
 
     local_server.engine.decode = exhausted
-    with Client(local_server.address, local_server.token, timeout=10) as client:
+    with Client(local_server.address, local_server.token, timeout=10, curve=local_server.curve) as client:
         page = drawn_page()
+        job = client.colorize(raw(page.rgb), raw(page.hints), max_size=128)
+        with pytest.raises(ServerError) as failed:
+            client.wait(job, timeout=60)
+        assert failed.value.code == "device" and "try a smaller max size (e.g. 64)" in failed.value.message
         job = client.colorize(raw(page.rgb), raw(page.hints), max_size=64)
         with pytest.raises(ServerError) as failed:
             client.wait(job, timeout=60)
-        assert failed.value.code == "device" and "try a smaller max size" in failed.value.message
+        assert "smaller max size" not in failed.value.message  # 64 is the smallest: no advice to try it
+        assert "too large for this device's memory" in failed.value.message
         local_server.engine.decode = original
         job = client.colorize(raw(page.rgb), raw(page.hints), max_size=64)
         assert client.wait(job, timeout=60)[0]["type"] == "result"
 
 
 def test_shutdown_removes_the_connection_file(local_server):
-    with Client(local_server.address, local_server.token, timeout=10) as client:
+    with Client(local_server.address, local_server.token, timeout=10, curve=local_server.curve) as client:
         client.shutdown()
     deadline = time.monotonic() + 10
     while local_server.connection_file.exists() and time.monotonic() < deadline:
@@ -352,7 +359,7 @@ def test_shutdown_removes_the_connection_file(local_server):
 
 
 def test_krita_float_pages_in_linear_light_are_converted(local_server):
-    with Client(local_server.address, local_server.token, timeout=10) as client:
+    with Client(local_server.address, local_server.token, timeout=10, curve=local_server.curve) as client:
         page = drawn_page()
         linear = ((page.rgb / 255.0) ** 2.2).astype(np.float32)  # roughly what Krita's float docs hold
         rgba = np.dstack([linear, np.ones(linear.shape[:2], np.float32)])
@@ -384,7 +391,9 @@ def test_curve_encryption_on_request(cli, parity_weights, tmp_path):
         curve = {"server_public": server_public, "public": public.decode(), "secret": secret.decode()}
         with secured.client(curve=curve) as client:
             assert client.hello()["protocol"] == protocol.PROTOCOL
-        with secured.client(timeout=1.5) as plain:
+        public, secret = zmq.curve_keypair()  # a key pair the server was not given
+        stranger = dict(curve, public=public.decode(), secret=secret.decode())
+        with secured.client(timeout=1.5, curve=stranger) as plain:
             with pytest.raises(ServerError):
                 plain.hello()
     finally:
@@ -422,7 +431,7 @@ def test_colorize_with_no_server_running(cli, tmp_path):
 def test_the_connection_file_lives_in_the_user_data_dir_platformdirs_names(isolated_user_dirs):
     import platformdirs
 
-    assert protocol.connection_file() == platformdirs.user_data_path("inknhue", appauthor=False) / "server.json"
+    assert paths.connection_file() == platformdirs.user_data_path("inknhue", appauthor=False) / "server.json"
 
 
 def test_the_server_logs_to_a_rotated_file_in_the_user_log_dir(cli, parity_weights, isolated_user_dirs):

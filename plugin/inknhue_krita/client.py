@@ -154,8 +154,13 @@ class Client:
         `mask` (L, the page's size) becomes the result's alpha: a selection."""
         images = {name: image for name, image in (("page", page), ("hints", hints), ("reference", reference),
                                                    ("rough", rough), ("mask", mask)) if image}
-        spec = OutputSpec.from_header(_listed(output or {}))
-        request = ColorizeRequest(provider, ratio, max_size, fill_all, transfer, spec)
+        header = ColorizeRequest(provider, ratio, max_size, fill_all, transfer).to_header()
+        header["output"] = _listed(output or {})
+        try:  # the server's own checks, so a bad value is said here (JSON cannot even carry a NaN)
+            request = ColorizeRequest.from_header(header, images, ratio, max_size, (1, 1 << 30))
+        except ProtocolError as exc:
+            raise ServerError(exc.code, exc.message) from None
+        spec = request.output
         # Large pages take a while to send and check: allow for the transfer.
         reply, _ = self.request(request.to_header(), images,
                                 timeout=self.timeout + sum(i.nbytes for i in images.values()) / 50e6)
@@ -164,8 +169,13 @@ class Client:
 
     def blend(self, job: str, ratio: float, size="page", channels: str = "RGBA", dtype: str = "uint8",
               linear: bool = False) -> RawImage:
-        spec = OutputSpec.from_header(_listed({"size": size, "channels": channels, "dtype": dtype, "linear": linear}))
-        reply, images = self.request(BlendRequest(job, ratio, spec).to_header())
+        header = {"type": "blend", "job": job, "ratio": ratio,
+                  **_listed({"size": size, "channels": channels, "dtype": dtype, "linear": linear})}
+        try:
+            request = BlendRequest.from_header(header)
+        except ProtocolError as exc:
+            raise ServerError(exc.code, exc.message) from None
+        reply, images = self.request(request.to_header())
         return images["result"]
 
     def job_status(self, job: str) -> dict:

@@ -79,8 +79,8 @@ class Server:
                  connection_file: Path | None = None, cache_bytes: int = 2 << 30,
                  curve_dir: Path | None = None, lease: float | None = None):
         if host not in LOOPBACK_HOSTS and curve_dir is None:
-            raise InknhueError(f"refusing to listen on {host}: only loopback is allowed without "
-                               f"--curve-dir (see docs/protocol.md) to serve a network")
+            raise InknhueError(f"refusing to listen on {host}: only loopback is allowed without encryption; "
+                               f"give --curve-dir (see docs/protocol.md) to serve a network")
         self.engine = Engine(weights_dir, device)
         self.host, self.port = host, port
         self.token = token or protocol.new_token()
