@@ -88,7 +88,7 @@ def read_checkpoint(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         detail = str(exc)
-        if "blocked" in detail or "Unsupported" in detail:
+        if "blocked" in detail or "GLOBAL" in detail:  # not "Unsupported operand": that is garbage
             line = next((text for text in detail.splitlines() if "GLOBAL" in text), detail.splitlines()[-1])
             raise WeightsError(
                 f"{path} refers to code, which no weights file needs ({line.strip()}); "

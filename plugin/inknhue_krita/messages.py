@@ -20,10 +20,10 @@ MAX_NAME_CHARS = 32
 PROVIDER_NEEDS = {"flats": "hints", "shader": "hints", "image": "rough"}
 
 
-def bool_field(header: dict, key: str, default: bool = False) -> bool:
+def bool_field(header: dict, key: str, default: bool = False, where: str = "") -> bool:
     value = header.get(key, default)
     if not isinstance(value, bool):
-        raise ProtocolError("bad_input", f"'{key}' must be true or false, got {shown(value)}")
+        raise ProtocolError("bad_input", f"'{where}{key}' must be true or false, got {shown(value)}")
     return value
 
 
@@ -73,7 +73,7 @@ class OutputSpec:
             raise ProtocolError("bad_input", f"'{where}size' must be \"page\", \"working\" or [width, height], "
                                              f"got {shown(size)}")
         return cls(size, choice_field(spec, "channels", CHANNELS, "RGBA", where),
-                   choice_field(spec, "dtype", DTYPES, "uint8", where), bool_field(spec, "linear"))
+                   choice_field(spec, "dtype", DTYPES, "uint8", where), bool_field(spec, "linear", where=where))
 
     def pixel_size(self, page_size: tuple[int, int], working_size: tuple[int, int]) -> tuple[int, int]:
         return page_size if self.size == "page" else working_size if self.size == "working" else self.size

@@ -100,6 +100,7 @@ class Server:
         self._threads: list[threading.Thread] = []
         self._complaints = RateLimitedLog(log)
         self._unread: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = defaultdict(list)
+        self._unread_lock = threading.Lock()  # the I/O loop adds, the blend worker asks
 
     # setup ------------------------------------------------------------------------------
 
@@ -194,15 +195,24 @@ class Server:
                 continue
             tracked = [zmq.Frame(f.buffer, track=True) for f in frames]
             tracker = self.socket.send_multipart(tracked, copy=False, track=True)
-            self._unread[frames[0].bytes].append((tracker, size))
+            with self._unread_lock:
+                self._unread[frames[0].bytes].append((tracker, size))
 
     def unread_bytes(self, client: bytes) -> int:
-        pending = [(t, n) for t, n in self._unread.get(client, []) if not t.done]
-        if pending:
-            self._unread[client] = pending
-        else:
-            self._unread.pop(client, None)
-        return sum(n for _, n in pending)
+        """Bytes of results sent to `client` that ZeroMQ still holds (the client is not reading)."""
+        with self._unread_lock:
+            pending = [(t, n) for t, n in self._unread.get(client, []) if not t.done]
+            if pending:
+                self._unread[client] = pending
+            else:
+                self._unread.pop(client, None)
+            return sum(n for _, n in pending)
+
+    def _check_unread(self, client: bytes) -> None:
+        unread = self.unread_bytes(client)
+        if unread > MAX_UNREAD_BYTES:
+            raise ProtocolError("busy", f"{unread >> 20} MiB of earlier results are still on their way to this "
+                                        f"client: read them first")
 
     def _send(self, client: bytes, header: dict, images: dict[str, RawImage] | None = None, socket=None) -> None:
         frames = [client] + protocol.pack(self.key, header, images)
@@ -299,10 +309,7 @@ class Server:
         if job.state != JobState.DONE:
             raise ProtocolError("not_ready", f"job {job.id} is {job.state.value}")
         request.output.check_bytes(*request.output.pixel_size(job.result.page_size, job.result.working_size))
-        unread = self.unread_bytes(client)
-        if unread > MAX_UNREAD_BYTES:
-            raise ProtocolError("busy", f"{unread >> 20} MiB of earlier results are still on their way to this "
-                                        f"client: read them first")
+        self._check_unread(client)
         try:
             self.blend_queue.put_nowait((client, request_id, job, request))
         except queue.Full:
@@ -419,30 +426,32 @@ class Server:
                 break
             client, request_id, job, request = item
             try:
+                self._check_unread(client)  # blends asked for at once: checked as each is made
                 image = render(job.result, request.output, request.ratio, job.mask)
                 self._send(client, {"type": "blended", "re": request_id, "job": job.id, "ratio": request.ratio,
                                     "width": image.width, "height": image.height}, {"result": image}, socket=outbox)
+            except ProtocolError as exc:
+                self._error(client, exc.code, exc.message, request_id, socket=outbox)
             except MemoryError:
                 self._error(client, "device", "ran out of memory (RAM) for this blend; ask for a smaller size",
                             request_id, socket=outbox)
             except Exception as exc:  # noqa: BLE001
                 log.exception("blend failed")
-                self._error(client, getattr(exc, "code", "internal"), shown(exc, 200), request_id, socket=outbox)
+                self._error(client, "internal", f"internal error: {shown(exc, 200)}", request_id, socket=outbox)
         outbox.close()
 
 
 def serve(server: Server, on_ready=None) -> None:
     """Run until a shutdown request, SIGTERM, Ctrl-C or an expired lease."""
-    address = server.start()
-    if on_ready:
-        on_ready(address)
-
     def stop(*_):
         server.running = False
 
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():  # before anyone can know our pid
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+    address = server.start()
+    if on_ready:
+        on_ready(address)
     try:
         server.serve_forever()
     finally:
