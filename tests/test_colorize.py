@@ -95,7 +95,7 @@ def test_max_size_must_be_a_sensible_multiple_of_32(files, parity_weights, capsy
     argv = ["colorize", str(files / "page.png"), "--rough", str(files / "rough.png"), "-o",
             str(files / "out.png"), "--weights", str(parity_weights), "--device", "cpu", "--max-size", size]
     assert cli.main(argv) == 1
-    assert "max size must be a multiple of 32 between 64 and 4096" in error_line(capsys)
+    assert "max size must be a multiple of 32 between 64 and 2048" in error_line(capsys)
 
 
 def test_asking_for_cuda_without_a_gpu_says_so(files, parity_weights, capsys, monkeypatch):
@@ -156,7 +156,9 @@ def test_unknown_provider_lists_the_known_ones():
         get_provider("style2paints-v9")
 
 
-def test_out_of_memory_becomes_advice_to_lower_the_max_size(parity_weights, monkeypatch):
+@pytest.mark.parametrize("max_size, advice", [(128, r"try a smaller max size \(e.g. 64\)"),
+                                               (64, "this is the smallest max size already")])
+def test_out_of_memory_becomes_advice_to_lower_the_max_size(parity_weights, monkeypatch, max_size, advice):
     import torch
 
     engine = Engine(parity_weights, "cpu")
@@ -166,9 +168,9 @@ def test_out_of_memory_becomes_advice_to_lower_the_max_size(parity_weights, monk
 
     monkeypatch.setattr(engine, "condition", exhausted)
     page = case("page_rgb_uint8")
-    with pytest.raises(DeviceError, match="try a smaller max size"):
+    with pytest.raises(DeviceError, match=f"ran out of memory colorizing at max size {max_size}; {advice}"):
         engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=case("app_rough_uint8")),
-                        max_size=64)
+                        max_size=max_size)
 
 
 def test_the_bf16_path_used_on_cuda_stays_close_to_float32(parity_weights):

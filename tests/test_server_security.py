@@ -511,7 +511,7 @@ def test_a_read_only_output_folder_is_refused_before_the_work(cli, tmp_path, par
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_outputs_follow_the_users_umask(tmp_path, parity_weights, umask, mode):
-    from conftest import INKNHUE
+    from servers import INKNHUE
 
     page, hints = page_files(tmp_path)
     out = tmp_path / "out.png"

@@ -9,7 +9,8 @@ from krita import DockWidget
 from . import config, document
 from .backend import Backend
 from .logic import (HINT_LAYER, RESULT_LAYER, BlendThrottle, Format, Rect, document_format, layer_name,
-                    preview_size, progress_text, progress_value, ratio_to_slider, slider_to_ratio, snap_max_size,
+                    MAX_MAX_SIZE, MIN_MAX_SIZE, preview_size, progress_text, progress_value, ratio_to_slider,
+                    slider_to_ratio, snap_max_size,
                     work_area)
 from .protocol import RawImage
 from .qt import Qt, QtWidgets
@@ -107,7 +108,7 @@ class InknhueDocker(DockWidget):
         self.provider.addItem("flats", "flats")
         form.addRow("Rough colours", self.provider)
         self.max_size = self._widget(QtWidgets.QSpinBox, "max_size")
-        self.max_size.setRange(64, 4096)
+        self.max_size.setRange(MIN_MAX_SIZE, MAX_MAX_SIZE)
         self.max_size.setSingleStep(32)
         form.addRow("Max size", self.max_size)
         self.fill_all = self._widget(QtWidgets.QCheckBox, "fill_all", "Colour regions without strokes")
@@ -188,6 +189,9 @@ class InknhueDocker(DockWidget):
             self._finish_job(f"Lost the backend during the job: {detail}")
 
     def _on_hello(self, hello: dict) -> None:
+        limits = hello.get("limits", {}).get("max_size")
+        if isinstance(limits, list) and len(limits) == 2:
+            self.max_size.setRange(*limits)
         current = self.provider.currentData() or self._wanted_provider
         self.provider.blockSignals(True)
         self.provider.clear()

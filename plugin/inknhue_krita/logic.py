@@ -19,7 +19,7 @@ STAGE_LABELS = {
 }
 HINT_LAYER = "inkn'hue hints"
 RESULT_LAYER = "inkn'hue colour"
-MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 4096
+MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 2048  #: until the backend's hello says its own limits
 #: while the ratio slider is dragged, blends come at about this many pixels on the long side
 PREVIEW_LONG_SIDE = 1280
 
@@ -89,9 +89,9 @@ def preview_size(width: int, height: int, long_side: int = PREVIEW_LONG_SIDE) ->
     return [max(1, round(width * scale)), max(1, round(height * scale))]
 
 
-def snap_max_size(value: int) -> int:
+def snap_max_size(value: int, low: int = MIN_MAX_SIZE, high: int = MAX_MAX_SIZE) -> int:
     """The working size the network accepts: a multiple of 32 within its range."""
-    return min(MAX_MAX_SIZE, max(MIN_MAX_SIZE, round(value / 32) * 32))
+    return min(high, max(low, round(value / 32) * 32))
 
 
 def progress_text(stage: str, index: int, total: int, cached: bool = False) -> str:

@@ -230,3 +230,42 @@ def test_cancel_stops_a_long_job_and_says_so(docker):
     pump(lambda: docker.job is None, timeout=30)
     assert docker.message.text() == "Cancelled." and result_layers(doc) == []
     assert docker.colorize_button.isEnabled()
+
+
+def test_the_backend_the_plugin_starts_ends_with_the_plugin(docker):
+    from inknhue_krita.backend import LEASE_S
+
+    assert docker.backend.hello["lease"] == LEASE_S and docker.backend.owns_backend
+
+
+def start_backend(weights, data, *extra):
+    import subprocess
+
+    process = subprocess.Popen([str(INKNHUE), "serve", "--port", "0", "--weights", str(weights), "--device", "cpu",
+                                "--connection-file", str(data / "inknhue" / "server.json"), *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert "listening on" in process.stdout.readline()
+    return process
+
+
+@pytest.mark.parametrize("leased", [True, False])
+def test_a_backend_left_by_a_killed_krita_is_adopted_and_stopped_at_exit(weights, tmp_path, monkeypatch, leased):
+    from inknhue_krita.backend import Backend
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    orphan = start_backend(weights, tmp_path, *(["--lease", "60"] if leased else []))
+    try:
+        backend = Backend()
+        backend.connect_or_start()
+        pump(lambda: backend.state in ("connected", "error"), timeout=30)
+        assert backend.state == "connected" and backend.owns_backend is leased
+        backend.stop()
+        if leased:  # adopted: ours to stop
+            assert orphan.wait(timeout=15) == 0
+        else:  # started by hand: not ours
+            time.sleep(1)
+            assert orphan.poll() is None
+    finally:
+        orphan.kill()
+        orphan.wait()
+        orphan.stdout.close()
