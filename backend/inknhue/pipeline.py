@@ -37,6 +37,7 @@ from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZ
 from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
 from .errors import InputError, WeightsError
 from .imaging import check_size, check_work_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
+from .networks import banded
 from .rough import RoughProvider, RoughRequest
 
 log = logging.getLogger(__name__)
@@ -136,12 +137,15 @@ class Colorization:
 class Engine:
     """Runs the stages on one device with one weights folder."""
 
-    def __init__(self, weights_dir: str | Path | None = None, device: str = "auto"):
+    def __init__(self, weights_dir: str | Path | None = None, device: str = "auto",
+                 banding: banded.Banding | None = None):
         self.weights_dir = weights.resolve_weights_dir(weights_dir)
         self.device = pick_device(device)
         self.shader_dtype = torch.float32  # the app runs the shader in fp32 everywhere
         self.vae_dtype = vae_dtype(self.device)
         self.memory_format = memory_format(self.device)
+        #: the VAE's high-resolution levels in row bands (large pages), or untiled
+        self.banding = banding if banding is not None else banded.Banding()
 
     def describe(self) -> dict:
         return describe(self.device)
@@ -193,21 +197,37 @@ class Engine:
         result = result[: result.shape[0] - pad_h, : result.shape[1] - pad_w]
         return grey_to_rgb(luma(result))
 
+    def band_plan(self, height: int, width: int) -> banded.BandPlan | None:
+        """How the VAE runs on a height x width working image: in bands, or None (untiled)."""
+        config = self.vae.config
+        return self.banding.plan(height, width, self.vae_dtype, config.channels,
+                                 len(config.channel_multipliers), self.memory_format)
+
     @torch.inference_mode()
-    def condition(self, shaded_working: np.ndarray) -> list[torch.Tensor]:
-        return self.vae.condition(image_to_tensor(shaded_working, self.device, self.vae_dtype))
+    def condition(self, shaded_working: np.ndarray) -> list:
+        """The conditional encoder's projections, finest first (in a lean band plan the
+        finest is a `banded.Recomputed`, which `decode` takes as it takes a tensor)."""
+        x = image_to_tensor(shaded_working, self.device, self.vae_dtype)
+        plan = self.band_plan(*x.shape[-2:])
+        return banded.condition(plan, self.vae, x) if plan else self.vae.condition(x)
 
     @torch.inference_mode()
     def encode(self, rough_working: np.ndarray) -> torch.Tensor:
         """The posterior mean of the rough colours."""
-        mean, _ = self.vae.encode(image_to_tensor(rough_working, self.device, self.vae_dtype))
+        x = image_to_tensor(rough_working, self.device, self.vae_dtype)
+        plan = self.band_plan(*x.shape[-2:])
+        mean, _ = banded.encode(plan, self.vae, x) if plan else self.vae.encode(x)
         return mean
 
     @torch.inference_mode()
-    def decode(self, latent: torch.Tensor, conditions: list[torch.Tensor]) -> np.ndarray:
+    def decode(self, latent: torch.Tensor, conditions: list) -> np.ndarray:
         if tuple(latent.shape[-2:]) != tuple(conditions[-1].shape[-2:]):
             raise InputError("rough colours and shaded page have different working sizes")
-        return tensor_to_image(self.vae.decode(latent, conditions))
+        scale = self.vae.config.downscale
+        plan = self.band_plan(latent.shape[-2] * scale, latent.shape[-1] * scale)
+        if plan:
+            return tensor_to_image(banded.decode(plan, self.vae, latent, conditions))
+        return tensor_to_image(self.vae.decode(latent, [banded.as_tensor(c) for c in conditions]))
 
     # all of it --------------------------------------------------------------------------
 
