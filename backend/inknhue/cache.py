@@ -33,7 +33,8 @@ def size_of(value: Any) -> int:
         return sum(size_of(v) for v in value)
     if isinstance(value, dict):
         return sum(size_of(v) for v in value.values())
-    return 64
+    nbytes = getattr(value, "nbytes", None)  # e.g. networks.banded.Recomputed
+    return int(nbytes) if nbytes is not None else 64
 
 
 class StageCache:

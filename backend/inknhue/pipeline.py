@@ -185,7 +185,7 @@ class Engine:
         if hints is None:
             hints = torch.zeros(1, 4, *grey.shape[:2])
         x = torch.cat([x, hints.float()], 1).to(self.device, self.shader_dtype)
-        colour, _ = self.generator(x)
+        colour, _ = self.generator(x, guide=False)
         return colour.float().cpu()
 
     def shade(self, page: np.ndarray, max_size: int = DEFAULT_MAX_SIZE) -> np.ndarray:

@@ -27,10 +27,22 @@ class SqueezeExcite(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels // 16, kernel_size=1)
         self.conv2 = nn.Conv2d(channels // 16, channels, kernel_size=1)
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv2(F.relu(self.conv1(F.adaptive_avg_pool2d(x, 1)))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = F.adaptive_avg_pool2d(x, 1)
-        gate = torch.sigmoid(self.conv2(F.relu(self.conv1(gate))))
-        return x * gate
+        return x * self.gate(x)
+
+
+def batch_norm_(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """Inference BatchNorm written over its input, bitwise what bn(x) gives: one tensor
+    of the block's largest size fewer at once."""
+    if bn.training or x.device.type not in ("cpu", "cuda"):
+        return bn(x)
+    unused = x.new_empty(0)
+    torch.native_batch_norm(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, False, 0.0, bn.eps,
+                            out=(x, unused, unused.clone()))
+    return x
 
 
 class ExtractorBottleneck(nn.Module):
@@ -53,11 +65,13 @@ class ExtractorBottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.selayer(self.bn3(self.conv3(out)))
-        residual = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + residual)
+        # in place wherever the tensor is the block's own (memory at large sizes)
+        out = F.relu_(batch_norm_(self.bn1, self.conv1(x)))
+        out = F.relu_(batch_norm_(self.bn2, self.conv2(out)))
+        out = batch_norm_(self.bn3, self.conv3(out))
+        out = out.mul_(self.selayer.gate(out))
+        residual = x if self.downsample is None else batch_norm_(self.downsample[1], self.downsample[0](x))
+        return F.relu_(out.add_(residual))
 
 
 class FeatureExtractor(nn.Module):
@@ -84,7 +98,7 @@ class FeatureExtractor(nn.Module):
             in_planes = out_planes
 
     def forward(self, x: torch.Tensor):
-        x1 = F.relu(self.bn1(self.conv1(x)))
+        x1 = F.relu_(batch_norm_(self.bn1, self.conv1(x)))
         x2 = self.layer1(x1)
         x3 = self.layer2(x2)
         x4 = self.layer3(x3)
@@ -104,29 +118,30 @@ class TunnelBottleneck(nn.Module):
         self.selayer = SqueezeExcite(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.leaky_relu(self.conv_reduce(x), 0.2)
-        out = F.leaky_relu(self.conv_conv(out), 0.2)
-        return x + self.selayer(self.conv_expand(out))
+        out = F.leaky_relu_(self.conv_reduce(x), 0.2)
+        out = F.leaky_relu_(self.conv_conv(out), 0.2)
+        out = self.conv_expand(out)
+        return out.mul_(self.selayer.gate(out)).add_(x)
 
 
 def _tunnel(in_channels: int, channels: int, dilations, cardinality: int) -> nn.Sequential:
     # Index layout (0 conv, 2 bottlenecks, 3 conv) is fixed by the checkpoint keys.
     return nn.Sequential(
         nn.Conv2d(in_channels, channels, kernel_size=3, padding=1),
-        nn.LeakyReLU(0.2),
+        nn.LeakyReLU(0.2, inplace=True),
         nn.Sequential(*[TunnelBottleneck(channels, cardinality, d) for d in dilations]),
         nn.Conv2d(channels, channels * 2, kernel_size=3, padding=1),
         nn.PixelShuffle(2),
-        nn.LeakyReLU(0.2),
+        nn.LeakyReLU(0.2, inplace=True),
     )
 
 
 def _down_block(in_channels: int, channels: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, channels, 3, stride, 1),
-        nn.LeakyReLU(0.2),
+        nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(channels, channels, 3, 1, 1),
-        nn.LeakyReLU(0.2),
+        nn.LeakyReLU(0.2, inplace=True),
     )
 
 
@@ -145,11 +160,11 @@ class ShadingGenerator(nn.Module):
 
         self.deconv_for_decoder = nn.Sequential(
             nn.ConvTranspose2d(256, 128, 3, stride=2, padding=1, output_padding=1),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1, output_padding=1),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.ConvTranspose2d(64, 32, 3, stride=1, padding=1),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.ConvTranspose2d(32, 3, 3, stride=1, padding=1),
             nn.Tanh(),
         )
@@ -162,21 +177,27 @@ class ShadingGenerator(nn.Module):
 
         self.exit = nn.Sequential(
             nn.Conv2d(64 + 32, 32, kernel_size=3, padding=1),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(32, 3, kernel_size=1),
         )
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: N x 5 x H x W (page in [0, 1], hints). Returns (colour, guide) in [-1, 1].
+    def forward(self, x: torch.Tensor, guide: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: N x 5 x H x W (page in [0, 1], hints). Returns (colour, guide) in [-1, 1];
+        the guide decoder's output only if `guide` (the pipeline uses the colour alone).
 
         Scales: x0 full; x1, x2 1/2; x3 1/4; x4 and aux 1/8. Each tunnel doubles the scale.
+        Each feature map is let go as soon as it is used (memory at large sizes).
         """
         x0 = self.to0(x)
         aux = self.to3(self.to2(self.to1(x0)))
         x1, x2, x3, x4 = self.encoder(x[:, 0:1])
 
         out = self.tunnel4(torch.cat([x4, aux], 1))
+        del x4, aux
         y = self.tunnel3(torch.cat([out, x3], 1))
+        del x3
+        out = self.deconv_for_decoder(out) if guide else None
         y = self.tunnel2(torch.cat([y, x2, x1], 1))
+        del x2, x1
         y = torch.tanh(self.exit(torch.cat([y, x0], 1)))
-        return y, self.deconv_for_decoder(out)
+        return y, out
