@@ -70,8 +70,12 @@ class Moments:
         self._parts: list[tuple[int, torch.Tensor]] = []
 
     def add(self, band: torch.Tensor) -> None:
-        var, mean = torch.var_mean(band.float(), dim=(0, 2, 3), correction=0)
-        self._parts.append((band.numel() // band.shape[1], torch.stack([mean, var])))
+        # pixels x channels (a view of a channels-last band), in chunks: 2.5x faster than
+        # reducing the 4-d band
+        pixels = band.permute(0, 2, 3, 1).reshape(-1, band.shape[1])
+        for chunk in pixels.split(1 << 15):
+            var, mean = torch.var_mean(chunk.float(), dim=0, correction=0)
+            self._parts.append((chunk.shape[0], torch.stack([mean, var])))
 
     def group_norm(self, norm: nn.GroupNorm) -> tuple[torch.Tensor, torch.Tensor]:
         """GroupNorm with these statistics as a per-channel affine map: (scale, shift)."""
@@ -233,18 +237,18 @@ _band_step = _Band()
 
 
 def _topological(roots: list[Node]) -> list[Node]:
+    """Sources before their users. Iterative: a recursive closure would be a reference
+    cycle, keeping every tensor of the graph until the garbage collector runs."""
     order, seen = [], set()
-
-    def visit(node):
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        for source in node.inputs:
-            visit(source)
-        order.append(node)
-
-    for root in roots:
-        visit(root)
+    stack = [(root, False) for root in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((source, False) for source in reversed(node.inputs))
     return order
 
 
