@@ -192,12 +192,31 @@ class ShadingGenerator(nn.Module):
         aux = self.to3(self.to2(self.to1(x0)))
         x1, x2, x3, x4 = self.encoder(x[:, 0:1])
 
-        out = self.tunnel4(torch.cat([x4, aux], 1))
+        features = [x4, aux]
         del x4, aux
-        y = self.tunnel3(torch.cat([out, x3], 1))
+        out = _run(self.tunnel4, features)
+        features = [out, x3]
         del x3
+        y = _run(self.tunnel3, features)
         out = self.deconv_for_decoder(out) if guide else None
-        y = self.tunnel2(torch.cat([y, x2, x1], 1))
-        del x2, x1
-        y = torch.tanh(self.exit(torch.cat([y, x0], 1)))
-        return y, out
+        features = [y, x2, x1]
+        del y, x2, x1
+        y = _run(self.tunnel2, features)
+        features = [y, x0]
+        del y, x0
+        return torch.tanh(_run(self.exit, features)), out
+
+
+def _run(layers: nn.Sequential, inputs: list[torch.Tensor]) -> torch.Tensor:
+    """layers(torch.cat(inputs, 1)), letting go of each tensor once used: the inputs once
+    concatenated (the caller hands over its only references), each layer's input once the
+    layer is done (an nn.Sequential's caller would hold its first input to the end)."""
+    x = torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]
+    inputs.clear()
+    for layer in layers:
+        if isinstance(layer, nn.Sequential):
+            held, x = [x], None
+            x = _run(layer, held)
+        else:
+            x = layer(x)
+    return x
