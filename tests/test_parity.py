@@ -34,6 +34,17 @@ def test_generator_forward_matches_both_outputs(parity_weights):
     np.testing.assert_allclose(guide.numpy(), case("generator_guide_f32"), atol=1e-4, rtol=0)
 
 
+def test_generator_colour_without_the_guide_is_the_same_colour(parity_weights):
+    """The pipeline skips the guide decoder; the colour must not notice (bitwise)."""
+    generator = checkpoints.load_shading_generator(parity_weights)
+    with torch.inference_mode():
+        x = torch.from_numpy(case("generator_in_f32"))
+        colour, _ = generator(x)
+        alone, guide = generator(x, guide=False)
+    assert guide is None
+    assert torch.equal(alone, colour)
+
+
 def test_alignment_vae_latent_and_decoded_mean_match(parity_weights):
     vae = checkpoints.load_alignment_vae(parity_weights)
     with torch.inference_mode():

@@ -265,26 +265,43 @@ def _needs(order: list[Node], roots: list[Node], r0: int, r1: int) -> dict[int, 
     return need
 
 
+def _releases(order: list[Node], roots: list[Node]) -> list[list[int]]:
+    """For each step of `order`, the band values no longer needed once it is computed."""
+    last_use = {id(source): i for i, node in enumerate(order) for source in node.inputs}
+    releases: list[list[int]] = [[] for _ in order]
+    for key, i in last_use.items():
+        if all(key != id(root) for root in roots):
+            releases[i].append(key)
+    return releases
+
+
 def _evaluate(order: list[Node], roots: list[Node], r0: int, r1: int) -> list[torch.Tensor]:
     need = _needs(order, roots, r0, r1)
     values: dict[int, tuple[int, torch.Tensor]] = {}
-    users = {id(node): 0 for node in order}
-    for node in order:
-        for source in node.inputs:
-            users[id(source)] += 1
 
     def rows_of(node, a, b):
         start, value = values[id(node)]
         return value[:, :, a - start:b - start]
 
-    for node in order:  # sources first; each node once, over the union of its rows
-        a, b = need[id(node)]
+    for node, released in zip(order, _releases(order, roots), strict=True):
+        a, b = need[id(node)]  # each node once, over the union of the rows its users read
         values[id(node)] = (a, node.compute(a, b, rows_of))
-        for source in node.inputs:  # band temporaries go as soon as their users are done
-            users[id(source)] -= 1
-            if users[id(source)] == 0 and all(source is not root for root in roots):
-                values.pop(id(source), None)
+        for key in released:  # band temporaries go as soon as their users are done
+            del values[key]
     return [rows_of(root, r0, r1) for root in roots]
+
+
+def _bytes_per_row(order: list[Node], roots: list[Node]) -> float:
+    """The most band memory alive at once, per row of the roots (stored inputs are views)."""
+    height = roots[0].height
+    size = {id(n): 0.0 if isinstance(n, Stored) else
+            n.shape[1] * n.shape[3] * n.height / height * torch.finfo(n.dtype).bits / 8 for n in order}
+    live = peak = 0.0
+    for node, released in zip(order, _releases(order, roots), strict=True):
+        live += size[id(node)]
+        peak = max(peak, live)
+        live -= sum(size[key] for key in released)
+    return peak
 
 
 @dataclass(frozen=True)
@@ -297,13 +314,13 @@ class BandPlan:
     lean: bool = False
     memory_format: torch.memory_format = torch.contiguous_format
 
-    def rows(self, order: list[Node], height: int) -> int:
+    def rows(self, order: list[Node], roots: list[Node]) -> int:
+        height = roots[0].height
         if self.band_rows:
             return min(self.band_rows, height)
-        # every computed node holds about its share of a band's rows at once
-        per_row = sum(n.shape[1] * n.shape[3] * n.height / height * torch.finfo(n.dtype).bits // 8
-                      for n in order if not isinstance(n, Stored))
-        return max(1, min(height, int(self.band_bytes // max(per_row, 1))))
+        # 1.5: what the operations make on the way (padded copies, up-sampled rows, halos)
+        per_row = 1.5 * _bytes_per_row(order, roots)
+        return max(1, min(height, int(self.band_bytes // max(per_row, 1.0))))
 
     def empty(self, node: Node) -> torch.Tensor:
         return torch.empty(node.shape, dtype=node.dtype, device=node.device, memory_format=self.memory_format)
@@ -323,7 +340,7 @@ def sweep(plan: BandPlan, roots: list[Node], *, store=None, over=None, stats=Non
     height = roots[0].height
     assert all(root.height == height for root in roots)
     order = _topological(roots)
-    rows = plan.rows(order, height)
+    rows = plan.rows(order, roots)
     outputs = [(o.tensor if o is not None else plan.empty(r)) if s else None
                for r, s, o in zip(roots, store, over, strict=True)]
     moments = [Moments() if s else None for s in stats]
