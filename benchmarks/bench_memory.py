@@ -156,7 +156,7 @@ def main():
                 else:
                     runs[mode] = json.loads(lines[-1][len("RESULT "):])
                 print(_line(max_size, runs[mode], args.limit_gb), flush=True)
-            base = runs.get(args.modes[0])
+            base = runs.get("untiled")
             for mode, run in runs.items():
                 if run is not base and base is not None:
                     print(f"  {max_size:>5} {mode}/{base['mode']}: {_ratio(run, base, args.limit_gb)}", flush=True)

@@ -80,7 +80,7 @@ class Moments:
     def group_norm(self, norm: nn.GroupNorm) -> tuple[torch.Tensor, torch.Tensor]:
         """GroupNorm with these statistics as a per-channel affine map: (scale, shift)."""
         counts = torch.tensor([n for n, _ in self._parts], dtype=torch.float64)[:, None]
-        parts = torch.stack([p for _, p in self._parts]).to("cpu", torch.float64)
+        parts = torch.stack([p for _, p in self._parts]).cpu().double()  # MPS has no float64
         means, variances = parts[:, 0], parts[:, 1]
         total = counts.sum()
         mean = (counts * means).sum(0) / total
@@ -90,8 +90,8 @@ class Moments:
         group_mean = mean.mean(1, keepdim=True)
         group_var = (m2 + total * (mean - group_mean) ** 2).sum(1, keepdim=True) / (total * mean.shape[1])
         rstd = (group_var + norm.eps).rsqrt().expand_as(mean).reshape(-1)
-        scale = norm.weight.double().cpu() * rstd
-        shift = norm.bias.double().cpu() - group_mean.expand_as(mean).reshape(-1) * scale
+        scale = norm.weight.cpu().double() * rstd
+        shift = norm.bias.cpu().double() - group_mean.expand_as(mean).reshape(-1) * scale
         device = norm.weight.device
         return (scale.float().view(1, -1, 1, 1).to(device), shift.float().view(1, -1, 1, 1).to(device))
 
@@ -140,6 +140,10 @@ class Stored(Node):
 
     def keep(self, r0: int, r1: int) -> None:
         self._kept = (r0, self.compute(r0, r1).clone()) if r0 < r1 else None
+
+
+def _format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 def _pad_rows(x: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
@@ -197,6 +201,44 @@ class Up(Node):
         a, b = self.reach(r0, r1)
         y = F.interpolate(rows_of(self.inputs[0], a, b), scale_factor=2.0, mode="nearest")
         return y[:, :, r0 - 2 * a:r1 - 2 * a]
+
+
+class UpConv(Node):
+    """UpSample: a 3x3 'same' convolution of the nearest 2x up-sampled input, computed
+    from the input: each output phase (row and column parity) reads a 2x2 window of it
+    with the taps that land on the same input pixel summed, 4/9 of the work. Equal up to
+    float32 rounding; for bf16, whose summed taps would round, the engine keeps Up + Conv."""
+
+    def __init__(self, source: Node, conv: nn.Conv2d):
+        n, _, h, w = source.shape
+        super().__init__((n, conv.out_channels, 2 * h, 2 * w), source.dtype, source.device)
+        self.inputs = (source,)
+        k = conv.weight
+        # output parity 0 reads input offsets (-1, 0) with taps (0, 1 + 2); parity 1 (0, +1) with (0 + 1, 2)
+        pairs = (lambda t: (t[0], t[1] + t[2]), lambda t: (t[0] + t[1], t[2]))
+        phases = []
+        for rows in pairs:
+            r = torch.stack(rows(k.unbind(2)), 2)  # O x I x 2 x 3
+            for cols in pairs:
+                phases.append(torch.stack(cols(r.unbind(3)), 3))  # O x I x 2 x 2
+        # one convolution for the four phases, stacked on the output channels: (p, q) = (0, 0), (0, 1), ...
+        self.weight = torch.cat(phases, 0).contiguous(memory_format=_format(k))
+        self.bias = None if conv.bias is None else conv.bias.repeat(4)
+
+    def reach(self, r0, r1):
+        return r0 // 2 - 1, (r1 - 1) // 2 + 2
+
+    def compute(self, r0, r1, rows_of):
+        height = self.inputs[0].height
+        i0, i1 = r0 // 2, (r1 - 1) // 2 + 1  # input rows whose both output rows are made
+        a, b = max(i0 - 1, 0), min(i1 + 1, height)
+        x = F.pad(rows_of(self.inputs[0], a, b), (1, 1, a - (i0 - 1), (i1 + 1) - b))
+        y = F.conv2d(x, self.weight, self.bias)  # 4C x (i1 - i0 + 1) x (W + 1)
+        n, c, _, width = self.shape
+        out = torch.empty((n, c, 2 * (i1 - i0), width), dtype=y.dtype, device=y.device, memory_format=_format(y))
+        for phase, (p, q) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            out[:, :, p::2, q::2] = y[:, phase * c:(phase + 1) * c, p:p + i1 - i0, q:q + width // 2]
+        return out[:, :, r0 - 2 * i0:r1 - 2 * i0]
 
 
 class NormSiLU(Node):
@@ -490,6 +532,11 @@ def condition(plan: BandPlan, vae: AlignmentVAE, shaded: torch.Tensor) -> list:
     return projections
 
 
+def _upsample(x: Node, conv: nn.Conv2d) -> Node:
+    # bf16 would round the summed taps of UpConv: there the reference's own two steps
+    return UpConv(x, conv) if x.dtype == torch.float32 else Conv(Up(x), conv)
+
+
 def decode(plan: BandPlan, vae: AlignmentVAE, z: torch.Tensor, conds: list) -> torch.Tensor:
     """AlignmentVAE.decode with the decoder's high-resolution levels in bands."""
     net: ConditionalDecoder = vae.cond_decoder
@@ -506,7 +553,7 @@ def decode(plan: BandPlan, vae: AlignmentVAE, z: torch.Tensor, conds: list) -> t
     del h
     for i in reversed(range(BANDED_LEVELS)):
         lean = plan.lean and i == 0
-        x: Node = Conv(Up(stored), net.up[i + 1].upsample.conv)
+        x: Node = _upsample(stored, net.up[i + 1].upsample.conv)
         del stored
         x_moments = gather(plan, x)
         blocks = list(net.up[i].block)
