@@ -10,11 +10,15 @@ whose mean and variance are over the whole tensor. So each GroupNorm's statistic
 gathered first, over the whole tensor band by band (per-band moments combined in float64),
 and the local operations then run on a band plus the rows their kernels reach beyond it
 (a halo), with a convolution's zero padding added only at the tensor's true edges. The
-results differ from the untiled path only by floating-point rounding.
+results differ from the untiled path only by floating-point rounding (and the order of
+sums: statistics in float64, `UpConv`'s summed taps).
 
 A tensor is described lazily, as a graph of `Node`s whose rows are computed on demand;
 `sweep` runs a graph band by band, storing outputs and gathering statistics. What is kept
-and what is recomputed is the plan's choice (`BandPlan.lean`).
+and what is recomputed is the plan's choice: a lean plan (large pages in float32) keeps
+one full-resolution tensor at a time, and keeps the conditional encoder's finest
+projection only as its recipe, the shaded page and its statistics (`Recomputed`): the
+decoder recomputes its rows when it adds them.
 """
 
 from __future__ import annotations
@@ -62,8 +66,8 @@ class Banding:
 class Moments:
     """Per-channel mean and variance of a tensor, gathered band by band.
 
-    Each band's moments come from `torch.var_mean` (Welford, as GroupNorm's own kernels);
-    bands, then a group's channels, are combined with Chan's formula in float64.
+    Each chunk of pixels' moments come from `torch.var_mean` (Welford); chunks, then a
+    group's channels, are combined with Chan's formula in float64.
     """
 
     def __init__(self):
@@ -445,8 +449,8 @@ def as_tensor(cond) -> torch.Tensor:
 def _resnet(plan: BandPlan, block, x: Node, x_moments: Moments, *, lean: bool, extra: Node | None = None):
     """A ResnetBlock, x -> shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))) [+ extra].
 
-    Returns the output as a lazy node, the stored tensor it may be written over, and the
-    block's two GroupNorm statistics. The hidden tensor is kept unless `lean` and x is
+    Returns the output as a lazy node, the stored tensor it may be written over (or None),
+    and the hidden tensor's statistics. The hidden tensor is kept unless `lean` and x is
     stored (then it is recomputed with the output, a second halo row deep); a lazy x with
     a 1x1 shortcut also keeps the shortcut unless `lean`.
     """
