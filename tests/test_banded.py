@@ -79,8 +79,8 @@ def test_conditional_encoder_in_bands_equals_untiled(vae, rows, lean, height, wi
     with torch.inference_mode():
         got = banded.condition(plan(rows, lean), vae, x)
         expected = vae.condition(x)
-        # a lean plan keeps the finest projection as its recipe, recomputed when asked
-        assert isinstance(got[0], banded.Recomputed) == lean
+        # a lean plan keeps the banded levels' projections as recipes, recomputed when asked
+        assert [isinstance(g, banded.Recomputed) for g in got] == [lean, lean, False, False]
         assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
         for g, e in zip(got, expected, strict=True):
             assert_close(banded.as_tensor(g), e)
@@ -136,9 +136,10 @@ def test_a_recomputed_condition_is_cached_at_the_size_of_its_recipe(vae):
         conditions = banded.condition(plan(None, True), vae, x)
     cache = StageCache()
     cache.put("conditions", conditions)
-    recipe = conditions[0]
-    assert recipe.nbytes == x.numel() * x.element_size()
-    assert cache.bytes == size_of(conditions) == recipe.nbytes + sum(size_of(c) for c in conditions[1:])
+    finest, half = conditions[:2]
+    assert finest.nbytes == x.numel() * x.element_size()  # the shaded page
+    assert half.nbytes == 64 * 20 * 28 * 4  # the level's input: 64 channels at half resolution
+    assert cache.bytes == size_of(conditions) == finest.nbytes + half.nbytes + sum(size_of(c) for c in conditions[2:])
 
 
 def test_a_cancelled_job_stops_between_bands(vae):

@@ -16,9 +16,10 @@ sums: statistics in float64, `UpConv`'s summed taps).
 A tensor is described lazily, as a graph of `Node`s whose rows are computed on demand;
 `sweep` runs a graph band by band, storing outputs and gathering statistics. What is kept
 and what is recomputed is the plan's choice: a lean plan (large pages in float32) keeps
-one full-resolution tensor at a time, and keeps the conditional encoder's finest
-projection only as its recipe, the shaded page and its statistics (`Recomputed`): the
-decoder recomputes its rows when it adds them.
+one full-resolution tensor at a time, and keeps the conditional encoder's banded
+projections only as their recipes, from the shaded page or the stored half-resolution
+features, with their statistics (`Recomputed`): the decoder recomputes their rows when it
+adds them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .alignment import AlignmentVAE, ConditionalDecoder, ConditionalEncoder, Enc
 #: mid block's attention is global)
 BANDED_LEVELS = 2
 #: full-resolution `channels`-wide tensors alive at once when intermediates are kept:
-#: the decoder's level 0 (its input, hidden and shortcut, the conditions); lean keeps 2.3
+#: the decoder's level 0 (its input, hidden and shortcut, the conditions); lean keeps 2.1
 KEPT_PEAK = 4.5
 
 
@@ -446,26 +447,28 @@ def as_tensor(cond) -> torch.Tensor:
 
 # --- the networks' levels --------------------------------------------------------------
 
-def _resnet(plan: BandPlan, block, x: Node, x_moments: Moments, *, lean: bool, extra: Node | None = None):
+def _resnet(plan: BandPlan, block, x: Node, x_moments: Moments, *, lean: bool, extra: Node | None = None,
+            keep_input: bool = False):
     """A ResnetBlock, x -> shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))) [+ extra].
 
     Returns the output as a lazy node, the stored tensor it may be written over (or None),
     and the hidden tensor's statistics. The hidden tensor is kept unless `lean` and x is
     stored (then it is recomputed with the output, a second halo row deep); a lazy x with
-    a 1x1 shortcut also keeps the shortcut unless `lean`.
+    a 1x1 shortcut also keeps the shortcut unless `lean`. A stored x is written over unless
+    `keep_input`.
     """
     hidden = Conv(NormSiLU(x, block.norm1, x_moments), block.conv1)
     shortcut = x if isinstance(block.nin_shortcut, nn.Identity) else Conv(x, block.nin_shortcut)
     stored_x = isinstance(x, Stored)
     if stored_x and lean:
         hidden_moments = gather(plan, hidden)
-        dest = x if x.shape == hidden.shape else None
+        dest = x if x.shape == hidden.shape and not keep_input else None
     elif not stored_x and not lean and shortcut is not x:
         (hidden, hidden_moments), (shortcut, _) = sweep(plan, [hidden, shortcut], stats=[True, False])
         dest = shortcut
     else:
         hidden, hidden_moments = store(plan, hidden)
-        dest = x if stored_x and x.shape == hidden.shape else hidden
+        dest = x if stored_x and x.shape == hidden.shape and not keep_input else hidden
     out = Add(shortcut, Conv(NormSiLU(hidden, block.norm2, hidden_moments), block.conv2))
     if extra is not None:
         out = Add(out, extra)
@@ -482,26 +485,25 @@ def _block_recipe(block, x: Node, x_moments: Moments, hidden_moments: Moments) -
 def _down_path(plan: BandPlan, net: Encoder | ConditionalEncoder, image: torch.Tensor,
                projections: list | None) -> torch.Tensor:
     """An encoder's banded levels; returns the first unbanded level's input. With
-    `projections`, appends each banded level's projection (in a lean plan the finest is a
-    `Recomputed`: its recipe from the image)."""
+    `projections`, appends each banded level's projection: in a lean plan as a
+    `Recomputed`, its recipe from the level's input (the image, the stored level-1 input)."""
     x: Node = Conv(Stored(image), net.conv_in)  # 3 channels in: recomputed, never stored
     x_moments = gather(plan, x)
-    recipe = x
     for i, level in enumerate(net.down[:BANDED_LEVELS]):
-        lean = plan.lean and i == 0
-        project = projections is not None
+        recipe = x if projections is not None and plan.lean else None
         blocks = list(level.block)
         for j, block in enumerate(blocks):
-            out, dest, hidden_moments = _resnet(plan, block, x, x_moments, lean=lean)
-            if lean and project:
+            out, dest, hidden_moments = _resnet(plan, block, x, x_moments, lean=plan.lean and i == 0,
+                                                keep_input=x is recipe)
+            if recipe is not None:
                 recipe = _block_recipe(block, recipe, x_moments, hidden_moments)
             last = j == len(blocks) - 1
-            if not last or (project and not lean):  # else it goes straight into the down-sampling
+            if not last or (projections is not None and recipe is None):  # else: into the down-sampling
                 out, x_moments = store(plan, out, over=dest, stats=not last)
             x = out
             del out, dest
-        if project:
-            projections.append(Recomputed(Conv(recipe, net.proj[i]), plan) if lean else
+        if projections is not None:
+            projections.append(Recomputed(Conv(recipe, net.proj[i]), plan) if recipe is not None else
                                store(plan, Conv(x, net.proj[i]), stats=False)[0].tensor)
         recipe = None
         x, x_moments = store(plan, Down(x, level.downsample.conv), stats=i < BANDED_LEVELS - 1)
