@@ -171,8 +171,12 @@ def _line(max_size: int, run: dict, limit_gb: float) -> str:
     cuda = f", CUDA peak {_gib(run['cuda_peak'])}" if "cuda_peak" in run else ""
     plan = run.get("plan")
     plan = "untiled" if plan is None else ("lean" if plan["lean"] else "kept")
+    timings = run["timings"]
+    vae = timings.get("encode", 0) + timings.get("decode", 0)
+    shade = timings.get("shade", 0) + timings.get("condition", 0)
     return (f"  {max_size:>5} {run['mode']:<8} peak RSS {_gib(run['peak'])} (after loading {_gib(run['loaded'])})"
-            f"{cuda}, {run['seconds']:7.1f} s [VAE {plan}]; stage peaks GiB: {stages}")
+            f"{cuda}, {run['seconds']:7.1f} s (shade+condition {shade:.1f}, encode+decode {vae:.1f}) "
+            f"[VAE {plan}]; stage peaks GiB: {stages}")
 
 
 def _ratio(run: dict, base: dict, limit_gb: float) -> str:
