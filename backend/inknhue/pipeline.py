@@ -205,8 +205,8 @@ class Engine:
 
     @torch.inference_mode()
     def condition(self, shaded_working: np.ndarray) -> list:
-        """The conditional encoder's projections, finest first (in a lean band plan the
-        finest is a `banded.Recomputed`, which `decode` takes as it takes a tensor)."""
+        """The conditional encoder's projections, finest first (a lean band plan keeps the
+        two finest as `banded.Recomputed` recipes, which `decode` takes as it takes tensors)."""
         x = image_to_tensor(shaded_working, self.device, self.vae_dtype)
         plan = self.band_plan(*x.shape[-2:])
         return banded.condition(plan, self.vae, x) if plan else self.vae.condition(x)
