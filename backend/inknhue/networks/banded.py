@@ -24,6 +24,8 @@ adds them.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +48,7 @@ class Banding:
 
     enabled: bool | None = None   #: None: band working sizes of at least `min_pixels`
     min_pixels: int = 1 << 20     #: A4 at max size 768 (0.84 MP) runs untiled, as before
-    band_bytes: int = 256 << 20   #: about the temporaries of one band
+    band_bytes: int = 128 << 20   #: about (up to twice) the temporaries of one band
     band_rows: int | None = None  #: a fixed band height instead (tests)
     lean: bool | None = None      #: None: lean when kept intermediates would pass `budget_bytes`
     budget_bytes: int = 6 << 30   #: for the VAE's full-resolution tensors (8 GiB less the rest)
@@ -356,7 +358,7 @@ class BandPlan:
     """How one image runs in bands: their height (from a memory budget, or fixed) and
     whether full-resolution intermediates are recomputed rather than kept (`lean`)."""
 
-    band_bytes: int = 256 << 20
+    band_bytes: int = 128 << 20
     band_rows: int | None = None
     lean: bool = False
     memory_format: torch.memory_format = torch.contiguous_format
@@ -409,7 +411,25 @@ def sweep(plan: BandPlan, roots: list[Node], *, store=None, over=None, stats=Non
     for leaf in over:
         if leaf is not None:
             leaf._kept = None
+    _give_back_freed_memory()
     return [(Stored(t) if t is not None else None, m) for t, m in zip(outputs, moments, strict=True)]
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc
+        return None
+
+
+_trim = _malloc_trim()
+
+
+def _give_back_freed_memory() -> None:
+    """glibc keeps the heap pages of freed band temporaries (of many sizes, in several
+    threads' arenas) and the next pass's tensors come on top: at 2048, half a GiB."""
+    if _trim is not None:
+        _trim(0)
 
 
 def gather(plan: BandPlan, node: Node) -> Moments:
