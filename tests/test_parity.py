@@ -11,6 +11,7 @@ from PIL import Image
 
 from inknhue import checkpoints
 from inknhue.color import LabBlend
+from inknhue.networks import shading
 from inknhue.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
 from parity import case
@@ -43,6 +44,16 @@ def test_generator_colour_without_the_guide_is_the_same_colour(parity_weights):
         alone, guide = generator(x, guide=False)
     assert guide is None
     assert torch.equal(alone, colour)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_in_place_batch_norm_is_bitwise_the_module(parity_weights, layout):
+    bn = checkpoints.load_shading_generator(parity_weights).encoder.bn1
+    x = torch.randn(1, 64, 9, 13).contiguous(memory_format=layout)
+    with torch.inference_mode():
+        expected = bn(x)
+        got = shading.batch_norm_(bn, x.clone())
+    assert torch.equal(got, expected)
 
 
 def test_alignment_vae_latent_and_decoded_mean_match(parity_weights):
