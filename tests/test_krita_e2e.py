@@ -94,7 +94,7 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
     report = run_krita(root, env, {"mode": "colorize", "width": width, "height": height, "max_size": 64,
                                    "ratio": 0.3, "page": str(root / "page.bgra"), "hints": str(root / "hints.bgra"),
                                    "screenshot": str(root / "krita.png")})
-    assert report["steps"] == ["document", "hints", "result", "blend"]
+    assert report["steps"] == ["document", "hints", "result", "blend", "colour layer"]
     assert "connected" in report["status"]
     assert report["layers_after"] == report["layers_before"] + ["inkn'hue colour"]
     assert report["ink_unchanged"]
@@ -105,6 +105,15 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
         layer = np.frombuffer(Path(report[name]).read_bytes(), np.uint8).reshape(height, width, 4)
         np.testing.assert_array_equal(layer[..., [2, 1, 0]], result.final(ratio, "page"))
         assert (layer[..., 3] == 255).all()
+    # the colours alone: a Multiply layer right above the (opaque) page, and Krita's own
+    # Multiply of it over the page shows the coloured page
+    assert report["colour_layer_blending"] == "multiply"
+    assert report["layers_with_colour"] == ["Background", "ink", "inkn'hue colour under ink", "inkn'hue hints",
+                                            "inkn'hue colour"]
+    colour = np.frombuffer(Path(report["colour_layer"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    np.testing.assert_array_equal(colour[..., [2, 1, 0]], result.final(0.3, "page", layer="colour"))
+    canvas = np.frombuffer(Path(report["canvas_colour"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    assert np.abs(canvas[..., [2, 1, 0]].astype(int) - result.final(0.3, "page")).max() <= 2
     # the backend the plugin started was stopped when Krita quit
     assert not (Path(env["XDG_DATA_HOME"]) / "inknhue/server.json").exists()
     return report

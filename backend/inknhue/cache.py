@@ -33,7 +33,7 @@ def size_of(value: Any) -> int:
         return sum(size_of(v) for v in value)
     if isinstance(value, dict):
         return sum(size_of(v) for v in value.values())
-    return 64
+    return getattr(value, "nbytes", 64)
 
 
 class StageCache:

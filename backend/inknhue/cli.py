@@ -11,7 +11,7 @@ from pathlib import Path
 from inknhue_krita.protocol import DEFAULT_PORT
 
 from . import __version__, weights
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, OUTPUT_SIZES, PROVIDER_NAMES
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PROVIDER_NAMES
 from .errors import InknhueError, InputError
 from .logs import LOG_NAME, log_dir, setup_logging
 
@@ -87,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     colorize.add_argument("--ratio", type=_ratio, default=DEFAULT_RATIO,
                           help=f"colour blend, 0 = aligned VAE output, 1 = rough colours (default {DEFAULT_RATIO})")
     colorize.add_argument("--output-size", choices=OUTPUT_SIZES, default="page",
-                          help="page: PAGE's own size (default); working: as the network made it")
+                          help="page: PAGE's own size, with its own lines, lettering and tone (default); "
+                               "working: as the network made it (the published app's output)")
+    colorize.add_argument("--layer", choices=LAYERS, default="full",
+                          help="full: the coloured page (default); colour: the colours without the line art, "
+                               "for a Multiply layer under your ink (multiplied by PAGE it gives the full result)")
     colorize.add_argument("--server", metavar="ADDRESS",
                           help="send the job to a running `inknhue serve` (tcp://HOST:PORT, or auto: "
                                "its connection file) instead of running the networks here")
@@ -207,7 +211,7 @@ def cmd_colorize(args) -> int:
     started = time.perf_counter()
     result = engine.colorize(page, provider, request, max_size=args.max_size, ratio=args.ratio,
                              progress=_print_progress)
-    final = result.final(args.ratio, args.output_size)
+    final = result.final(args.ratio, args.output_size, args.layer)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
     return 0
@@ -234,7 +238,7 @@ def _colorize_on_server(args, page, provider, request) -> int:
             job = client.colorize(raw(page), raw(request.hints), raw(request.reference), raw(request.rough),
                                   provider=provider.name, ratio=args.ratio, max_size=args.max_size,
                                   fill_all=request.fill_all, transfer=request.transfer,
-                                  output={"size": args.output_size, "channels": "RGB"})
+                                  output={"size": args.output_size, "channels": "RGB", "layer": args.layer})
 
             def show(event):
                 if event.get("type") == "progress" and event.get("seconds") is not None:

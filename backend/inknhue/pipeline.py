@@ -33,9 +33,10 @@ import torch
 from . import checkpoints, weights
 from .cache import StageCache, digest
 from .color import LabBlend, check_ratio
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
 from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
 from .errors import InputError, WeightsError
+from .output import render_float, render_uint8
 from .imaging import check_size, check_work_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
 from .rough import RoughProvider, RoughRequest
 
@@ -100,12 +101,13 @@ def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: tor
 
 @dataclass
 class Colorization:
-    """One page's intermediates at the working size, and the blend at any ratio."""
+    """One page's intermediates at the working size, and the result at any ratio and size."""
 
     page_size: tuple[int, int]   #: (width, height) of the page as given
     shaded: np.ndarray           #: the shading stage's grey, as RGB
     rough: np.ndarray            #: the rough colours
     generated: np.ndarray        #: the alignment VAE's output (ratio 0)
+    page_grey: np.ndarray | None = None  #: the page's own grey at its size: its ink, for page-size results
     timings: dict[str, float] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)  #: the stages computed (not from the cache)
     _blend: LabBlend | None = field(default=None, repr=False)
@@ -124,11 +126,13 @@ class Colorization:
             self._last = (ratio, self._blend(ratio))
         return self._last[1]
 
-    def final(self, ratio: float, output_size: str = "page") -> np.ndarray:
-        if output_size not in OUTPUT_SIZES:
-            raise InputError(f"output size must be one of {', '.join(OUTPUT_SIZES)}")
-        blended = self.blend(ratio)
-        return blended if output_size == "working" else resize_to(blended, *self.page_size)
+    def render(self, ratio: float, size: str | tuple[int, int] = "page", layer: str = "full") -> np.ndarray:
+        """The result as H x W x 3 float32 in [0, 1] (see output.py for the sizes and layers)."""
+        return render_float(self, ratio, size, layer)
+
+    def final(self, ratio: float, size: str | tuple[int, int] = "page", layer: str = "full") -> np.ndarray:
+        """The result as H x W x 3 uint8: at the working size exactly the published app's."""
+        return render_uint8(self, ratio, size, layer)
 
 
 # --- the engine ------------------------------------------------------------------------
@@ -267,7 +271,7 @@ class Engine:
         generated = stage(("encode", "decode"), digest("generated", page_key, rough_key),
                           lambda: self.decode(self.encode(rough), conditions))
         result = Colorization(page_size=(page.shape[1], page.shape[0]), shaded=shaded, rough=rough,
-                              generated=generated, timings=timings, ran=ran)
+                              generated=generated, page_grey=luma(page), timings=timings, ran=ran)
         stage(("blend",), None, lambda: result.blend(ratio))
         return result
 

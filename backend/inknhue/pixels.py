@@ -63,25 +63,30 @@ def to_rgba(image: RawImage, what: str = "hints") -> np.ndarray:
 
 def from_rgb(rgb: np.ndarray, channels: str = "RGBA", dtype: str = "uint8", linear: bool = False,
              alpha: np.ndarray | None = None) -> RawImage:
-    """RGB uint8 -> a buffer in the channel order and depth the client asked for; opaque
-    unless an H x W uint8 `alpha` is given."""
+    """RGB (uint8, or float in [0, 1] for full precision) -> a buffer in the channel order and
+    depth the client asked for; opaque unless an H x W uint8 `alpha` is given."""
     if channels not in CHANNELS or dtype not in _NUMPY:
         raise ProtocolError("bad_input", f"cannot send {channels} {dtype}")
     height, width = rgb.shape[:2]
+    values = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32, copy=False)
     if channels == "L":
-        out = luma(rgb)[..., None]
-    elif channels == "RGB":
-        out = rgb
+        colour = (values @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    elif channels == "BGRA":
+        colour = values[..., ::-1]
     else:
-        out = np.empty((height, width, 4), np.uint8)
-        out[..., :3] = rgb[..., ::-1] if channels == "BGRA" else rgb
-        out[..., 3] = 255 if alpha is None else alpha
-    if dtype == "uint16":
-        out = out.astype(np.dtype("<u2")) * 257
-    elif dtype in ("float16", "float32"):
-        values = out.astype(np.float32) / 255.0
-        if linear:
-            colour = slice(0, 1) if channels == "L" else slice(0, 3)
-            values[..., colour] = _srgb_decode(values[..., colour])
-        out = values.astype(_NUMPY[dtype])
+        colour = values
+    if dtype in ("float16", "float32") and linear:
+        colour = _srgb_decode(np.clip(colour, 0.0, 1.0))
+    out = np.empty((height, width, CHANNELS[channels]), _NUMPY[dtype])
+    scale = {"uint8": 255.0, "uint16": 65535.0}.get(dtype)
+    if scale is None:
+        out[..., :colour.shape[2]] = colour
+    elif rgb.dtype == np.uint8 and dtype == "uint8":
+        out[..., :colour.shape[2]] = luma(rgb)[..., None] if channels == "L" else (
+            rgb[..., ::-1] if channels == "BGRA" else rgb)
+    else:
+        out[..., :colour.shape[2]] = np.rint(np.clip(colour, 0.0, 1.0) * scale)
+    if CHANNELS[channels] == 4:
+        a = np.float32(255) if alpha is None else alpha
+        out[..., 3] = a if scale == 255.0 else (np.asarray(a, np.float32) / 255.0 * (scale or 1.0))
     return RawImage(width, height, channels, np.ascontiguousarray(out).data, dtype, linear)

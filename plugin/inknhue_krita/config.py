@@ -66,6 +66,7 @@ DEFAULTS = {
     "ratio": 0.8,
     "fill_all": False,
     "reference": "",
+    "output_layer": "full",
 }
 
 

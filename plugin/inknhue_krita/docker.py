@@ -8,10 +8,9 @@ from krita import DockWidget
 
 from . import config, document
 from .backend import Backend
-from .logic import (HINT_LAYER, RESULT_LAYER, BlendThrottle, Format, Rect, document_format, layer_name,
-                    MAX_MAX_SIZE, MIN_MAX_SIZE, preview_size, progress_text, progress_value, ratio_to_slider,
-                    slider_to_ratio, snap_max_size,
-                    work_area)
+from .logic import (HINT_LAYER, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_LAYERS, RESULT_LAYER, BlendThrottle, Format,
+                    Rect, document_format, layer_name, preview_size, progress_text, progress_value, ratio_to_slider,
+                    slider_to_ratio, snap_max_size, work_area)
 from .protocol import RawImage
 from .qt import Qt, QtWidgets
 
@@ -113,6 +112,11 @@ class InknhueDocker(DockWidget):
         form.addRow("Max size", self.max_size)
         self.fill_all = self._widget(QtWidgets.QCheckBox, "fill_all", "Colour regions without strokes")
         form.addRow("", self.fill_all)
+        self.output_layer = self._widget(QtWidgets.QComboBox, "output_layer")
+        for kind, _, _, label, tip in OUTPUT_LAYERS:
+            self.output_layer.addItem(label, kind)
+            self.output_layer.setItemData(self.output_layer.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        form.addRow("Result", self.output_layer)
         layout.addLayout(form)
 
         buttons = QtWidgets.QHBoxLayout()
@@ -158,6 +162,7 @@ class InknhueDocker(DockWidget):
         self.page_source.setCurrentIndex(max(0, self.page_source.findData(config.read_setting("page_source"))))
         self.max_size.setValue(snap_max_size(config.read_setting("max_size")))
         self.fill_all.setChecked(config.read_setting("fill_all"))
+        self.output_layer.setCurrentIndex(max(0, self.output_layer.findData(config.read_setting("output_layer"))))
         self.ratio.blockSignals(True)
         self.ratio.setValue(ratio_to_slider(config.read_setting("ratio")))
         self.ratio.blockSignals(False)
@@ -168,6 +173,8 @@ class InknhueDocker(DockWidget):
             lambda _: config.write_setting("page_source", self.page_source.currentData()))
         self.max_size.editingFinished.connect(self._on_max_size)
         self.fill_all.toggled.connect(lambda on: config.write_setting("fill_all", on))
+        self.output_layer.currentIndexChanged.connect(
+            lambda _: config.write_setting("output_layer", self.output_layer.currentData()))
         self.provider.currentIndexChanged.connect(
             lambda _: config.write_setting("provider", self.provider.currentData()))
 
@@ -201,6 +208,12 @@ class InknhueDocker(DockWidget):
                                       Qt.ItemDataRole.ToolTipRole)
         self.provider.setCurrentIndex(max(0, self.provider.findData(current)))
         self.provider.blockSignals(False)
+        layers = hello.get("layers", ["full"])
+        for index in range(self.output_layer.count()):  # an older backend makes only the full page
+            offered = self.output_layer.itemData(index) in layers
+            self.output_layer.model().item(index).setEnabled(offered)
+        if self.output_layer.currentData() not in layers:
+            self.output_layer.setCurrentIndex(0)
         if not hello.get("weights", {}).get("present", True):
             self.say("The networks' weights are missing: run `inknhue weights download` (or the installer).")
 
@@ -310,13 +323,15 @@ class InknhueDocker(DockWidget):
         mask = document.selection_mask(doc, rect)
         if mask is not None:
             images["mask"] = RawImage(rect.width, rect.height, "L", mask)
+        output_layer = self.output_layer.currentData() or "full"
         header = {"type": "colorize", "provider": provider, "ratio": slider_to_ratio(self.ratio.value()),
                   "max_size": snap_max_size(self.max_size.value()), "fill_all": self.fill_all.isChecked(),
-                  "transfer": self.transfer.isChecked() and reference is not None, "output": fmt.output("page")}
-        # the new colour layer goes above the page, the hints and earlier colour layers
+                  "transfer": self.transfer.isChecked() and reference is not None,
+                  "output": fmt.output("page", output_layer)}
+        # the coloured page goes above the page, the hints and earlier colour layers
         earlier = [n for n in document.all_layers(doc) if n.name().startswith(RESULT_LAYER)]
         above = document.topmost(doc, [page_node if source == "layer" else None, hints_node, *earlier])
-        self.pending = {"document": doc, "rect": rect, "format": fmt, "above": above}
+        self.pending = {"document": doc, "rect": rect, "format": fmt, "above": above, "layer": output_layer}
         try:
             self.backend.request(header, images, callback=self._on_accepted, timeout=1.0)
         except Exception as exc:
@@ -376,10 +391,15 @@ class InknhueDocker(DockWidget):
         pending = self.pending
         doc = pending["document"]
         names = [node.name() for node in document.all_layers(doc)]
-        node = document.add_layer_above(doc, pending["above"], layer_name(names, RESULT_LAYER))
+        _, base_name, blending, _, _ = next(o for o in OUTPUT_LAYERS if o[0] == pending["layer"])
+        if pending["layer"] == "colour":
+            node = document.add_layer_under_ink(doc, layer_name(names, base_name), pending["rect"],
+                                                pending["format"].dtype, blending)
+        else:
+            node = document.add_layer_above(doc, pending["above"], layer_name(names, base_name))
         document.write_pixels(doc, node, bytes(image.data), pending["rect"])
         self.result = {"job": event["job"], "document": doc, "layer": document.layer_id(node),
-                       "rect": pending["rect"], "format": pending["format"]}
+                       "rect": pending["rect"], "format": pending["format"], "output_layer": pending["layer"]}
 
     # the ratio slider -------------------------------------------------------------------
 
@@ -405,8 +425,8 @@ class InknhueDocker(DockWidget):
         fmt: Format = self.result["format"]
         # previews are 8-bit and upscaled here; other depths blend at full size
         size = "page" if final or fmt.dtype != "uint8" else preview_size(rect.width, rect.height)
-        header = {"type": "blend", "job": self.result["job"], "ratio": ratio, "size": size, "channels": "BGRA",
-                  "dtype": fmt.dtype, "linear": fmt.linear}
+        header = {"type": "blend", "job": self.result["job"], "ratio": ratio,
+                  **fmt.output(size, self.result["output_layer"])}
         try:
             self.throttle.sent(self.backend.request(header, callback=self._on_blended))
         except Exception as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from krita import Krita
 
-from .logic import HINT_LAYER, RESULT_LAYER, Rect
+from .logic import HINT_LAYER, RESULT_LAYER, Rect, colour_layer_place, fully_opaque
 from .qt import QtCore, QtGui
 
 
@@ -89,6 +89,18 @@ def add_layer_above(document, above, name: str):
         above.parentNode().addChildNode(node, above)
     else:
         document.rootNode().addChildNode(node, None)
+    return node
+
+
+def add_layer_under_ink(document, name: str, rect: Rect, dtype: str, blending: str = "multiply"):
+    """A new layer in `blending` mode under the artist's ink layers, where colourists put
+    colour: right above the topmost opaque layer over `rect` (the paper, or a scanned page
+    it can only be multiplied over), beneath the line art layers above that."""
+    node = document.createNode(name, "paintlayer")
+    node.setBlendingMode(blending)
+    layers = [n for n in document.topLevelNodes() if n.visible() and not is_plugin_layer(n)]
+    opaque = [fully_opaque(layer_pixels(n, rect), dtype) for n in layers]
+    document.rootNode().addChildNode(node, layers[colour_layer_place(opaque)] if layers else None)
     return node
 
 

@@ -19,12 +19,37 @@ STAGE_LABELS = {
 }
 HINT_LAYER = "inkn'hue hints"
 RESULT_LAYER = "inkn'hue colour"
+#: the output layers the docker offers: (protocol name, layer name, blending mode, label, tooltip)
+OUTPUT_LAYERS = (
+    ("full", RESULT_LAYER, "normal", "Coloured page",
+     "The whole page in colour, lines included, as a new layer above the page."),
+    ("colour", f"{RESULT_LAYER} under ink", "multiply", "Colour under the ink",
+     "Only the colours, without the line art, as a Multiply layer beneath your ink layers: "
+     "repaint or adjust them and your lines stay untouched on top."),
+)
 MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 2048  #: until the backend's hello says its own limits
 #: while the ratio slider is dragged, blends come at about this many pixels on the long side
 PREVIEW_LONG_SIDE = 1280
 
 #: Krita colour depth -> protocol dtype
 DEPTHS = {"U8": "uint8", "U16": "uint16", "F16": "float16", "F32": "float32"}
+#: a fully opaque alpha in Krita's pixel data, little-endian, per dtype
+_OPAQUE_ALPHA = {"uint8": b"\xff", "uint16": b"\xff\xff", "float16": b"\x00\x3c", "float32": b"\x00\x00\x80\x3f"}
+
+
+def fully_opaque(data: bytes, dtype: str) -> bool:
+    """Whether BGRA pixel data in `dtype` covers everything (alpha 1 everywhere)."""
+    alpha = _OPAQUE_ALPHA[dtype]
+    size = len(alpha)
+    step = 4 * size
+    return bool(data) and all(not data[3 * size + i::step].strip(alpha[i:i + 1]) for i in range(size))
+
+
+def colour_layer_place(opaque: list[bool]) -> int:
+    """Where the colour-under-ink layer goes, given the page's layers bottom to top (is each
+    opaque?): the index of the layer it goes right above: the topmost opaque one (the paper,
+    or a scanned page the colour can only be multiplied over), else the bottom one."""
+    return max((i for i, o in enumerate(opaque) if o), default=0)
 
 
 @dataclass(frozen=True)
@@ -61,8 +86,8 @@ class Format:
     def image(self, data, width: int, height: int) -> RawImage:
         return RawImage(width, height, "BGRA", data, self.dtype, self.linear)
 
-    def output(self, size="page") -> dict:
-        return {"size": size, "channels": "BGRA", "dtype": self.dtype, "linear": self.linear}
+    def output(self, size="page", layer: str = "full") -> dict:
+        return {"size": size, "channels": "BGRA", "dtype": self.dtype, "linear": self.linear, "layer": layer}
 
 
 def document_format(color_model: str, color_depth: str, profile: str) -> tuple[Format | None, str]:

@@ -68,6 +68,7 @@ class Node:
         self._parent = None
         self._children: list[Node] = []
         self._visible = True
+        self._blending = "normal"
         self.pixels = np.zeros((document.height(), document.width(), 4), DTYPES[document.colorDepth()])
         self.writes = 0
 
@@ -88,6 +89,13 @@ class Node:
 
     def setVisible(self, visible):
         self._visible = visible
+
+    def blendingMode(self):
+        return self._blending
+
+    def setBlendingMode(self, mode):
+        self._blending = mode
+        return True
 
     def parentNode(self):
         return self._parent
@@ -182,7 +190,7 @@ class Document:
         self.modified = modified
 
     def pixelData(self, x, y, w, h):
-        """The visible layers composited, bottom to top (normal blending)."""
+        """The visible layers composited, bottom to top (normal or multiply blending)."""
         scale = float(OPAQUE[self._depth])
         out = np.zeros((h, w, 4), np.float64)
         for node in self._root.childNodes():
@@ -190,7 +198,8 @@ class Document:
                 continue
             layer = node.pixels[y:y + h, x:x + w].astype(np.float64) / scale
             alpha = layer[..., 3:4]
-            out[..., :3] = layer[..., :3] * alpha + out[..., :3] * (1 - alpha)
+            colour = layer[..., :3] * out[..., :3] if node.blendingMode() == "multiply" else layer[..., :3]
+            out[..., :3] = colour * alpha + out[..., :3] * (1 - alpha)
             out[..., 3:4] = alpha + out[..., 3:4] * (1 - alpha)
         values = out * scale
         if np.issubdtype(DTYPES[self._depth], np.integer):

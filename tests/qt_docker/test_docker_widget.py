@@ -194,8 +194,32 @@ def test_a_sixteen_bit_document_gets_a_sixteen_bit_result(docker, weights):
     hints.pixels[...] = page.hints[..., [2, 1, 0, 3]].astype(np.uint16) * 257
     layer = colorize(docker, doc)
     assert layer.pixels.dtype == np.uint16
-    want = expected(weights, page, 0.8).final(0.8, "page").astype(np.uint16) * 257
+    want = np.rint(expected(weights, page, 0.8).render(0.8, "page") * 65535).astype(np.uint16)
     np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], want)
+    assert (layer.pixels % 257 != 0).any()  # not 8 bits widened
+
+
+@pytest.mark.parametrize("ink_opaque", [True, False])
+def test_colour_under_the_ink_is_a_multiply_layer_beneath_the_line_art(docker, weights, ink_opaque):
+    page = drawn()
+    doc, ink = new_document(page)
+    if not ink_opaque:  # line art on its own transparent layer over the white Background
+        ink.pixels[..., 3] = 255 - page.grey
+        ink.pixels[..., :3] = 0
+    paint_hints(docker, doc, page)
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    layer = colorize(docker, doc)
+    assert layer.name() == "inkn'hue colour under ink" and layer.blendingMode() == "multiply"
+    names = [n.name() for n in doc.topLevelNodes()]
+    expected_stack = (["Background", "ink", layer.name()] if ink_opaque else ["Background", layer.name(), "ink"])
+    assert names == expected_stack + ["inkn'hue hints"]
+    result = expected(weights, page, 0.8)
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], result.final(0.8, "page", layer="colour"))
+    doc.topLevelNodes()[-1].setVisible(False)  # the canvas without the hints shows the coloured page
+    canvas = np.frombuffer(bytes(doc.pixelData(0, 0, 120, 180)), np.uint8).reshape(180, 120, 4)
+    assert np.abs(canvas[..., [2, 1, 0]].astype(int) - result.final(0.8, "page")).max() <= 2
+    assert krita.Krita.instance().readSetting("inknhue", "output_layer", "") == "colour"
+    docker.output_layer.setCurrentIndex(0)
 
 
 def test_settings_persist_through_kritas_settings(docker):

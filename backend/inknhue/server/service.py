@@ -32,7 +32,8 @@ from inknhue_krita.protocol import ProtocolError, RawImage, shown
 
 from .. import __version__, weights
 from ..cache import StageCache
-from ..defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MAX_WORKING_PIXELS, MIN_MAX_SIZE, PROVIDER_NAMES
+from ..defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, LAYERS, MAX_MAX_SIZE, MAX_WORKING_PIXELS, MIN_MAX_SIZE,
+                        PROVIDER_NAMES)
 from ..errors import InknhueError
 from ..imaging import check_work_size
 from ..logs import RateLimitedLog
@@ -260,6 +261,7 @@ class Server:
             "models": self.models,
             "lease": self.lease.seconds,
             "defaults": {"ratio": DEFAULT_RATIO, "max_size": DEFAULT_MAX_SIZE},
+            "layers": list(LAYERS),
             "limits": {"max_side": protocol.MAX_SIDE, "max_pixels": protocol.MAX_PIXELS,
                        "max_size": [MIN_MAX_SIZE, MAX_MAX_SIZE], "working_pixels": MAX_WORKING_PIXELS,
                        "queued_jobs": protocol.MAX_QUEUED_JOBS, "images": protocol.MAX_IMAGES},

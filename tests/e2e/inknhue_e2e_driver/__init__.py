@@ -140,6 +140,27 @@ class Driver:
         self.dump(find_layer(self.doc, "inkn'hue colour"), f"result_{SPEC['ratio']}")
         step("blend")
         self.screenshot()
+        # the colours alone, as a Multiply layer under the ink
+        self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("colour"))
+        self.docker.colorize_button.click()
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour under ink") is not None and self.docker.job is None,
+                  self.read_colour_layer, what="the colour-under-ink layer")
+
+    def read_colour_layer(self):
+        layer = find_layer(self.doc, "inkn'hue colour under ink")
+        REPORT["colour_layer_blending"] = layer.blendingMode()
+        REPORT["layers_with_colour"] = [n.name() for n in self.doc.topLevelNodes()]
+        self.dump(layer, "colour_layer")
+        for node in self.doc.topLevelNodes():  # the canvas as the artist sees it without our other layers
+            if node.name() in ("inkn'hue hints", "inkn'hue colour"):
+                node.setVisible(False)
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        path = os.path.join(SPEC["folder"], "canvas_colour.bgra")
+        with open(path, "wb") as f:
+            f.write(bytes(self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"])))
+        REPORT["canvas_colour"] = path
+        step("colour layer")
         quit_krita()
 
     def dump(self, layer, name):
