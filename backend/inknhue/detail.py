@@ -29,13 +29,15 @@ page, as a colour layer multiplied by the ink:
 Measured on a synthetic A4 page with known region colours, against the working-size
 result a perfect model would give (benchmarks/bench_page_output.py): the Laplacian of
 L* correlates with the page's at 0.99 (LANCZOS upscale: 0.22); the a*/b* error on paper
-within 6 px of ink is 1.8 (LANCZOS 5.4; bilinear C without the edge-aware sampling 5.1).
-Alternatives measured there: a detail transfer in L* (the page's L* minus its low-pass
-added to the model's upscaled L*) keeps lines as crisp (0.99) but mixes colours across
-lines as LANCZOS does and needs CIELAB at page size (20x slower); guided-filter
-upsampling (a local linear model of the colour in the page's grey) blurs colours across
-thin lines, since paper on both sides has the same grey (bleed 11.3), and leaves ink
-lighter than drawn.
+within 6 px of ink is 1.5 (LANCZOS 5.2; this C brought up bilinearly, without the
+edge-aware sampling, 4.8); ink keeps L* 7 where the page has 11 (LANCZOS: 44). Each
+further ratio costs 1.7x a LANCZOS upscale, the first call on a page 5x (the sampling
+maps, then kept). Alternatives measured there: a detail transfer in L* (the page's L*
+minus its low-pass, added to the model's upscaled L*) keeps lines as crisp but mixes
+colours across lines as LANCZOS does (6.1) and needs CIELAB at page size (13x LANCZOS);
+guided-filter upsampling (a local linear model of the colour in the page's grey) blurs
+colours across thin lines, since paper on both sides has the same grey (10.8), and
+leaves ink lighter than drawn (L* 34).
 """
 
 from __future__ import annotations
