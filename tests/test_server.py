@@ -107,6 +107,14 @@ def test_the_colour_layer_for_under_the_ink_is_a_blend_away(client, parity_weigh
     assert "colour" in client.hello()["layers"]
 
 
+def test_warnings_about_the_inputs_reach_the_client(client):
+    page = Page(180, 240).rectangle(10, 10, 170, 230)  # no strokes on the hint layer
+    _, header, _, events = run_job(client, page)
+    assert any("hint layer is empty" in w for w in header["warnings"])
+    within = [e for e in events if e["type"] == "progress" and e.get("fraction") is not None]
+    assert all(0 <= e["fraction"] < 1 and 0 <= e["done"] <= 1 for e in within)
+
+
 def test_16_bit_results_carry_more_than_8_bits(client, parity_weights):
     page = drawn_page(200, 310)
     job, _, image, _ = run_job(client, page, output={"dtype": "uint16", "channels": "RGB"})

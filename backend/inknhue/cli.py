@@ -211,6 +211,8 @@ def cmd_colorize(args) -> int:
     started = time.perf_counter()
     result = engine.colorize(page, provider, request, max_size=args.max_size, ratio=args.ratio,
                              progress=_print_progress)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
     final = result.final(args.ratio, args.output_size, args.layer)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
@@ -246,6 +248,8 @@ def _colorize_on_server(args, page, provider, request) -> int:
                                                                                   "seconds", "cached")}))
 
             header, image = client.wait(job, on_event=show)
+            for warning in header.get("warnings", []):
+                _say(f"warning: {warning}")
     except ServerError as exc:
         raise InknhueError(f"the backend says: {exc.message}") from None
     final = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 3)

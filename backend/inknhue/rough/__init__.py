@@ -40,6 +40,10 @@ class RoughProvider(ABC):
     #: True if the provider reads the reference image itself (else a global colour transfer may)
     takes_reference: ClassVar[bool] = False
 
+    def check(self, request: RoughRequest) -> list[str]:
+        """Warnings for the artist: inputs that are valid but probably not what was meant."""
+        return []
+
     @abstractmethod
     def rough_colours(self, request: RoughRequest, engine: "Engine") -> np.ndarray:
         """Rough colours, RGB uint8, with the page's aspect ratio."""
@@ -57,6 +61,13 @@ class RoughProvider(ABC):
 
 
 PROVIDERS: dict[str, type[RoughProvider]] = {}
+
+
+def empty_hints_warning(request: RoughRequest) -> list[str]:
+    hints = request.hints
+    if hints is not None and hints.ndim == 3 and hints.shape[2] == 4 and not (hints[..., 3] > 0).any():
+        return ["The hint layer is empty: paint colour strokes on it (the rough colours are blank paper)."]
+    return []
 
 
 def register(cls: type[RoughProvider]) -> type[RoughProvider]:

@@ -374,7 +374,8 @@ class Server:
         def progress(event: StageEvent) -> None:
             self._send(job.client, {"type": "progress", "job": job.id, "stage": event.stage,
                                     "index": event.index, "total": event.total, "seconds": event.seconds,
-                                    "cached": event.cached}, socket=outbox)
+                                    "cached": event.cached, "fraction": event.fraction, "done": event.done,
+                                    "eta": event.eta}, socket=outbox)
 
         def fail(code: str, message: str) -> None:
             job.state, job.error = JobState.FAILED, {"code": code, "message": message}
@@ -405,6 +406,7 @@ class Server:
                 "type": "result", "job": job.id, "ratio": request.ratio, "seconds": seconds,
                 "timings": result.timings, "ran": result.ran, "stages": list(STAGES),
                 "page_size": list(result.page_size), "working_size": list(result.working_size),
+                "warnings": result.warnings,
             }, {"result": image}, socket=outbox)
         except Cancelled:
             job.state = JobState.CANCELLED
