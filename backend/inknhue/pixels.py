@@ -24,15 +24,16 @@ def _srgb_decode(encoded: np.ndarray) -> np.ndarray:
 
 
 def to_array(image: RawImage) -> np.ndarray:
-    """H x W x C uint8 in RGB(A) order (L stays one channel)."""
+    """H x W x C uint8 in RGB(A) order (L stays one channel), sRGB-encoded whatever came."""
     pixels = np.frombuffer(image.data, dtype=_NUMPY[image.dtype]).reshape(
         image.height, image.width, CHANNELS[image.channels])
-    if image.dtype == "uint8":
+    if image.dtype == "uint8" and not image.linear:
         u8 = pixels
-    elif image.dtype == "uint16":
+    elif image.dtype == "uint16" and not image.linear:
         u8 = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     else:
-        values = np.nan_to_num(pixels.astype(np.float32), nan=0.0)
+        scale = {"uint8": 255.0, "uint16": 65535.0}.get(image.dtype, 1.0)
+        values = np.nan_to_num(pixels.astype(np.float32), nan=0.0) / np.float32(scale)
         if image.linear:  # colour channels only; alpha is linear anyway
             colour = slice(0, 3) if image.channels != "L" else slice(0, 1)
             values[..., colour] = _srgb_encode(values[..., colour])
@@ -75,13 +76,13 @@ def from_rgb(rgb: np.ndarray, channels: str = "RGBA", dtype: str = "uint8", line
         colour = values[..., ::-1]
     else:
         colour = values
-    if dtype in ("float16", "float32") and linear:
+    if linear:  # a linear-light document, at any depth
         colour = _srgb_decode(np.clip(colour, 0.0, 1.0))
     out = np.empty((height, width, CHANNELS[channels]), _NUMPY[dtype])
     scale = {"uint8": 255.0, "uint16": 65535.0}.get(dtype)
     if scale is None:
         out[..., :colour.shape[2]] = colour
-    elif rgb.dtype == np.uint8 and dtype == "uint8":
+    elif rgb.dtype == np.uint8 and dtype == "uint8" and not linear:
         out[..., :colour.shape[2]] = luma(rgb)[..., None] if channels == "L" else (
             rgb[..., ::-1] if channels == "BGRA" else rgb)
     else:

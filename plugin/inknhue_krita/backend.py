@@ -215,10 +215,10 @@ class Backend(QtCore.QObject):
                           else "no backend answers")
             return
         renew = self.owns_backend and now - self._last_sent > HEARTBEAT_S  # job events alone renew nothing
-        if now - self._last_heard > HEARTBEAT_S or renew:
+        # hello again while connecting or while the models load, to show when they are ready
+        ask_hello = self.state == "connecting" or self.hello.get("models") in ("loading", "not loaded")
+        if now - self._last_heard > HEARTBEAT_S or renew or (ask_hello and now - self._last_sent > HEARTBEAT_S):
             self._ping_sent = now
-            # hello again while connecting or while the models load, to show when they are ready
-            ask_hello = self.state == "connecting" or self.hello.get("models") in ("loading", "not loaded")
             try:
                 self.request({"type": "hello" if ask_hello else "ping"},
                              callback=self._on_hello if ask_hello else None)

@@ -9,8 +9,9 @@ from krita import DockWidget
 from . import config, document
 from .backend import Backend
 from .logic import (HINT_LAYER, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_LAYERS, RESULT_LAYER, BlendThrottle, Format,
-                    Rect, document_format, layer_name, preview_size, progress_text, progress_value, ratio_to_slider,
+                    Rect, document_format, preview_size, progress_text, progress_value, ratio_to_slider,
                     slider_to_ratio, snap_max_size, work_area)
+from .session import JobState, Placement, Sessions
 from .protocol import RawImage
 from .qt import Qt, QtWidgets
 
@@ -53,8 +54,7 @@ class InknhueDocker(DockWidget):
         super().__init__()
         self.setWindowTitle(TITLE)
         self.backend = shared_backend()
-        self.job: str | None = None
-        self.result: dict | None = None      # the last result: job, layer id, rect, format
+        self.sessions = Sessions()           # one per open document
         self.throttle = BlendThrottle()
         self._build()
         self.backend.state_changed.connect(self._on_state)
@@ -105,10 +105,18 @@ class InknhueDocker(DockWidget):
         form.addRow("Reference", reference_row)
         self.provider = self._widget(QtWidgets.QComboBox, "provider")
         self.provider.addItem("flats", "flats")
+        self.provider.setToolTip("Where the first, rough colours come from before inkn'hue cleans them up: "
+                                 "flats fills each area your ink lines enclose with the colour of the strokes "
+                                 "inside it; shader lets the shading network spread your strokes; image uses a "
+                                 "rough colour picture you made elsewhere.")
         form.addRow("Rough colours", self.provider)
         self.max_size = self._widget(QtWidgets.QSpinBox, "max_size")
         self.max_size.setRange(MIN_MAX_SIZE, MAX_MAX_SIZE)
         self.max_size.setSingleStep(32)
+        self.max_size.setToolTip("How much of the page's detail the networks see, as the short side in pixels "
+                                 "while they work (the result always comes back at the page's own size, with "
+                                 "your own lines). 768 is what inkn'hue was made for; higher follows small "
+                                 "areas better but is slower and needs more memory.")
         form.addRow("Max size", self.max_size)
         self.fill_all = self._widget(QtWidgets.QCheckBox, "fill_all", "Colour regions without strokes")
         form.addRow("", self.fill_all)
@@ -125,8 +133,14 @@ class InknhueDocker(DockWidget):
         self.cancel_button = self._widget(QtWidgets.QPushButton, "cancel", "Cancel")
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
+        self.keep_button = self._widget(QtWidgets.QPushButton, "keep", "Keep")
+        self.keep_button.setToolTip("Keep this result as its own layer. Colorize updates one layer in place "
+                                    "while you try other hints; keep the versions you like.")
+        self.keep_button.clicked.connect(self.keep_result)
+        self.keep_button.setEnabled(False)
         buttons.addWidget(self.colorize_button, 1)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.keep_button)
         layout.addLayout(buttons)
         self.progress = self._widget(QtWidgets.QProgressBar, "progress")
         self.progress.setRange(0, 100)
@@ -178,9 +192,6 @@ class InknhueDocker(DockWidget):
         self.provider.currentIndexChanged.connect(
             lambda _: config.write_setting("provider", self.provider.currentData()))
 
-    def canvasChanged(self, canvas) -> None:  # Krita's DockWidget API
-        pass
-
     def say(self, text: str) -> None:
         self.message.setText(text)
         if text:
@@ -188,12 +199,22 @@ class InknhueDocker(DockWidget):
 
     # backend ----------------------------------------------------------------------------
 
+    @property
+    def running(self):
+        """The session whose job is in flight (one at a time: one backend)."""
+        return self.sessions.busy()
+
+    @property
+    def job(self) -> str | None:
+        running = self.running
+        return running.job if running else None
+
     def _on_state(self, state: str, detail: str) -> None:
         text = STATE_TEXT.get(state, state)
         self.status.setText(f"{text}\n{detail}" if detail else text)
-        self.colorize_button.setEnabled(state == "connected" and self.job is None)
-        if state != "connected" and self.job:
-            self._finish_job(f"Lost the backend during the job: {detail}")
+        self.colorize_button.setEnabled(state == "connected" and self.running is None)
+        if state != "connected" and self.running is not None:
+            self._finish_job(self.running, f"Lost the backend during the job: {detail}")
 
     def _on_hello(self, hello: dict) -> None:
         limits = hello.get("limits", {}).get("max_size")
@@ -223,6 +244,11 @@ class InknhueDocker(DockWidget):
         doc = document.active_document()
         if doc is None:
             return self.say("Open a page first.")
+        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        if fmt is None:  # a greyscale layer cannot hold colour strokes
+            self.convert.setVisible(doc.colorModel() == "GRAYA")
+            return self.say(problem)
+        self.convert.hide()
         existing = document.find_layer(doc, HINT_LAYER)
         if existing is not None:
             doc.setActiveNode(existing)
@@ -300,7 +326,6 @@ class InknhueDocker(DockWidget):
         page_node = doc.activeNode()
         source = self.page_source.currentData()
         images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
-        hints_node = None
         if provider in ("flats", "shader"):
             hints = None
             if self.hints_source.currentData() == "colorize_mask":
@@ -323,63 +348,77 @@ class InknhueDocker(DockWidget):
         mask = document.selection_mask(doc, rect)
         if mask is not None:
             images["mask"] = RawImage(rect.width, rect.height, "L", mask)
-        output_layer = self.output_layer.currentData() or "full"
+        kind = self.output_layer.currentData() or "full"
         header = {"type": "colorize", "provider": provider, "ratio": slider_to_ratio(self.ratio.value()),
                   "max_size": snap_max_size(self.max_size.value()), "fill_all": self.fill_all.isChecked(),
                   "transfer": self.transfer.isChecked() and reference is not None,
-                  "output": fmt.output("page", output_layer)}
-        # the coloured page goes above the page, the hints and earlier colour layers
-        earlier = [n for n in document.all_layers(doc) if n.name().startswith(RESULT_LAYER)]
-        above = document.topmost(doc, [page_node if source == "layer" else None, hints_node, *earlier])
-        self.pending = {"document": doc, "rect": rect, "format": fmt, "above": above, "layer": output_layer}
+                  "output": fmt.output("page", kind)}
+        session = self.sessions.of(doc)
+        page_layer = document.layer_id(page_node) if source == "layer" and page_node is not None else ""
+        session.sent(Placement(rect, fmt, kind, page_layer))
         try:
-            self.backend.request(header, images, callback=self._on_accepted, timeout=1.0)
+            self.backend.request(header, images, callback=lambda reply, _: self._on_accepted(session, reply),
+                                 timeout=1.0)
         except Exception as exc:
+            session.finished()
             return self.say(f"Could not send the page: {exc}")
         self.colorize_button.setEnabled(False)
         self.progress.setValue(0)
         self.stage.setText("Sending the page…")
         self.say("")
 
-    def _on_accepted(self, reply: dict, images) -> None:
+    def _on_accepted(self, session, reply: dict) -> None:
         if reply.get("type") == "error":
+            session.finished()
             self.stage.setText("")
             self.colorize_button.setEnabled(self.backend.connected)
             return self.say(reply.get("message", "The backend refused the job."))
-        self.job = reply["job"]
+        session.accepted(reply["job"])
         self.cancel_button.setEnabled(True)
         self.stage.setText("Waiting for the backend…" if reply.get("position") else "Starting…")
 
     def cancel(self) -> None:
-        if self.job:
+        session = self.running
+        if session is not None and session.job:
             try:
-                self.backend.request({"type": "cancel", "job": self.job})
+                self.backend.request({"type": "cancel", "job": session.job})
             except Exception as exc:
                 self.say(f"Could not cancel: {exc}")
+            session.state = JobState.CANCELLING
             self.stage.setText("Cancelling…")
 
     def _on_event(self, event: dict, images) -> None:
-        if event.get("job") != self.job:
+        session = self.sessions.with_job(event.get("job"))
+        if session is None:
             return
         kind = event.get("type")
+        on_screen = session.document == document.active_document()
         if kind == "progress":
-            finished = event.get("seconds") is not None
-            self.progress.setValue(progress_value(event["index"], event["total"], finished))
-            self.stage.setText(progress_text(event["stage"], event["index"], event["total"], event.get("cached")))
+            if on_screen:
+                self.progress.setValue(progress_value(event["index"], event["total"], event.get("seconds") is not None,
+                                                      event.get("done")))
+                self.stage.setText(progress_text(event["stage"], event["index"], event["total"],
+                                                 event.get("cached"), event.get("fraction"), event.get("eta")))
         elif kind == "result":
-            self._place_result(event, images["result"])
-            self._finish_job("")
-            self.progress.setValue(100)
-            ran = event.get("ran", [])
-            self.stage.setText(f"Done in {event.get('seconds', 0):.1f} s"
-                               + ("" if "shade" in ran else " (shading reused)"))
+            if not any(session.document == d for d in document.open_documents()):
+                return self._finish_job(session, "The document was closed before its colours came back.")
+            session.show(event["job"], bytes(images["result"].data))
+            session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
+            self._finish_job(session, "")
+            if on_screen:
+                self.progress.setValue(100)
+                ran = event.get("ran", [])
+                self.stage.setText(f"Done in {event.get('seconds', 0):.1f} s"
+                                   + ("" if "shade" in ran else " (shading reused)"))
+                self.say(" ".join(session.warnings))
+            self.keep_button.setEnabled(True)
         elif kind == "cancelled":
-            self._finish_job("Cancelled.")
+            self._finish_job(session, "Cancelled.")
         elif kind == "error":
-            self._finish_job(event.get("message", "The job failed."))
+            self._finish_job(session, event.get("message", "The job failed."))
 
-    def _finish_job(self, message: str) -> None:
-        self.job = None
+    def _finish_job(self, session, message: str) -> None:
+        session.finished()
         self.cancel_button.setEnabled(False)
         self.colorize_button.setEnabled(self.backend.connected)
         if message:
@@ -387,19 +426,22 @@ class InknhueDocker(DockWidget):
             self.progress.setValue(0)
             self.say(message)
 
-    def _place_result(self, event: dict, image: RawImage) -> None:
-        pending = self.pending
-        doc = pending["document"]
-        names = [node.name() for node in document.all_layers(doc)]
-        _, base_name, blending, _, _ = next(o for o in OUTPUT_LAYERS if o[0] == pending["layer"])
-        if pending["layer"] == "colour":
-            node = document.add_layer_under_ink(doc, layer_name(names, base_name), pending["rect"],
-                                                pending["format"].dtype, blending)
-        else:
-            node = document.add_layer_above(doc, pending["above"], layer_name(names, base_name))
-        document.write_pixels(doc, node, bytes(image.data), pending["rect"])
-        self.result = {"job": event["job"], "document": doc, "layer": document.layer_id(node),
-                       "rect": pending["rect"], "format": pending["format"], "output_layer": pending["layer"]}
+    def keep_result(self) -> None:
+        """Keep the current result as its own layer; the next Colorize starts a new one."""
+        doc = document.active_document()
+        name = self.sessions.of(doc).keep() if doc is not None else None
+        self.keep_button.setEnabled(False)
+        self.say(f"Kept as \"{name}\". The next Colorize makes a new layer." if name else "No result to keep.")
+
+    def canvasChanged(self, canvas) -> None:  # Krita's DockWidget API: another view became active
+        self.sessions.forget_closed(document.open_documents())
+        doc = document.active_document()
+        session = self.sessions.of(doc) if doc is not None else None
+        if session is None or not session.busy:  # texts about another document's job are stale here
+            self.progress.setValue(0)
+            self.stage.setText("")
+            self.say(" ".join(session.warnings) if session else "")
+        self.keep_button.setEnabled(session is not None and session.shown is not None)
 
     # the ratio slider -------------------------------------------------------------------
 
@@ -414,32 +456,37 @@ class InknhueDocker(DockWidget):
         config.write_setting("ratio", slider_to_ratio(self.ratio.value()))
         self._blend(slider_to_ratio(self.ratio.value()), final=True)
 
+    def _shown(self):
+        doc = document.active_document()
+        session = self.sessions.of(doc) if doc is not None else None
+        return (session, session.shown) if session is not None and session.shown is not None else (None, None)
+
     def _blend(self, ratio: float, final: bool) -> None:
-        if self.result is None or not self.backend.connected:
+        session, shown = self._shown()
+        if shown is None or not self.backend.connected:
             return
         request = self.throttle.request(ratio, final)
         if request is None:
             return
         ratio, final = request
-        rect: Rect = self.result["rect"]
-        fmt: Format = self.result["format"]
+        rect, fmt = shown.placement.rect, shown.placement.format
         # previews are 8-bit and upscaled here; other depths blend at full size
         size = "page" if final or fmt.dtype != "uint8" else preview_size(rect.width, rect.height)
-        header = {"type": "blend", "job": self.result["job"], "ratio": ratio,
-                  **fmt.output(size, self.result["output_layer"])}
+        header = {"type": "blend", "job": shown.job, "ratio": ratio, **fmt.output(size, shown.placement.kind)}
         try:
-            self.throttle.sent(self.backend.request(header, callback=self._on_blended))
+            self.throttle.sent(self.backend.request(
+                header, callback=lambda reply, images: self._on_blended(session, shown, reply, images)))
         except Exception as exc:
             self.throttle.done()
             self.say(f"Could not blend: {exc}")
 
-    def _on_blended(self, reply: dict, images) -> None:
+    def _on_blended(self, session, shown, reply: dict, images) -> None:
         following = self.throttle.done()
         if reply.get("type") == "error":
             self.say(reply.get("message", "The blend failed."))
-        elif self.result is not None:
-            doc, rect = self.result["document"], self.result["rect"]
-            node = document.find_layer(doc, unique_id=self.result["layer"])
+        elif session.shown is shown:  # still the working result (not kept, not replaced)
+            rect = shown.placement.rect
+            node = document.find_layer(session.document, unique_id=shown.layer)
             if node is None:
                 self.say("The colour layer is gone: Colorize again to get a new one.")
             else:
@@ -447,6 +494,6 @@ class InknhueDocker(DockWidget):
                 data = bytes(image.data)
                 if (image.width, image.height) != (rect.width, rect.height):
                     data = document.scale_bgra(data, image.width, image.height, rect.width, rect.height)
-                document.write_pixels(doc, node, data, rect)
+                document.write_pixels(session.document, node, data, rect)
         if following is not None:
             self._blend(*following)

@@ -33,6 +33,7 @@ PREVIEW_LONG_SIDE = 1280
 
 #: Krita colour depth -> protocol dtype
 DEPTHS = {"U8": "uint8", "U16": "uint16", "F16": "float16", "F32": "float32"}
+BYTES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
 #: a fully opaque alpha in Krita's pixel data, little-endian, per dtype
 _OPAQUE_ALPHA = {"uint8": b"\xff", "uint16": b"\xff\xff", "float16": b"\x00\x3c", "float32": b"\x00\x00\x80\x3f"}
 
@@ -100,9 +101,8 @@ def document_format(color_model: str, color_depth: str, profile: str) -> tuple[F
                       f"Convert it with Image > Convert Image Color Space.")
     if color_depth not in DEPTHS:
         return None, f"Unsupported colour depth {color_depth}."
-    # Krita's float RGB documents default to a linear-light profile (e.g. "...-g10.icc").
-    linear = color_depth in ("F16", "F32") and any(
-        mark in profile.lower() for mark in ("g10", "linear", "scrgb"))
+    # A linear-light profile (e.g. "sRGB-elle-V2-g10.icc", Krita's default for float) at any depth.
+    linear = any(mark in profile.lower() for mark in ("g10", "linear", "scrgb"))
     return Format(DEPTHS[color_depth], linear), ""
 
 
@@ -119,13 +119,32 @@ def snap_max_size(value: int, low: int = MIN_MAX_SIZE, high: int = MAX_MAX_SIZE)
     return min(high, max(low, round(value / 32) * 32))
 
 
-def progress_text(stage: str, index: int, total: int, cached: bool = False) -> str:
+def time_left_text(seconds: float | None) -> str:
+    """"about 2 min left", in steps an artist reads at a glance; "" when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return ""
+    if seconds < 10:
+        return "a few seconds left"
+    if seconds < 60:
+        return f"about {5 * round(seconds / 5)} s left"
+    return f"about {max(1, round(seconds / 60))} min left"
+
+
+def progress_text(stage: str, index: int, total: int, cached: bool = False, fraction: float | None = None,
+                  eta: float | None = None) -> str:
     label = STAGE_LABELS.get(stage, stage)
-    return f"{index}/{total} {label}" + (" (reused)" if cached else "")
+    text = f"{index}/{total} {label}" + (" (reused)" if cached else "")
+    if fraction is not None:
+        text += f" {100 * fraction:.0f}%"
+    left = time_left_text(eta)
+    return f"{text} · {left}" if left and not cached else text
 
 
-def progress_value(index: int, total: int, finished: bool) -> int:
-    """Percent done: a stage counts when finished, half when running."""
+def progress_value(index: int, total: int, finished: bool, done: float | None = None) -> int:
+    """Percent done: the job's network work when the backend counts it, else by stages
+    (a stage counts when finished, half when running)."""
+    if done is not None:
+        return round(100 * min(1.0, max(0.0, done)))
     if total <= 0:
         return 0
     return round(100 * (index - (0 if finished else 0.5)) / total)

@@ -234,7 +234,7 @@ class Krita:
 
     def __init__(self):
         self.settings: dict[tuple[str, str], str] = {}
-        self.documents: list[Document] = []
+        self._documents: list[Document] = []
         self.active: Document | None = None
         self._notifier = Notifier()
         self.factories = []
@@ -262,13 +262,22 @@ class Krita:
     def activeDocument(self):
         return self.active
 
+    def documents(self):
+        return list(self._documents)
+
+    def close(self, doc):
+        """The artist closes a document (a test helper: Krita's is Document.close())."""
+        self._documents.remove(doc)
+        if self.active is doc:
+            self.active = self._documents[-1] if self._documents else None
+
     def createDocument(self, width, height, name, model, depth, profile, resolution):
         doc = Document(width, height, name, model, depth, profile)
         background = doc.createNode("Background", "paintlayer")
         background.pixels[...] = OPAQUE[depth]
         doc.rootNode().addChildNode(background, None)
         doc.setActiveNode(background)
-        self.documents.append(doc)
+        self._documents.append(doc)
         self.active = doc
         return doc
 

@@ -100,12 +100,18 @@ def result_layers(doc):
     return [n for n in doc.topLevelNodes() if n.name().startswith("inkn'hue colour")]
 
 
-def colorize(docker, doc):
-    before = len(result_layers(doc))
+def run_colorize(docker):
     docker.colorize_button.click()
-    pump(lambda: len(result_layers(doc)) > before or (docker.job is None and docker.message.text()), timeout=90)
-    assert len(result_layers(doc)) > before, docker.message.text()
-    return result_layers(doc)[-1]
+    assert docker.running is not None, docker.message.text()
+    pump(lambda: docker.running is None, timeout=90)
+
+
+def colorize(docker, doc):
+    """Press Colorize and wait for the job; returns the layer that shows the result."""
+    run_colorize(docker)
+    shown = docker.sessions.of(doc).shown
+    assert shown is not None, docker.message.text()
+    return next(n for n in doc.topLevelNodes() if n.uniqueId().toString() == shown.layer)
 
 
 def test_the_panel_shows_the_backend_and_its_providers(docker):
@@ -122,7 +128,7 @@ def test_colorize_adds_a_colour_layer_and_leaves_the_artists_layers_alone(docker
     assert names == ["Background", "ink", "inkn'hue hints"]
     hints_before = hints.pixels.copy()
     layer = colorize(docker, doc)
-    assert [n.name() for n in doc.topLevelNodes()] == names + ["inkn'hue colour"]
+    assert [n.name() for n in doc.topLevelNodes()] == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
     want = expected(weights, page, 0.8).final(0.8, "page")
     np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], want)
     assert (layer.pixels[..., 3] == 255).all()
@@ -165,15 +171,29 @@ def test_a_selection_limits_the_result_to_it(docker, weights):
     np.testing.assert_array_equal(inside[..., [2, 1, 0]], expected(weights, crop, 0.8).final(0.8, "page"))
 
 
-def test_recolorizing_after_new_hints_reuses_the_shading(docker):
+def test_colorizing_again_updates_the_result_in_place_and_keep_makes_a_version(docker, weights):
     page = drawn()
     doc, _ = new_document(page)
     hints = paint_hints(docker, doc, page)
-    colorize(docker, doc)
+    layer = colorize(docker, doc)
+    first = layer.pixels.copy()
     hints.pixels[150:160, 20:40] = (0, 200, 0, 255)
-    colorize(docker, doc)
+    page.hints[150:160, 20:40] = (0, 200, 0, 255)
+    writes = layer.writes
+    run_colorize(docker)
     assert "shading reused" in docker.stage.text()
-    assert len(result_layers(doc)) == 2 and result_layers(doc)[1].name() == "inkn'hue colour 2"
+    assert result_layers(doc) == [layer] and layer.writes > writes  # the same layer, new colours
+    assert not np.array_equal(layer.pixels, first)
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], expected(weights, page, 0.8).final(0.8, "page"))
+    docker.keep_button.click()
+    assert layer.name() == "inkn'hue colour kept" and "Kept" in docker.message.text()
+    kept = layer.pixels.copy()
+    hints.pixels[20:30, 80:100] = (200, 0, 200, 255)
+    newer = colorize(docker, doc)
+    assert newer is not layer and newer.name() == "inkn'hue colour"
+    np.testing.assert_array_equal(layer.pixels, kept)  # a kept version is never touched again
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names.index("inkn'hue colour") > names.index("inkn'hue colour kept")  # the new one is seen
 
 
 def test_a_greyscale_document_is_explained_and_converted_on_request(docker):
@@ -293,3 +313,121 @@ def test_a_backend_left_by_a_killed_krita_is_adopted_and_stopped_at_exit(weights
         orphan.kill()
         orphan.wait()
         orphan.stdout.close()
+
+
+# --- what an artist meets (issue: the docker as an artist meets it) ---------------------------
+
+def canvas(doc):
+    width, height = doc.width(), doc.height()
+    return np.frombuffer(bytes(doc.pixelData(0, 0, width, height)), doc.topLevelNodes()[0].pixels.dtype).reshape(
+        height, width, 4)
+
+
+def test_the_result_is_seen_whatever_the_stack_and_the_active_layer(docker):
+    page = drawn()
+    doc, ink = new_document(page)  # an opaque ink layer above the Background
+    background = doc.topLevelNodes()[0]
+    doc.setActiveNode(background)  # the artist had the Background selected
+    hints = paint_hints(docker, doc, page)
+    assert [n.name() for n in doc.topLevelNodes()] == ["Background", "inkn'hue hints", "ink"]  # under the ink
+    before = canvas(doc).copy()
+    layer = colorize(docker, doc)
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
+    painted = page.hints[..., 3] > 0
+    assert (np.abs(canvas(doc)[painted].astype(int) - before[painted]).max(axis=-1) > 30).mean() > 0.5
+    assert layer.visible() and hints.visible()
+
+
+def test_the_hints_stay_visible_and_editable_above_the_result(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = colorize(docker, doc)
+    order = doc.topLevelNodes()
+    assert order.index(hints) == order.index(layer) + 1 and hints.visible()
+    hints.pixels[100:110, 10:20] = (0, 0, 255, 255)  # still the hint layer the next Colorize reads
+    assert docker.sessions.of(doc).shown.layer == layer.uniqueId().toString()
+
+
+def test_an_empty_hint_layer_is_said_to_the_artist(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    docker.add_hints.click()  # and no strokes painted
+    run_colorize(docker)
+    assert "hint layer is empty" in docker.message.text()
+
+
+def test_progress_moves_within_the_stages_and_says_the_time_left(docker):
+    page = Page(600, 900).rectangle(10, 10, 590, 890).circle(300, 450, 200).stroke([(290, 440), (310, 460)], RED)
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.max_size.setValue(384)
+    seen = []
+    docker.backend.job_event.connect(lambda event, images: seen.append((docker.progress.value(),
+                                                                        docker.stage.text())))
+    try:
+        run_colorize(docker)
+    finally:
+        docker.backend.job_event.disconnect()
+        docker.backend.job_event.connect(docker._on_event)
+        docker.max_size.setValue(64)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and len(set(values)) > 8  # not a few coarse steps
+    assert any("%" in text for _, text in seen) and any(" left" in text for _, text in seen)
+
+
+def test_a_linear_sixteen_bit_document_gets_linear_sixteen_bit_colours(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page, depth="U16")
+    doc._profile = "sRGB-elle-V2-g10.icc"
+
+    def linear(encoded):
+        return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+    ink = doc.topLevelNodes()[-1]  # in a linear document, layers hold linear light
+    ink.pixels[..., :3] = np.rint(65535 * linear(page.grey / 255.0))[..., None]
+    paint_hints(docker, doc, page)
+    hints = next(n for n in doc.topLevelNodes() if n.name() == "inkn'hue hints")
+    hints.pixels[..., :3] = np.rint(65535 * linear(page.hints[..., [2, 1, 0]] / 255.0))
+    hints.pixels[..., 3] = page.hints[..., 3].astype(np.uint16) * 257
+    layer = colorize(docker, doc)
+    want = linear(expected(weights, page, 0.8).render(0.8, "page").astype(np.float64))
+    got = layer.pixels[..., [2, 1, 0]] / 65535.0
+    assert np.abs(got - want).max() < 0.002  # linear light, not sRGB-encoded values
+    assert (layer.pixels % 257 != 0).any()
+
+
+def test_a_hint_layer_on_a_greyscale_page_offers_the_conversion_first(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    doc._model = "GRAYA"
+    docker.add_hints.click()
+    assert "greyscale" in docker.message.text() and not docker.convert.isHidden()
+    assert all(n.name() != "inkn'hue hints" for n in doc.topLevelNodes())
+    docker.convert.click()
+    docker.add_hints.click()
+    assert any(n.name() == "inkn'hue hints" for n in doc.topLevelNodes())
+
+
+def test_a_result_for_a_closed_document_is_not_announced_as_done(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.colorize_button.click()
+    assert docker.running is not None
+    krita.Krita.instance().close(doc)
+    docker.canvasChanged(None)
+    pump(lambda: docker.running is None, timeout=90)
+    assert "closed" in docker.message.text() and "Done" not in docker.stage.text()
+    assert docker.progress.value() != 100
+
+
+def test_the_panel_explains_itself_in_the_artists_words(docker):
+    assert "detail" in docker.max_size.toolTip() and "result" in docker.max_size.toolTip()
+    assert "flats" in docker.provider.toolTip() and "strokes" in docker.provider.toolTip()
+    assert docker.keep_button.toolTip()
+
+
+def test_the_models_state_is_kept_up_to_date(docker):
+    pump(lambda: "models ready" in docker.status.text(), timeout=60)

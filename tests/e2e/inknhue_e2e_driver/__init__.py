@@ -111,6 +111,8 @@ class Driver:
     def paint_hints(self):
         REPORT["status"] = self.docker.status.text()
         self.docker.max_size.setValue(SPEC["max_size"])
+        # as an artist may have it: the Background active, an opaque ink layer above it
+        self.doc.setActiveNode(find_layer(self.doc, "Background"))
         self.docker.add_hints.click()
         hints = find_layer(self.doc, "inkn'hue hints")
         hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
@@ -119,12 +121,15 @@ class Driver:
         REPORT["layers_before"] = [n.name() for n in self.doc.topLevelNodes()]
         step("hints")
         self.docker.colorize_button.click()
-        self.wait(lambda: find_layer(self.doc, "inkn'hue colour") is not None and self.docker.job is None,
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour") is not None and self.docker.running is None,
                   self.read_result, what="the colour layer")
 
     def read_result(self):
         layer = find_layer(self.doc, "inkn'hue colour")
         self.dump(layer, "result_0.8")
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        self.dump_canvas("canvas_result")
         REPORT["layers_after"] = [n.name() for n in self.doc.topLevelNodes()]
         REPORT["ink_unchanged"] = bytes(find_layer(self.doc, "ink").pixelData(
             0, 0, SPEC["width"], SPEC["height"])) == open(SPEC["page"], "rb").read()
@@ -143,7 +148,7 @@ class Driver:
         # the colours alone, as a Multiply layer under the ink
         self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("colour"))
         self.docker.colorize_button.click()
-        self.wait(lambda: find_layer(self.doc, "inkn'hue colour under ink") is not None and self.docker.job is None,
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour under ink") is not None and self.docker.running is None,
                   self.read_colour_layer, what="the colour-under-ink layer")
 
     def read_colour_layer(self):
@@ -156,12 +161,15 @@ class Driver:
                 node.setVisible(False)
         self.doc.refreshProjection()
         self.doc.waitForDone()
-        path = os.path.join(SPEC["folder"], "canvas_colour.bgra")
-        with open(path, "wb") as f:
-            f.write(bytes(self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"])))
-        REPORT["canvas_colour"] = path
+        self.dump_canvas("canvas_colour")
         step("colour layer")
         quit_krita()
+
+    def dump_canvas(self, name):
+        path = os.path.join(SPEC["folder"], name + ".bgra")
+        with open(path, "wb") as f:
+            f.write(bytes(self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"])))
+        REPORT[name] = path
 
     def dump(self, layer, name):
         path = os.path.join(SPEC["folder"], name + ".bgra")
