@@ -90,45 +90,89 @@ def _lookup(image: np.ndarray, x: np.ndarray, y: np.ndarray, row: int = 4096) ->
     return cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()[:count]
 
 
-def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """For each output pixel, where to sample the working-size colour layer (cv2.remap maps)."""
-    height, width = page.shape
-    scale_x, scale_y = working[0] / width, working[1] / height
-    # output pixel centres in working pixel coordinates
-    map_x = np.broadcast_to((np.arange(width, dtype=np.float32) + 0.5) * scale_x - 0.5, (height, width)).copy()
-    map_y = np.broadcast_to(((np.arange(height, dtype=np.float32) + 0.5) * scale_y - 0.5)[:, None],
-                            (height, width)).copy()
-    ink = page < INK_LEVEL
-    if not ink.any() or ink.all():
-        return map_x, map_y
-    reach = REACH_WORKING_PX / max(scale_x, scale_y) + 1.0
-    # distance to the nearest ink; only paper pixels within `reach` of it move
-    distance = cv2.distanceTransform((~ink).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-    near = np.flatnonzero((distance > 0) & (distance < reach))
-    y, x = np.divmod(near, width)
-    y, x = y.astype(np.float32), x.astype(np.float32)
-    # the way out of the ink: the distance field's gradient
-    gx = cv2.Sobel(distance, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8).ravel()[near]
-    gy = cv2.Sobel(distance, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8).ravel()[near]
-    start = distance.ravel()[near]
+def _fixed(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinates -> cv2.remap's fixed-point maps (what cv2.convertMaps makes, 1/32 px):
+    integer x, integer y, and the index of the fractional parts."""
+    vx, vy = np.rint(x * 32).astype(np.int32), np.rint(y * 32).astype(np.int32)
+    return (vx >> 5).astype(np.int16), (vy >> 5).astype(np.int16), ((vy & 31) * 32 + (vx & 31)).astype(np.uint16)
+
+
+def _nearest_paper(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each ink pixel (flat indices), the flat index of its nearest paper pixel; done
+    row by row so that no array of every paper pixel's index is ever made."""
+    height, width = ink.shape
+    _, nearest = cv2.distanceTransformWithLabels(ink.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    at_ink = np.flatnonzero(ink)
+    rank = nearest.ravel()[at_ink].astype(np.int64) - 1  # labels number paper pixels in raster order
+    del nearest
+    starts = np.concatenate([[0], np.cumsum(width - np.count_nonzero(ink, axis=1))])
+    rows = np.searchsorted(starts, rank, side="right") - 1
+    order = np.argsort(rows, kind="stable")
+    source = np.empty_like(rank)
+    bounds = np.flatnonzero(np.diff(rows[order])) + 1
+    for group in np.split(order, bounds):
+        row = rows[group[0]]
+        columns = np.flatnonzero(~ink[row])
+        source[group] = row * width + columns[rank[group] - starts[row]]
+    return at_ink, source
+
+
+def _step_out(distance: np.ndarray, near: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where paper pixels (flat indices) closer than `reach` to ink sample instead: along the
+    distance field's gradient, as far as the distance keeps growing (a narrow region's middle)."""
+    height, width = distance.shape
+    y, x = np.divmod(near, np.int32(width))
+    d = distance.ravel()
+    up, down = np.maximum(y - 1, 0) * width, np.minimum(y + 1, height - 1) * width
+    left, right = np.maximum(x - 1, 0), np.minimum(x + 1, width - 1)
+    row = y * width
+    gx = d[up + right] + 2 * d[row + right] + d[down + right] - d[up + left] - 2 * d[row + left] - d[down + left]
+    gy = d[down + left] + 2 * d[down + x] + d[down + right] - d[up + left] - 2 * d[up + x] - d[up + right]
+    del up, down, left, right, row
+    start = d[near]
+    x, y = x.astype(np.float32), y.astype(np.float32)
     push = (reach - start) / np.maximum(np.hypot(gx, gy), 1e-6)
     step_x, step_y = gx * push, gy * push
-    best_x, best_y, best = x.copy(), y.copy(), start.copy()
-    for fraction in (0.25, 0.5, 1.0):  # as far as the distance keeps growing (narrow regions: their middle)
+    best_x, best_y, best = x.copy(), y.copy(), start
+    for fraction in (0.25, 0.5, 1.0):
         tx, ty = x + step_x * fraction, y + step_y * fraction
         reached = _lookup(distance, tx, ty)
         better = reached > best + 1e-3
         best[better], best_x[better], best_y[better] = reached[better], tx[better], ty[better]
-    map_x.ravel()[near] = (best_x + 0.5) * scale_x - 0.5
-    map_y.ravel()[near] = (best_y + 0.5) * scale_y - 0.5
+    return best_x, best_y
+
+
+def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For each output pixel, where to sample the working-size colour layer, as cv2.remap's
+    fixed-point maps. page: uint8 grey at the output size."""
+    height, width = page.shape
+    scale_x, scale_y = working[0] / width, working[1] / height
+
+    def to_working(x, y):  # output pixel centres -> working pixel coordinates
+        return (x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5
+
+    column_x, _, column_frac = _fixed(*to_working(np.arange(width, dtype=np.float64), np.zeros(width)))
+    _, row_y, row_frac = _fixed(*to_working(np.zeros(height), np.arange(height, dtype=np.float64)))
+    xy = np.empty((height, width, 2), np.int16)
+    xy[..., 0], xy[..., 1] = column_x[None, :], row_y[:, None]
+    frac = (row_frac[:, None] & np.uint16(~31 & 0xFFFF)) | (column_frac[None, :] & np.uint16(31))
+    ink = page < round(INK_LEVEL * 255)
+    if not ink.any() or ink.all():
+        return xy, frac
+    reach = REACH_WORKING_PX / max(scale_x, scale_y) + 1.0
+    # distance to the nearest ink; only paper pixels within `reach` of it move
+    distance = cv2.distanceTransform((~ink).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+    near = np.flatnonzero((distance > 0) & (distance < reach)).astype(np.int32)
+    flat_xy, flat_frac = xy.reshape(-1, 2), frac.ravel()
+    for chunk in np.array_split(near, max(1, len(near) >> 20)):  # about a million at a time: bounded memory
+        flat_xy[chunk, 0], flat_xy[chunk, 1], flat_frac[chunk] = _fixed(
+            *to_working(*_step_out(distance, chunk, reach)))
+    del distance, near
     # ink pixels take the sample of their nearest paper pixel
-    _, nearest = cv2.distanceTransformWithLabels(ink.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
-                                                 labelType=cv2.DIST_LABEL_PIXEL)
-    at_ink = np.flatnonzero(ink)
-    source = np.flatnonzero(~ink)[nearest.ravel()[at_ink] - 1]
-    map_x.ravel()[at_ink] = map_x.ravel()[source]
-    map_y.ravel()[at_ink] = map_y.ravel()[source]
-    return map_x, map_y
+    at_ink, source = _nearest_paper(ink)
+    flat_xy[at_ink], flat_frac[at_ink] = flat_xy[source], flat_frac[source]
+    return xy, frac
 
 
 @dataclass
@@ -147,9 +191,9 @@ class PageDetail:
         if (grey.shape[1], grey.shape[0]) != tuple(size):
             shrink = size[0] < grey.shape[1] and size[1] < grey.shape[0]
             grey = cv2.resize(grey, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        page_w = cv2.resize(page_grey.astype(np.float32) / 255.0, tuple(working), interpolation=cv2.INTER_AREA)
-        map_x, map_y = _sampling_maps(grey.astype(np.float32) / 255.0, tuple(working))
-        return cls(grey, page_w, cv2.convertMaps(map_x, map_y, cv2.CV_16SC2))
+        # the page as the model saw it (to 1/255: the model's own output is 8-bit)
+        page_w = cv2.resize(page_grey, tuple(working), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        return cls(grey, page_w, _sampling_maps(grey, tuple(working)))
 
     @property
     def nbytes(self) -> int:
@@ -163,7 +207,9 @@ class PageDetail:
     def full(self, model: np.ndarray) -> np.ndarray:
         """The colour layer multiplied by the page: H x W x 3 float32 in [0, 1]."""
         layer = self.colour_layer(model)
-        layer *= (self.page.astype(np.float32) * np.float32(1 / 255))[..., None]
+        for top in range(0, layer.shape[0], 256):  # in bands: no page-sized float temporary
+            band = slice(top, top + 256)
+            layer[band] *= (self.page[band].astype(np.float32) * np.float32(1 / 255))[..., None]
         return layer
 
 

@@ -14,6 +14,9 @@ inknhue_krita.protocol and .messages, described in docs/protocol.md.
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import logging
 import os
 import queue
@@ -102,6 +105,7 @@ class Server:
         self._complaints = RateLimitedLog(log)
         self._unread: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = defaultdict(list)
         self._unread_lock = threading.Lock()  # the I/O loop adds, the blend worker asks
+        self._trim_at: float | None = None  # when to hand freed memory back (after large results)
 
     # setup ------------------------------------------------------------------------------
 
@@ -177,6 +181,18 @@ class Server:
                     continue
                 self._handle(frames[0].bytes, frames[1:])
             self.gatekeeper.drain_monitor()
+            if self._trim_at is not None and time.monotonic() >= self._trim_at:
+                # large results sent: let go of those ZeroMQ is done with, and of the memory they held
+                with self._unread_lock:
+                    for client in list(self._unread):
+                        pending = [(t, n) for t, n in self._unread[client] if not t.done]
+                        if pending:
+                            self._unread[client] = pending
+                        else:
+                            del self._unread[client]
+                    waiting = bool(self._unread)
+                release_freed_memory()
+                self._trim_at = time.monotonic() + 2.0 if waiting else None
             if self.lease.expired():
                 log.warning("no word from the plugin that started this backend for %g s: stopping",
                             self.lease.seconds)
@@ -198,6 +214,7 @@ class Server:
             tracker = self.socket.send_multipart(tracked, copy=False, track=True)
             with self._unread_lock:
                 self._unread[frames[0].bytes].append((tracker, size))
+            self._trim_at = time.monotonic() + 1.0
 
     def unread_bytes(self, client: bytes) -> int:
         """Bytes of results sent to `client` that ZeroMQ still holds (the client is not reading)."""
@@ -421,6 +438,7 @@ class Server:
             fail("internal", f"internal error: {shown(exc, 200)}")
         finally:
             job.images = {}
+            release_freed_memory()
 
     def _blend_worker(self) -> None:
         outbox = self._outbox()
@@ -442,7 +460,23 @@ class Server:
             except Exception as exc:  # noqa: BLE001
                 log.exception("blend failed")
                 self._error(client, "internal", f"internal error: {shown(exc, 200)}", request_id, socket=outbox)
+            finally:
+                release_freed_memory()
         outbox.close()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed after a large image back to the system: glibc keeps freed heap
+    pages for reuse, and a long-lived backend should not sit on a page's worth of them."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+try:
+    _libc = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+    _libc.malloc_trim  # noqa: B018  (glibc only)
+except (OSError, AttributeError):
+    _libc = None
 
 
 def serve(server: Server, on_ready=None) -> None:
