@@ -279,22 +279,25 @@ def test_a_reference_applies_to_every_page(book, parity_weights):
 
 # --- the matching rule's errors: one line each, before any work -------------------------------
 
+# Each case changes the book and the command (more pages, or another value for an option)
+# and gives the error's start, {book} standing for the test's folder.
+
 def _missing(book):
     (book / "hints" / "p2.png").unlink()
     (book / "hints" / "p10.png").unlink()
-    return [], "no hint files in {book}/hints for 2 of 3 pages: p2.png, p10.png (matched by file name: " \
-               "p2.png takes {book}/hints/p2.png, or .jpg, .tif...)"
+    return {}, ("no hint files in {book}/hints for 2 of 3 pages: p2.png, p10.png (matched by file name: "
+                "p2.png takes {book}/hints/p2.png, or .jpg, .tif...)")
 
 
 def _ambiguous(book):
     Image.open(book / "hints" / "p2.png").save(book / "hints" / "p2.tif")
-    return [], "several hint files match the page {book}/pages/p2.png: {book}/hints/p2.png, {book}/hints/p2.tif"
+    return {}, "several hint files match the page {book}/pages/p2.png: {book}/hints/p2.png, {book}/hints/p2.tif"
 
 
 def _two_pages_one_output(book):
     (book / "more").mkdir()
     (book / "more" / "p1.jpg").write_bytes(b"")
-    return ["--", str(book / "more")], \
+    return {"pages": [book / "more"]}, \
         "the pages {book}/pages/p1.png and {book}/more/p1.jpg would both be written to {book}/out/p1.png"
 
 
@@ -302,39 +305,36 @@ def _output_over_an_input(book):
     (book / "out").mkdir()  # a page kept in the output folder, named among the pages
     (book / "out" / "p7.png").write_bytes((book / "pages" / "p1.png").read_bytes())
     (book / "hints" / "p7.png").write_bytes((book / "hints" / "p1.png").read_bytes())
-    return ["--", str(book / "out" / "p7.png")], "refusing to overwrite the input {book}/out/p7.png (a page file)"
+    return {"pages": [book / "out" / "p7.png"]}, "refusing to overwrite the input {book}/out/p7.png (a page file)"
 
 
 def _output_folder_is_the_hints_folder(book):
-    return ["-o", str(book / "hints")], "the output folder {book}/hints is also the folder of the hints"
+    return {"-o": book / "hints"}, "the output folder {book}/hints is also the folder of the hints"
 
 
 def _hints_of_another_size(book):
     Image.new("RGBA", (50, 50)).save(book / "hints" / "p10.png")
-    return [], "the hints {book}/hints/p10.png are 50x50 but the page {book}/pages/p10.png is 96x144"
+    return {}, "the hints {book}/hints/p10.png are 50x50 but the page {book}/pages/p10.png is 96x144"
 
 
 def _a_file_for_a_folder(book):
-    return ["--hints", str(book / "hints" / "p1.png")], \
+    return {"--hints": book / "hints" / "p1.png"}, \
         "--hints {book}/hints/p1.png is a file; with several pages --hints names a folder"
 
 
 def _an_image_name_for_the_folder(book):
-    return ["-o", str(book / "out.png")], "-o {book}/out.png: for several pages -o names a folder"
+    return {"-o": book / "out.png"}, "-o {book}/out.png: for several pages -o names a folder"
 
 
-@pytest.mark.parametrize("setup", [_missing, _ambiguous, _two_pages_one_output, _output_over_an_input,
-                                   _output_folder_is_the_hints_folder, _hints_of_another_size,
-                                   _a_file_for_a_folder, _an_image_name_for_the_folder],
+@pytest.mark.parametrize("case", [_missing, _ambiguous, _two_pages_one_output, _output_over_an_input,
+                                  _output_folder_is_the_hints_folder, _hints_of_another_size,
+                                  _a_file_for_a_folder, _an_image_name_for_the_folder],
                          ids=lambda f: f.__name__.strip("_"))
-def test_the_matching_rules_errors_are_one_line_before_any_work(book, parity_weights, capsys, engine_calls, setup):
-    extra, message = setup(book)
-    argv = [book / "pages", "--hints", book / "hints", "-o", book / "out", *options(parity_weights)]
-    if "--" in extra:  # more pages
-        argv[1:1] = extra[extra.index("--") + 1:]
-        extra = extra[:extra.index("--")]
-    for option, value in zip(extra[::2], extra[1::2]):
-        argv[argv.index(option) + 1] = value
+def test_the_matching_rules_errors_are_one_line_before_any_work(book, parity_weights, capsys, engine_calls, case):
+    changes, message = case(book)
+    argv = [book / "pages", *changes.get("pages", []), "--hints", changes.get("--hints", book / "hints"),
+            "-o", changes.get("-o", book / "out"), *options(parity_weights)]
+
     def files():
         return {path: stamp(path) for path in book.rglob("*") if path.is_file() and "home" not in path.parts}
 

@@ -257,7 +257,7 @@ def discover_pages(given: list[str]) -> tuple[list[Path], list[Path]]:
 
 def make_plan(args) -> Plan:
     """Everything checked before any slow stage; raises InputError, one line, at the first problem."""
-    from .imaging import check_work_size, check_writable, read_header
+    from .imaging import aspect_mismatch, check_work_size, check_writable, read_header
     from .pipeline import check_max_size
     from .rough.image import MAX_ASPECT_MISMATCH
 
@@ -339,8 +339,6 @@ def make_plan(args) -> Plan:
                 raise InputError(f"hints {page.hints} have no transparency: paint the strokes on a transparent "
                                  f"layer and save it as PNG with alpha")
         if page.rough:
-            from .imaging import aspect_mismatch
-
             rough_w, rough_h, _ = read_header(page.rough, "rough colours")
             mismatch = aspect_mismatch((rough_w, rough_h), (width, height))
             if mismatch > MAX_ASPECT_MISMATCH:

@@ -106,21 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     colorize = commands.add_parser(
         "colorize", help="colorize a page or a chapter",
-        description="Colorize PAGE from hint strokes (--hints) or a rough-colour image (--rough); "
-                    "or a chapter: several pages, or folders of them, into a folder.",
+        description="Colorize PAGE from hint strokes (--hints) or a rough-colour image (--rough);\n"
+                    "or a chapter: several pages, or folders of them, into a folder (see below).",
         epilog=CHAPTER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_page_options(colorize, chapter=True)
     colorize.add_argument("-o", "--output", metavar="OUT", required=True,
                           help="where to write the result: an image file for one page, a folder for a chapter")
     colorize.add_argument("--overwrite", action="store_true",
-                          help="chapter: colorize again the pages whose outputs exist (default: skip them)")
+                          help="chapter: redo the pages whose outputs exist (default: skip them)")
     colorize.add_argument("--ratio", type=_ratio, default=DEFAULT_RATIO,
                           help=f"colour blend, 0 = aligned VAE output, 1 = rough colours (default {DEFAULT_RATIO})")
     colorize.add_argument("--output-size", choices=OUTPUT_SIZES, default="page",
                           help="page: PAGE's own size (default); working: as the network made it")
     colorize.add_argument("--server", metavar="ADDRESS",
                           help="send the job to a running `inknhue serve` (tcp://HOST:PORT, or auto: "
-                               "its connection file) instead of running the networks here")
+                               "its connection file) instead of running the networks here; a chapter "
+                               "sends one job per page")
     colorize.add_argument("--timeout", type=float, default=10.0,
                           help="with --server: seconds without an answer before giving up (default 10)")
     _add_engine_options(colorize)
