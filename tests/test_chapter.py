@@ -323,7 +323,7 @@ def _a_file_for_a_folder(book):
 
 
 def _an_image_name_for_the_folder(book):
-    return {"-o": book / "out.png"}, "-o {book}/out.png: for several pages -o names a folder"
+    return {"-o": book / "out.png"}, "-o {book}/out.png: for a chapter -o names a folder"
 
 
 @pytest.mark.parametrize("case", [_missing, _ambiguous, _two_pages_one_output, _output_over_an_input,

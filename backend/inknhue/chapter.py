@@ -274,7 +274,7 @@ def make_plan(args) -> Plan:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"-o {folder} is a file; for a chapter -o names a folder (one <page>.png per page)")
     if not folder.exists() and folder.suffix.lower() in image_suffixes():
-        raise InputError(f"-o {folder}: for several pages -o names a folder, not an image file")
+        raise InputError(f"-o {folder}: for a chapter -o names a folder, not an image file")
 
     paths, page_folders = discover_pages(args.pages)
     single = len(paths) == 1
