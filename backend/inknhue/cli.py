@@ -42,17 +42,24 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("page", metavar="PAGE", help="the manga page (any image Pillow reads)")
+def _add_page_options(parser: argparse.ArgumentParser, chapter: bool = False) -> None:
+    if chapter:
+        parser.add_argument("pages", metavar="PAGE", nargs="+",
+                            help="the manga page (any image Pillow reads); several, or folders of them: a chapter")
+    else:
+        parser.add_argument("page", metavar="PAGE", help="the manga page (any image Pillow reads)")
     parser.add_argument("--hints", metavar="HINTS",
-                        help="hint strokes: an image of the page's size, colour where it is not transparent")
+                        help="hint strokes: an image of the page's size, colour where it is not transparent"
+                             + ("; for a chapter, a folder of them matched by name" if chapter else ""))
     parser.add_argument("--prior", choices=PROVIDER_NAMES,
                         help="where the rough colours come from: flats (default with --hints), "
                              "shader (the shading network guided by the hints), image (--rough)")
     parser.add_argument("--rough", metavar="ROUGH",
-                        help="a rough-colour image of the same page (e.g. Style2Paints V4.5 output)")
+                        help="a rough-colour image of the same page (e.g. Style2Paints V4.5 output)"
+                             + ("; for a chapter, a folder of them matched by name" if chapter else ""))
     parser.add_argument("--reference", metavar="REF",
-                        help="a coloured page or character sheet: flats take unhinted regions' colours from it")
+                        help="a coloured page or character sheet: flats take unhinted regions' colours from it"
+                             + ("; one for every page of a chapter" if chapter else ""))
     parser.add_argument("--transfer", action="store_true",
                         help="match the rough colours' hues to the reference (global CIELAB transfer)")
     parser.add_argument("--fill-all", action="store_true",
@@ -72,6 +79,24 @@ def _add_weights_option(parser: argparse.ArgumentParser) -> None:
                         help=f"weights folder (default: ${weights.ENV_VAR} or {weights.default_weights_dir()})")
 
 
+CHAPTER_HELP = """\
+chapters:
+  inknhue colorize PAGES... -o FOLDER --hints HINTS_FOLDER [--reference REF]
+  PAGES are image files and folders of images (not their subfolders, not hidden files),
+  colorized in natural order (p2 before p10) into FOLDER/<page name>.png. With one page,
+  -o names a folder when it is one already or ends with a slash.
+  Matching by file name: HINTS_FOLDER (and a --rough folder) holds, for page p001.jpg,
+  p001.png or p001 with another image extension. A page without its match, or with two,
+  is an error before any work; so are two pages with one name and an output over an input.
+  --reference REF applies to every page: one palette for the chapter.
+  Pages already done are skipped, so an interrupted run is resumed by running it again; a
+  page whose hints, rough image, reference or settings changed since is colorized again
+  unless its output was edited since (FOLDER/.inknhue-chapter.json records what was
+  written). --overwrite redoes every page. A failed page is reported and the others go on
+  (exit 1); Ctrl-C keeps the pages written (exit 130).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inknhue", description="inkn'hue manga colorization: shading + rough colours -> aligned colours.")
@@ -80,10 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     colorize = commands.add_parser(
-        "colorize", help="colorize a page",
-        description="Colorize PAGE from hint strokes (--hints) or a rough-colour image (--rough).")
-    _add_page_options(colorize)
-    colorize.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the result")
+        "colorize", help="colorize a page or a chapter",
+        description="Colorize PAGE from hint strokes (--hints) or a rough-colour image (--rough);\n"
+                    "or a chapter: several pages, or folders of them, into a folder (see below).",
+        epilog=CHAPTER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_page_options(colorize, chapter=True)
+    colorize.add_argument("-o", "--output", metavar="OUT", required=True,
+                          help="where to write the result: an image file for one page, a folder for a chapter")
+    colorize.add_argument("--overwrite", action="store_true",
+                          help="chapter: redo the pages whose outputs exist (default: skip them)")
     colorize.add_argument("--ratio", type=_ratio, default=DEFAULT_RATIO,
                           help=f"colour blend, 0 = aligned VAE output, 1 = rough colours (default {DEFAULT_RATIO})")
     colorize.add_argument("--output-size", choices=OUTPUT_SIZES, default="page",
@@ -94,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "for a Multiply layer under your ink (multiplied by PAGE it gives the full result)")
     colorize.add_argument("--server", metavar="ADDRESS",
                           help="send the job to a running `inknhue serve` (tcp://HOST:PORT, or auto: "
-                               "its connection file) instead of running the networks here")
+                               "its connection file) instead of running the networks here; a chapter "
+                               "sends one job per page")
     colorize.add_argument("--timeout", type=float, default=10.0,
                           help="with --server: seconds without an answer before giving up (default 10)")
     _add_engine_options(colorize)
@@ -198,6 +229,15 @@ def _rough_inputs(args):
 
 
 def cmd_colorize(args) -> int:
+    from . import chapter
+
+    if chapter.is_chapter(args.pages, args.output):
+        return chapter.run(args, say=_say)
+    args.page = args.pages[0]  # one page file to one image file: written over whatever is there
+    return _colorize_page(args)
+
+
+def _colorize_page(args) -> int:
     from .imaging import write_image
     from .pipeline import STAGES, Engine
 
