@@ -162,7 +162,7 @@ def choose_torch(device: str = "auto", torch_index: str = TORCH_INDEX) -> TorchC
         raise InknhueError("--device cuda: no NVIDIA driver found (nvidia-smi did not answer)")
     why = "no NVIDIA GPU found" if device == "auto" else "--device cpu"
     index = f"{base}/cpu" if system == "Linux" else None
-    return TorchChoice("cpu", index, f"{why}: the CPU build" + (" (smaller than PyPI's, which bundles CUDA)"
+    return TorchChoice("cpu", index, f"{why}: the CPU build" + (", smaller than PyPI's (which bundles CUDA)"
                                                                  if index else ""))
 
 
