@@ -44,7 +44,8 @@ def make_wheel(folder: Path, name: str, version: str, modules: dict[str, str], r
         f"Requires-Dist: {r}\n" for r in requires)
     files = {path: source.encode() for path, source in modules.items()}
     files[f"{dist_info}/METADATA"] = metadata.encode()
-    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: fakeindex\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist_info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: fakeindex\nRoot-Is-Purelib: true\n"
+                                   b"Tag: py3-none-any\n")
     return _write_wheel(folder / f"{name}-{version}-py3-none-any.whl", files, dist_info)
 
 

@@ -302,7 +302,8 @@ def test_when_pypi_refuses_too_the_real_causes_end_the_install(home, indexes, wh
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"inknhue: error: torch could not be installed: from {refused}/whl/cpu: "
-                           f"{host_of(refused)}: Connection refused; from PyPI: {host_of(pypi.url)}: HTTP 403 Forbidden;")
+                           f"{host_of(refused)}: Connection refused; "
+                           f"from PyPI: {host_of(pypi.url)}: HTTP 403 Forbidden;")
     assert (done.stdout + done.stderr).count("torch could not be installed") == 1
 
 
@@ -365,6 +366,12 @@ def test_pip_failure_cause_is_the_unreachable_host_not_the_missing_package():
     forbidden = ("Could not fetch URL http://10.0.0.1:3141/simple/torch/: 403 Client Error: Forbidden for url: "
                  "http://10.0.0.1:3141/simple/torch/ - skipping\nERROR: No matching distribution found for torch\n")
     assert pip_failure_cause(forbidden) == "10.0.0.1:3141: HTTP 403 Forbidden"
+    wheel_refused = (  # the index page answered, the file did not (pip 23's words)
+        "  ERROR: HTTP error 403 while getting http://10.0.0.1:3141/files/torch-2.6.0-py3-none-any.whl\n"
+        "ERROR: Could not install requirement torch from http://10.0.0.1:3141/files/torch-2.6.0-py3-none-any.whl "
+        "because of HTTP error 403 Client Error: Forbidden for url: http://10.0.0.1:3141/files/torch-2.6.0-py3-none-"
+        "any.whl for URL http://10.0.0.1:3141/files/torch-2.6.0-py3-none-any.whl\n")
+    assert pip_failure_cause(wheel_refused) == "10.0.0.1:3141: HTTP 403 Forbidden"
     disk = ("ERROR: Exception:\nTraceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
             "OSError: [Errno 28] No space left on device\n")
     assert pip_failure_cause(disk) == "OSError: [Errno 28] No space left on device"
@@ -430,3 +437,14 @@ def test_install_help_shows_every_option_and_the_readme_documents_exactly_those(
     documented = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", section)) - {"--help"}
     assert documented == options, (f"README only: {sorted(documented - options)}; "
                                    f"--help only: {sorted(options - documented)}")
+
+
+def test_the_index_probe_says_in_a_few_words_why_an_index_cannot_be_used(tmp_path):
+    from inknhue.installer import unreachable
+
+    assert unreachable(f"{closed_port()}/whl/cpu/torch/") == "Connection refused"
+    with IndexServer() as refusing:
+        assert unreachable(f"{refusing.url}/whl/cpu/torch/") == "HTTP 403 Forbidden"
+    (tmp_path / "cpu/torch").mkdir(parents=True)
+    assert unreachable((tmp_path / "cpu/torch").as_uri() + "/") is None  # a mirror on disk
+    assert unreachable((tmp_path / "cu128/torch").as_uri() + "/").startswith("no folder")

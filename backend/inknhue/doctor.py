@@ -55,7 +55,8 @@ def check_krita(krita_dir: Path | None) -> list[Check]:
     rc = places.kritarc.read_text(encoding="utf-8") if places.kritarc.is_file() else ""
     enabled = re.search(rf"^\[python\][^\[]*^{KRITARC_KEY}=true\s*$", rc, re.M | re.S) is not None
     checks.append(Check("plugin enabled", enabled, str(places.kritarc),
-                        f"run `{install_command()}`, or enable inkn'hue in Settings > Configure Krita > Python Plugins"))
+                        f"run `{install_command()}`, or enable inkn'hue in Settings > Configure Krita > "
+                        f"Python Plugins"))
     checks.append(check_pyzmq(pykrita / PLUGIN / "vendor"))
     return checks
 

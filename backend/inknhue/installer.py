@@ -200,6 +200,9 @@ def unreachable(url: str, timeout: float = 10.0) -> str | None:
     import urllib.error
     import urllib.request
 
+    if url.startswith("file:"):  # a mirror on disk: a folder per project
+        folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        return None if folder.exists() else f"no folder {folder}"
     request = urllib.request.Request(url, headers={"User-Agent": "inknhue-installer"})
     try:
         with urllib.request.urlopen(request, timeout=timeout):
@@ -247,9 +250,18 @@ def pip_failure_cause(log: str) -> str:
     raised = [line.strip() for line in lines
               if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout\w*|Read\w*): ", line)]
     meaningful = [e for e in errors + raised[-1:] if e and not any(c in e for c in _CONSEQUENCES)]
-    chosen = list(dict.fromkeys(meaningful))[-2:] or list(dict.fromkeys(errors))[-1:]
-    return "; ".join(_network_reason(text) if "Error" in text and "url" in text else text
-                     for text in chosen) or "no reason in pip's log"
+    described: dict[str, str] = {}  # a host (or a text) -> what went wrong, the fullest wording wins
+    for text in meaningful or errors[-1:]:
+        url = re.search(r"https?://[^\s'\")]+", text)
+        if url and re.search(r"\[Errno|HTTP error \d{3}|\d{3} (Client|Server) Error|timed out|CERTIFICATE_VERIFY"
+                             r"|ProxyError|Connection", text):
+            key, why = urllib.parse.urlsplit(url.group()).netloc, _network_reason(text)
+            if len(why) > len(described.get(key, "")):
+                described[key] = why
+        else:
+            described.setdefault(text[:300], "")
+    return "; ".join(f"{key}: {why}" if why else key for key, why in list(described.items())[-2:]) \
+        or "no reason in pip's log"
 
 
 def _network_reason(text: str) -> str:
@@ -260,6 +272,9 @@ def _network_reason(text: str) -> str:
     http = re.search(r"(\d{3}) (?:Client|Server) Error: (.+?) for url", text)
     if http:
         return f"HTTP {http.group(1)} {http.group(2)}"
+    http = re.search(r"HTTP error (\d{3})", text)
+    if http:
+        return f"HTTP {http.group(1)}"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "its TLS certificate could not be verified (a proxy that inspects traffic? pip's --cert option)"
     if "timed out" in text.lower():
