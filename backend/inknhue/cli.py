@@ -10,7 +10,7 @@ from pathlib import Path
 
 from inknhue_krita.protocol import DEFAULT_PORT
 
-from . import __version__, weights
+from . import __version__, installer, weights
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PROVIDER_NAMES
 from .errors import InknhueError, InputError
 from .logs import LOG_NAME, log_dir, setup_logging
@@ -162,19 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     install = commands.add_parser(
         "install", help="set up everything: torch, weights, the Krita plugin",
         description="Install torch for this machine, the weights, and the Krita plugin (again and again safely).")
-    install.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                         help="which torch build: auto (CUDA with an NVIDIA driver, MPS on Apple Silicon, else CPU)")
-    install.add_argument("--weights-from", type=Path, metavar="DIR",
-                         help="copy the weights from DIR (the hub repo's layout) instead of downloading them")
-    install.add_argument("--no-weights", action="store_true", help="do not install the weights")
-    install.add_argument("--krita-dir", type=Path, metavar="PATH",
-                         help="Krita's resource folder (default: found for this system, Flatpak too)")
-    install.add_argument("--wheels-from", type=Path, metavar="DIR",
-                         help="take pyzmq wheels for Krita's Python from DIR instead of downloading them")
-    install.add_argument("--pyzmq", choices=("vendor", "system"), default="vendor",
-                         help="vendor: pyzmq wheels inside the plugin (default); system: the distribution's "
-                              "python3-zmq")
+    installer.add_options(install)  # shared with installer/install.py, whose --help shows them too
     install.add_argument("--source", type=Path, metavar="DIR", help=argparse.SUPPRESS)
+    install.add_argument("--rerun-command", metavar="COMMAND", help=argparse.SUPPRESS)  # from installer/install.py
     install.add_argument("--uninstall", action="store_true", help="remove exactly what was installed")
 
     doctor = commands.add_parser("doctor", help="check the whole installation and say how to fix it")
@@ -319,12 +309,12 @@ def cmd_serve(args) -> int:
 
 
 def cmd_install(args) -> int:
-    from . import installer
-
     if args.uninstall:
         return installer.uninstall()
+    rerun = args.rerun_command or installer.command_line(
+        [weights.inknhue_command(), "install", *installer.options_argv(args)])
     return installer.install(args.device, args.weights_from, args.no_weights, args.krita_dir, args.source,
-                             args.wheels_from, args.pyzmq)
+                             args.wheels_from, args.pyzmq, torch_index=args.torch_index, rerun=rerun)
 
 
 def cmd_doctor(args) -> int:

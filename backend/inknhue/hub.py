@@ -22,7 +22,26 @@ from .errors import WeightsError
 log = logging.getLogger(__name__)
 
 RECORD = "inknhue-weights.json"
+DOWNLOADS = ".downloads"  #: partial downloads, continued by the next run
 _CHUNK = 1 << 20
+
+
+class DownloadError(WeightsError):
+    """The hub did not deliver: unreachable, refusing, or a file arrived damaged."""
+
+    def __init__(self, message: str, host: str, reason: str):
+        super().__init__(message)
+        self.host, self.reason = host, reason
+
+
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def _host() -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(_endpoint()).netloc or _endpoint()
 
 
 @dataclass(frozen=True)
@@ -47,12 +66,12 @@ def file_digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def _hub_error(exc: Exception, what: str) -> WeightsError:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    return WeightsError(f"could not {what} from {endpoint} ({type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); "
-                        f"check the connection and run `inknhue weights download` again "
-                        f"(it resumes), or copy the files in by hand")
+def _hub_error(exc: Exception, what: str) -> DownloadError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+    return DownloadError(f"could not {what} from {_endpoint()} ({type(exc).__name__}: {detail}); "
+                         f"check the connection and run `{weights.inknhue_command()} weights download` again "
+                         f"(it resumes), or copy the files in by hand",
+                         _host(), f"{type(exc).__name__}: {detail}, trying to {what.split(' (')[0]}")
 
 
 def expected_files(revision: str | None = None, repo: str = weights.HF_REPO) -> list[Expected]:
@@ -68,7 +87,8 @@ def expected_files(revision: str | None = None, repo: str = weights.HF_REPO) -> 
     for name in weights.FILES:
         info = by_path.get(name)
         if info is None or not hasattr(info, "blob_id"):
-            raise WeightsError(f"the hub repo {repo} has no file {name} (at revision {revision or 'main'})")
+            raise DownloadError(f"the hub repo {repo} has no file {name} (at revision {revision or 'main'})",
+                                _host(), f"it has no file {name} at revision {revision or 'main'}")
         if info.lfs is not None:
             expected.append(Expected(name, info.size, "sha256", info.lfs.sha256))
         else:
@@ -168,7 +188,7 @@ def download(weights_dir: Path, revision: str | None = None,
         if record.matches(target, expected):
             report(f"{expected.path}: present and verified")
             continue
-        part = weights_dir / ".downloads" / (expected.path + ".part")
+        part = weights_dir / DOWNLOADS / (expected.path + ".part")
         resumed = part.stat().st_size if part.exists() else 0
         report(f"{expected.path}: downloading {expected.size / 1e6:.1f} MB"
                + (f" (resuming at {resumed / 1e6:.1f} MB)" if resumed else ""))
@@ -180,9 +200,10 @@ def download(weights_dir: Path, revision: str | None = None,
         actual = file_digest(part, expected.algorithm)
         if part.stat().st_size != expected.size or actual != expected.digest:
             part.unlink()
-            raise WeightsError(
-                f"{expected.path} arrived damaged ({expected.algorithm} {actual[:12]}..., the hub says "
-                f"{expected.digest[:12]}...); it was deleted: run `inknhue weights download` again")
+            damage = (f"{expected.path} arrived damaged ({expected.algorithm} {actual[:12]}..., the hub says "
+                      f"{expected.digest[:12]}...); it was deleted")
+            raise DownloadError(f"{damage}: run `{weights.inknhue_command()} weights download` again", _host(),
+                                damage)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, target)
         record.add(target, expected)

@@ -11,6 +11,7 @@ The folder mirrors the Hugging Face repo `rossiyareich/inknhue`:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .errors import WeightsError
@@ -23,9 +24,23 @@ CONDITIONAL = "conditional_nets/model_epoch000019.ckpt"
 FILES = (SHADER, KL_F8, KL_F8_CONFIG, CONDITIONAL)
 
 ENV_VAR = "INKNHUE_WEIGHTS"
-HOW_TO_GET = ("get the weights with `inknhue weights download` "
-              "(or point --weights or INKNHUE_WEIGHTS at a folder that holds them)")
-REPLACE = "`inknhue weights download` replaces it"
+
+
+def inknhue_script() -> Path:
+    """This environment's `inknhue` command (beside its Python)."""
+    return Path(sys.executable).parent / ("inknhue.exe" if os.name == "nt" else "inknhue")
+
+
+def inknhue_command() -> str:
+    """How to name `inknhue` in advice: by its full path, since the venv the installer makes is
+    not on PATH (plain `inknhue` only where no such script exists, e.g. run from a source tree)."""
+    script = inknhue_script()
+    return str(script) if script.exists() else "inknhue"
+
+
+HOW_TO_GET = (f"get the weights with `{inknhue_command()} weights download` "
+              f"(or point --weights or INKNHUE_WEIGHTS at a folder that holds them)")
+REPLACE = f"`{inknhue_command()} weights download` replaces it"
 
 
 def default_weights_dir() -> Path:
