@@ -236,7 +236,9 @@ class InknhueDocker(DockWidget):
         if self.output_layer.currentData() not in layers:
             self.output_layer.setCurrentIndex(0)
         if not hello.get("weights", {}).get("present", True):
-            self.say("The networks' weights are missing: run `inknhue weights download` (or the installer).")
+            folder = hello.get("weights", {}).get("folder", "the weights folder")
+            self.say(f"The networks' weights are missing in {folder}: run the inkn'hue installer again "
+                     f"(it resumes), or add --weights-from DIR with the files downloaded elsewhere.")
 
     # hints, reference, conversions -------------------------------------------------------
 
