@@ -169,7 +169,8 @@ def test_a_rerun_with_new_hints_costs_the_job_less_the_pages_own_stages_and_its_
     assert rerun_estimate(45.0, 2.0, full, list(full)) == pytest.approx(10.0)
     rerun = {"rough": 0.5, "encode": 4.0, "decode": 5.0, "blend": 0.1}
     assert rerun_estimate(11.0, 0.0, rerun, list(rerun)) == pytest.approx(11.0)  # shading was reused
-    assert rerun_estimate(1.0, 0.0, {"shade": 5.0}, ["shade"]) == 0.0
+    assert rerun_estimate(1.0, 0.0, {"shade": 5.0, "decode": 0.1}, ["shade", "decode"]) == 0.0
+    assert rerun_estimate(0.06, 0.0, {"blend": 0.01}, ["blend"]) is None  # the same hints: nothing measured
 
 
 def test_live_is_offered_when_a_rerun_is_fast_enough_and_otherwise_says_why():

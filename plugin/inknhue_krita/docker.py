@@ -483,7 +483,10 @@ class InknhueDocker(DockWidget):
         """What a re-run with new hints costs here, from the job just written."""
         timings = event.get("timings") if isinstance(event.get("timings"), dict) else {}
         ran = event.get("ran") if isinstance(event.get("ran"), list) else []
-        self.rerun_s = rerun_estimate(time.monotonic() - session.sent_at, session.queued(), timings, ran)
+        estimate = rerun_estimate(time.monotonic() - session.sent_at, session.queued(), timings, ran)
+        if estimate is None:  # nothing computed on hints: the last measure stands
+            return
+        self.rerun_s = estimate
         device = self.backend.hello.get("device")
         self._rerun_device = device.get("name") if isinstance(device, dict) else None
 

@@ -156,11 +156,14 @@ def fingerprint(bounds: Rect, read: Callable[[int, int, int, int], object], rows
     return bounds.x, bounds.y, bounds.width, bounds.height, crc
 
 
-def rerun_estimate(seconds: float, queued: float, timings: dict, ran: list) -> float:
-    """How long a re-run with new hints takes, from any finished job: the job's time as the
+def rerun_estimate(seconds: float, queued: float, timings: dict, ran: list) -> float | None:
+    """How long a re-run with new hints takes, from a finished job: the job's time as the
     artist waited for it (`seconds`, from reading the page to the result written), less the
     time it waited in the backend's queue (e.g. for the models to load) and the page's own
-    stages if they ran (`timings`, `ran` from the result event)."""
+    stages if they ran (`timings`, `ran` from the result event). None when the job did not
+    run the networks on hints (all taken from the cache: another ratio or output only)."""
+    if "decode" not in ran:
+        return None
     page_work = sum(float(timings.get(stage, 0.0)) for stage in PAGE_STAGES if stage in ran)
     return max(0.0, seconds - queued - page_work)
 

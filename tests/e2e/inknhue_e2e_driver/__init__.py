@@ -163,6 +163,47 @@ class Driver:
         self.doc.waitForDone()
         self.dump_canvas("canvas_colour")
         step("colour layer")
+        if SPEC.get("live_hints"):
+            self.live()
+        else:
+            quit_krita()
+
+    def live(self):
+        """Live colour: on, a new stroke on the hint layer, the colour layer follows in place."""
+        for node in self.doc.topLevelNodes():
+            node.setVisible(True)
+        self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("full"))
+        REPORT["rerun_s"] = self.docker.rerun_s  # what this Krita measured on its jobs
+        REPORT["live_offered"] = self.docker.live_switch.isEnabled()
+        REPORT["live_tooltip"] = self.docker.live_switch.toolTip()
+        # offered whatever this machine's load: what live colour does is tested here, not its threshold
+        sys.modules["inknhue_krita.live"].FAST_ENOUGH_S = 60.0
+        self.docker._update_live_offer()
+        hints = find_layer(self.doc, "inkn'hue hints")
+        self.doc.setActiveNode(hints)  # the artist paints on the hint layer
+        self.layer = next(n for n in self.doc.topLevelNodes() if n.name() == "inkn'hue colour")
+        self.layer_id = self.layer.uniqueId().toString()
+        undo = Krita.instance().action("edit_undo")
+        REPORT["undo_before_live"] = [undo.isEnabled(), undo.text()] if undo else None
+        self.docker.live_switch.setChecked(True)
+        self.before = bytes(self.layer.pixelData(0, 0, SPEC["width"], SPEC["height"]))
+        hints.setPixelData(QByteArray(open(SPEC["live_hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
+        self.live_started = time.monotonic()
+        self.wait(lambda: self.docker.running is None and not self.docker.live.pending and bytes(
+            self.layer.pixelData(0, 0, SPEC["width"], SPEC["height"])) != self.before, self.read_live,
+            what="the live update")
+
+    def read_live(self):
+        REPORT["live_seconds"] = round(time.monotonic() - self.live_started, 2)
+        REPORT["layers_live"] = [n.name() for n in self.doc.topLevelNodes()]
+        REPORT["live_same_layer"] = self.layer.uniqueId().toString() == self.layer_id
+        REPORT["live_active"] = self.doc.activeNode().name()
+        REPORT["live_stage"] = self.docker.stage.text()
+        undo = Krita.instance().action("edit_undo")
+        REPORT["undo_after_live"] = [undo.isEnabled(), undo.text()] if undo else None
+        self.dump(self.layer, "result_live")
+        self.docker.live_switch.setChecked(False)
+        step("live")
         quit_krita()
 
     def dump_canvas(self, name):
