@@ -5,8 +5,11 @@ the notifier only tells of images created, saved or closed and of views and wind
 the docker polls the hint layer every POLL_S while Live is on, takes its `fingerprint`
 (the layer's exact bounds, which Krita keeps cached, and a CRC-32 of its pixels inside
 them) and tells a `LiveScheduler` when it changed. The page itself is read only when a run
-starts. The scheduler alone decides when a run starts and when the run in flight has been
-overtaken; it is told the time, so it is tested with a fake clock.
+starts. On an A4 page at 300 dpi painted all over, a look costs 12 to 24 ms in Krita 5.1 on
+two busy CPU cores, a third of reading the layer whole (benchmarks/bench_live_poll.py); a
+layer with strokes on part of the page costs less. The scheduler alone decides when a run
+starts and when the run in flight has been overtaken; it is told the time, so it is tested
+with a fake clock.
 
 The rules, and their numbers:
 

@@ -73,6 +73,8 @@ class Driver:
 
     def start(self):
         sys.excepthook = fail
+        if SPEC["mode"] == "poll_cost":
+            return self.poll_cost()
         app = Krita.instance()
         width, height = SPEC["width"], SPEC["height"]
         self.doc = app.createDocument(width, height, "page", "RGBA", "U8", "", 300.0)
@@ -204,6 +206,46 @@ class Driver:
         self.dump(self.layer, "result_live")
         self.docker.live_switch.setChecked(False)
         step("live")
+        quit_krita()
+
+    def poll_cost(self):
+        """What live colour's look at the hint layer costs in this Krita (benchmarks/bench_live_poll.py):
+        the plugin's own fingerprint of a hint layer, against reading it whole in one piece."""
+        import zlib
+
+        document = sys.modules["inknhue_krita.document"]
+        app = Krita.instance()
+        width, height = SPEC["width"], SPEC["height"]
+        doc = app.createDocument(width, height, "page", "RGBA", "U8", "", 300.0)
+        app.activeWindow().addView(doc)
+        row = bytearray(width * 4)
+        for x in range(0, width, 40):  # strokes all over the page: 8 px wide, every 40 px
+            row[x * 4:(x + 8) * 4] = b"\x20\x40\xd0\xff" * 8
+        layers = {}
+        for name, rows in (("full", height), ("quarter", height // 4)):
+            node = doc.createNode(name, "paintlayer")
+            doc.rootNode().addChildNode(node, None)
+            node.setPixelData(QByteArray(bytes(row) * rows), 0, 0, width, rows)
+            layers[name] = node
+        doc.refreshProjection()
+        doc.waitForDone()
+
+        def median_ms(fn):
+            times = []
+            for _ in range(15):
+                started = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - started)
+            return round(1000 * sorted(times)[len(times) // 2], 2)
+
+        full = layers["full"]
+        REPORT["fingerprint_full_ms"] = median_ms(lambda: document.layer_fingerprint(doc, full))
+        REPORT["fingerprint_quarter_ms"] = median_ms(lambda: document.layer_fingerprint(doc, layers["quarter"]))
+        REPORT["whole_read_crc_ms"] = median_ms(lambda: zlib.crc32(full.pixelData(0, 0, width, height)))
+        REPORT["whole_read_ms"] = median_ms(lambda: full.pixelData(0, 0, width, height))
+        REPORT["idle_check_ms"] = median_ms(lambda: document.idle(doc))
+        doc.setModified(False)
+        step("poll cost")
         quit_krita()
 
     def dump_canvas(self, name):
