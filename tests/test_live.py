@@ -177,6 +177,7 @@ def test_live_is_offered_when_a_rerun_is_fast_enough_and_otherwise_says_why():
     assert live_unavailable(0.8, {"device": "cuda", "name": "NVIDIA GeForce RTX 3060"}) == ""
     assert live_unavailable(FAST_ENOUGH_S, {"device": "cpu", "name": "CPU"}) == ""
     assert "Colorize once to measure this computer's speed" in live_unavailable(None)
+    assert "Change a hint and Colorize to measure" in live_unavailable(None, cached=True)
     slow = live_unavailable(40.2, {"device": "cpu", "name": "CPU"})
     assert slow.startswith("A re-run with new hints takes about 40 s on this computer (CPU); live colour needs "
                            f"{FAST_ENOUGH_S:g} s or less") and "NVIDIA GPU" in slow

@@ -63,6 +63,7 @@ class InknhueDocker(DockWidget):
         self.live = LiveScheduler()          # when a live run starts
         self.rerun_s: float | None = None    # a re-run with new hints, measured on the last job
         self._rerun_device = None            # ... on this backend device
+        self._rerun_cached = False           # jobs came back, all from the backend's cache: none measured
         self._live_doc = None                # the document live colour watches (the active one)
         self._live_seen = None               # its hint layer's fingerprint at the last poll
         self.live_timer = QtCore.QTimer(self)
@@ -485,6 +486,7 @@ class InknhueDocker(DockWidget):
         ran = event.get("ran") if isinstance(event.get("ran"), list) else []
         estimate = rerun_estimate(time.monotonic() - session.sent_at, session.queued(), timings, ran)
         if estimate is None:  # nothing computed on hints: the last measure stands
+            self._rerun_cached = self.rerun_s is None
             return
         self.rerun_s = estimate
         device = self.backend.hello.get("device")
@@ -509,7 +511,7 @@ class InknhueDocker(DockWidget):
         it off when it stops being so, and on again when the artist had it on last time."""
         reason = live_unavailable(self.rerun_s, self.backend.hello.get("device"),
                                   self.provider.currentData() or self._wanted_provider,
-                                  self.hints_source.currentData())
+                                  self.hints_source.currentData(), self._rerun_cached)
         self.live_switch.setEnabled(not reason)
         self.live_switch.setToolTip(reason or LIVE_TIP.format(seconds_text(self.rerun_s)))
         if reason and self.live_switch.isChecked():
@@ -535,6 +537,14 @@ class InknhueDocker(DockWidget):
         """Look at the active document's hint layer; start or overtake a run when due."""
         if not self.live.on:
             return
+        try:
+            self._live_look()
+        except Exception as exc:  # noqa: BLE001  (on a timer: one report, not one a quarter second)
+            log.exception("live colour failed")
+            self.live_switch.setChecked(False)
+            self.say(f"Live colour stopped: {exc}")
+
+    def _live_look(self) -> None:
         now = time.monotonic()
         doc = document.active_document()
         if doc is None:

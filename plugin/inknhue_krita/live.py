@@ -180,15 +180,17 @@ def seconds_text(seconds: float) -> str:
 
 
 def live_unavailable(estimate: float | None, device: dict | None = None, provider: str = "flats",
-                     hints_source: str = "layer") -> str:
-    """Why Live is not offered, in the artist's words; "" when it is."""
+                     hints_source: str = "layer", cached: bool = False) -> str:
+    """Why Live is not offered, in the artist's words; "" when it is. `cached`: jobs came back,
+    but from the backend's cache, so none measured a re-run."""
     if provider not in ("flats", "shader"):
         return "Live colour follows the hint layer: choose the flats or shader rough colours."
     if hints_source != "layer":
         return "Live colour follows the hint layer: choose Hints: Hint layer."
     if estimate is None:
-        return "Colorize once to measure this computer's speed: live colour needs a re-run with new hints " \
-               f"to take {FAST_ENOUGH_S:g} s or less."
+        first = "Change a hint and Colorize to measure this computer's speed (that result came from the " \
+                "backend's cache)" if cached else "Colorize once to measure this computer's speed"
+        return f"{first}: live colour needs a re-run with new hints to take {FAST_ENOUGH_S:g} s or less."
     if estimate > FAST_ENOUGH_S:
         device = device or {}
         on_cpu = device.get("device", "cpu") == "cpu"

@@ -61,6 +61,7 @@ def docker(data_dir):
     pump(lambda: widget.backend.state in ("connected", "error", "not_installed"), timeout=90)
     assert widget.backend.state == "connected", widget.status.text()
     yield widget
+    widget.live_switch.setChecked(False)  # its timer would go on looking at the next test's page
     widget.deleteLater()
 
 
@@ -451,6 +452,24 @@ def paint(hints, page, box, colour):
     page.hints[y0:y1, x0:x1] = (*colour, 255)
 
 
+_signatures = iter(range(1, 250))
+
+
+def measured(docker, doc, hints, page):
+    """Colorize with a stroke no other test sends, so that the job measures this machine (one
+    served from the backend's cache measures nothing); returns the layer with the result."""
+    n = next(_signatures)
+    paint(hints, page, (170, 174, 100, 110), (n, 255 - n, 128))
+    layer = colorize(docker, doc)
+    assert docker.rerun_s is not None
+    return layer
+
+
+def turn_live_on(docker):
+    assert docker.live_switch.isEnabled(), docker.live_switch.toolTip()
+    docker.live_switch.setChecked(True)
+
+
 def live_settled(docker):
     from inknhue_krita.live import LiveState
 
@@ -469,13 +488,15 @@ def test_live_is_offered_once_a_job_has_measured_this_computer_and_says_why_not(
     assert "Colorize once to measure this computer's speed" in docker.live_switch.toolTip()
     page = drawn()
     doc, _ = new_document(page)
-    paint_hints(docker, doc, page)
+    hints = paint_hints(docker, doc, page)
     monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 60.0)
-    colorize(docker, doc)
+    measured(docker, doc, hints, page)
     assert docker.live_switch.isEnabled() and "updates by itself" in docker.live_switch.toolTip()
-    assert docker.rerun_s is not None and docker.rerun_s < 60.0
+    assert docker.rerun_s < 60.0
+    run_colorize(docker)  # the same hints again: all from the backend's cache, the measure stands
+    assert docker.live_switch.isEnabled()
     monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 0.0)  # this computer, as if it were slow
-    colorize(docker, doc)
+    measured(docker, doc, hints, page)
     assert not docker.live_switch.isEnabled() and not docker.live_switch.isChecked()
     tip = docker.live_switch.toolTip()
     assert tip.startswith("A re-run with new hints takes about ") and "on this computer (CPU)" in tip
@@ -487,8 +508,8 @@ def test_live_updates_the_result_layer_in_place_shortly_after_a_stroke(docker, w
     doc, ink = new_document(page)
     ink_before = ink.pixels.copy()
     hints = paint_hints(docker, doc, page)  # the hint layer is the active one, as while painting
-    layer = colorize(docker, doc)
-    docker.live_switch.setChecked(True)
+    layer = measured(docker, doc, hints, page)
+    turn_live_on(docker)
     assert docker.live_timer.isActive() and krita.Krita.instance().readSetting("inknhue", "live", "") == "True"
     writes = layer.writes
     paint(hints, page, (150, 160, 20, 40), GREEN)
@@ -509,10 +530,10 @@ def test_newer_hints_cancel_the_live_run_in_flight_and_the_newest_win(docker, we
     page = drawn()
     doc, _ = new_document(page)
     hints = paint_hints(docker, doc, page)
-    layer = colorize(docker, doc)
+    layer = measured(docker, doc, hints, page)
     events = job_events(docker)
     docker.live.grace = 0.0  # the looks below are the timer's, made by hand so that they fall in the run
-    docker.live_switch.setChecked(True)
+    turn_live_on(docker)
     writes = layer.writes
     # strokes no other test paints: the backend's cache would make their run a mere blend
     paint(hints, page, (150, 160, 20, 40), ORANGE)
@@ -537,8 +558,8 @@ def test_no_live_run_starts_while_a_stroke_is_in_progress(docker, fast_enough):
     page = drawn()
     doc, _ = new_document(page)
     hints = paint_hints(docker, doc, page)
-    layer = colorize(docker, doc)
-    docker.live_switch.setChecked(True)
+    layer = measured(docker, doc, hints, page)
+    turn_live_on(docker)
     writes = layer.writes
     doc.stroke_in_progress = True  # the pen is on the canvas (and would be waited for by waitForDone)
     paint(hints, page, (150, 160, 20, 40), GREEN)
@@ -554,10 +575,10 @@ def test_turning_live_off_cancels_its_run_in_flight(docker, fast_enough):
     page = drawn()
     doc, _ = new_document(page)
     hints = paint_hints(docker, doc, page)
-    layer = colorize(docker, doc)
+    layer = measured(docker, doc, hints, page)
     events = job_events(docker)
     docker.live.grace = 0.0
-    docker.live_switch.setChecked(True)
+    turn_live_on(docker)
     writes = layer.writes
     paint(hints, page, (150, 160, 20, 40), TEAL)  # not in the backend's cache: a run that takes a while
     docker._live_tick()
@@ -573,8 +594,8 @@ def test_live_turns_itself_off_with_the_reason_when_runs_become_slow(docker, mon
     page = drawn()
     doc, _ = new_document(page)
     hints = paint_hints(docker, doc, page)
-    colorize(docker, doc)
-    docker.live_switch.setChecked(True)
+    measured(docker, doc, hints, page)
+    turn_live_on(docker)
     monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 0.0)  # e.g. the max size raised
     paint(hints, page, (150, 160, 20, 40), GREEN)
     pump(lambda: not docker.live_switch.isChecked(), timeout=90)
@@ -589,9 +610,25 @@ def test_the_live_switch_comes_back_on_once_live_colour_is_offered_again(docker,
     assert not docker.live_switch.isChecked()  # nothing measured yet in this Krita
     page = drawn()
     doc, _ = new_document(page)
-    paint_hints(docker, doc, page)
-    colorize(docker, doc)
+    hints = paint_hints(docker, doc, page)
+    measured(docker, doc, hints, page)
     assert docker.live_switch.isChecked() and docker.live_timer.isActive()
     docker.live_switch.setChecked(False)
     colorize(docker, doc)
     assert not docker.live_switch.isChecked()  # turned off by the artist: it stays off
+
+
+def test_live_colour_that_fails_stops_once_and_says_why(docker, monkeypatch):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.rerun_s = 0.5  # as measured by a Colorize
+    docker._update_live_offer()
+
+    def broken(document, node):
+        raise RuntimeError("the layer went away")
+
+    monkeypatch.setattr("inknhue_krita.document.layer_fingerprint", broken)
+    docker.live_switch.setChecked(True)  # it looks at once, and fails: off, not a dialog every quarter second
+    assert not docker.live_switch.isChecked() and not docker.live_timer.isActive()
+    assert docker.message.text() == "Live colour stopped: the layer went away"
