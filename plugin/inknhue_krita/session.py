@@ -7,6 +7,11 @@ longer touches; the next result gets a new working layer. Placement makes the re
 visible whatever the stack and the active layer were, and keeps the hint layer above it,
 visible and editable.
 
+A session also keeps its job's times (sent, accepted, first event), from which the docker
+measures what a re-run with new hints costs here (live colour, live.py), and the hint
+layer's fingerprint the last job was sent with. A job cancelled, by the artist or because
+newer hints overtook it (live colour, quietly), never has its result written.
+
 No widgets here (the docker binds them), and Krita is only reached through document.py.
 """
 
