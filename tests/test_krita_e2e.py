@@ -119,10 +119,16 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
     width, height = 160, 240
     (root / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
     (root / "hints.bgra").write_bytes(np.ascontiguousarray(page.hints[..., [2, 1, 0, 3]]).tobytes())
+    live = Page(width, height)  # the hints after one more stroke, for live colour
+    live.hints = page.hints.copy()
+    live.grey = page.grey
+    live.stroke([(100, 60), (130, 70)], (40, 200, 60))
+    (root / "hints_live.bgra").write_bytes(np.ascontiguousarray(live.hints[..., [2, 1, 0, 3]]).tobytes())
     report = run_krita(root, env, {"mode": "colorize", "width": width, "height": height, "max_size": 64,
                                    "ratio": 0.3, "page": str(root / "page.bgra"), "hints": str(root / "hints.bgra"),
+                                   "live_hints": str(root / "hints_live.bgra"),
                                    "screenshot": str(root / "krita.png")})
-    assert report["steps"] == ["document", "hints", "result", "blend", "colour layer"]
+    assert report["steps"] == ["document", "hints", "result", "blend", "colour layer", "live"]
     assert "connected" in report["status"]
     # the Background was active when the hint layer was added: it went under the opaque ink,
     # yet the result is on top, seen, with the hints above it
@@ -150,6 +156,19 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
     np.testing.assert_array_equal(colour[..., [2, 1, 0]], result.final(0.3, "page", layer="colour"))
     canvas = np.frombuffer(Path(report["canvas_colour"]).read_bytes(), np.uint8).reshape(height, width, 4)
     assert np.abs(canvas[..., [2, 1, 0]].astype(int) - result.final(0.3, "page")).max() <= 2
+    # live colour: one more stroke on the hint layer, and the colour layer follows by itself, in
+    # place, with the hint layer still the active one and no undo step of ours
+    print(f"\nre-run with new hints measured in Krita: {report['rerun_s']:.2f} s "
+          f"(live offered: {report['live_offered']}); live update {report['live_seconds']} s after the stroke; "
+          f"undo before and after: {report['undo_before_live']}, {report['undo_after_live']}")
+    assert report["live_offered"] or report["live_tooltip"].startswith("A re-run with new hints takes about")
+    assert report["live_same_layer"] and report["layers_live"] == report["layers_with_colour"]
+    assert report["live_active"] == "inkn'hue hints" and "Live: done" in report["live_stage"]
+    assert report["undo_after_live"] == report["undo_before_live"]
+    live_result = engine.colorize(live.rgb, get_provider("flats"), RoughRequest(page=live.rgb, hints=live.hints),
+                                  max_size=64, ratio=0.8)
+    layer = np.frombuffer(Path(report["result_live"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    np.testing.assert_array_equal(layer[..., [2, 1, 0]], live_result.final(0.3, "page"))
     # the backend the plugin started was stopped when Krita quit
     assert not (Path(env["XDG_DATA_HOME"]) / "inknhue/server.json").exists()
     return report

@@ -67,6 +67,7 @@ DEFAULTS = {
     "fill_all": False,
     "reference": "",
     "output_layer": "full",
+    "live": False,           #: the artist's Live switch; on again only where live colour is offered
 }
 
 

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from krita import DockWidget
 
 from . import config, document
 from .backend import Backend
+from .live import POLL_S, Action, LiveScheduler, live_unavailable, rerun_estimate, seconds_text
 from .logic import (HINT_LAYER, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_LAYERS, RESULT_LAYER, BlendThrottle, Format,
                     Rect, document_format, preview_size, progress_text, progress_value, ratio_to_slider,
                     slider_to_ratio, snap_max_size, work_area)
-from .session import JobState, Placement, Sessions
+from .session import Placement, Sessions
 from .protocol import RawImage
-from .qt import Qt, QtWidgets
+from .qt import Qt, QtCore, QtWidgets
 
 log = logging.getLogger("inknhue_krita")
 
 TITLE = "inkn'hue"
+LIVE_TIP = ("Live colour: the result updates by itself shortly after you lift the pen on the hint layer, "
+            "in the same layer (a re-run with new hints takes about {} here).")
 STATE_TEXT = {"off": "Backend: off", "connecting": "Backend: connecting…", "starting": "Backend: starting…",
               "connected": "Backend: connected", "not_installed": "Backend: not installed",
               "error": "Backend: error"}
@@ -56,6 +60,15 @@ class InknhueDocker(DockWidget):
         self.backend = shared_backend()
         self.sessions = Sessions()           # one per open document
         self.throttle = BlendThrottle()
+        self.live = LiveScheduler()          # when a live run starts
+        self.rerun_s: float | None = None    # a re-run with new hints, measured on the last job
+        self._rerun_device = None            # ... on this backend device
+        self._rerun_cached = False           # jobs came back, all from the backend's cache: none measured
+        self._live_doc = None                # the document live colour watches (the active one)
+        self._live_seen = None               # its hint layer's fingerprint at the last poll
+        self.live_timer = QtCore.QTimer(self)
+        self.live_timer.setInterval(round(POLL_S * 1000))
+        self.live_timer.timeout.connect(self._live_tick)
         self._build()
         self.backend.state_changed.connect(self._on_state)
         self.backend.hello_changed.connect(self._on_hello)
@@ -138,7 +151,10 @@ class InknhueDocker(DockWidget):
                                     "while you try other hints; keep the versions you like.")
         self.keep_button.clicked.connect(self.keep_result)
         self.keep_button.setEnabled(False)
+        self.live_switch = self._widget(QtWidgets.QCheckBox, "live", "Live")
+        self.live_switch.setEnabled(False)
         buttons.addWidget(self.colorize_button, 1)
+        buttons.addWidget(self.live_switch)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.keep_button)
         layout.addLayout(buttons)
@@ -191,6 +207,10 @@ class InknhueDocker(DockWidget):
             lambda _: config.write_setting("output_layer", self.output_layer.currentData()))
         self.provider.currentIndexChanged.connect(
             lambda _: config.write_setting("provider", self.provider.currentData()))
+        self.provider.currentIndexChanged.connect(lambda _: self._update_live_offer())
+        self.hints_source.currentIndexChanged.connect(lambda _: self._update_live_offer())
+        self.live_switch.toggled.connect(self._on_live_toggled)
+        self._update_live_offer()
 
     def say(self, text: str) -> None:
         self.message.setText(text)
@@ -235,6 +255,10 @@ class InknhueDocker(DockWidget):
             self.output_layer.model().item(index).setEnabled(offered)
         if self.output_layer.currentData() not in layers:
             self.output_layer.setCurrentIndex(0)
+        device = hello.get("device") if isinstance(hello.get("device"), dict) else {}
+        if self._rerun_device is not None and device.get("name") != self._rerun_device:
+            self.rerun_s = None  # another backend: its speed is not known yet
+        self._update_live_offer()
         if not hello.get("weights", {}).get("present", True):
             folder = hello.get("weights", {}).get("folder", "the weights folder")
             self.say(f"The networks' weights are missing in {folder}: run the inkn'hue installer again "
@@ -313,36 +337,49 @@ class InknhueDocker(DockWidget):
     # colorize ---------------------------------------------------------------------------
 
     def colorize(self) -> None:
+        """The Colorize button (with Live on too: a run now)."""
+        self._start_run(live=False)
+
+    def _start_run(self, live: bool) -> bool:
+        """Colorize the active document; returns whether the job went out."""
+        started = time.monotonic()
         doc = document.active_document()
         if doc is None:
-            return self.say("Open a page first.")
+            return self._refuse("Open a page first.")
         fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
         if fmt is None:
             self.convert.setVisible(doc.colorModel() == "GRAYA")
-            return self.say(problem)
+            return self._refuse(problem)
         self.convert.hide()
         rect = work_area(document.size(doc), document.selection_rect(doc))
         if rect.empty:
-            return self.say("The selection is outside the image.")
+            return self._refuse("The selection is outside the image.")
+        session = self.sessions.of(doc)
         provider = self.provider.currentData() or "flats"
         page_node = doc.activeNode()
         source = self.page_source.currentData()
-        images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
+        if live and source == "layer" and page_node is not None and document.is_plugin_layer(page_node) \
+                and session.placement is not None and session.placement.page_layer:
+            # painting on the hint layer makes it the active one: the page stays the last job's layer
+            page_node = document.find_layer(doc, unique_id=session.placement.page_layer) or page_node
+        hints_node = document.find_layer(doc, HINT_LAYER)
+        seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None else None
+        hints = None
         if provider in ("flats", "shader"):
-            hints = None
             if self.hints_source.currentData() == "colorize_mask":
                 data = document.colorize_mask_hints(doc, rect)
                 if data is None:
-                    return self.say("This Krita does not give plugins a Colorize Mask's strokes: use a hint layer.")
+                    return self._refuse("This Krita does not give plugins a Colorize Mask's strokes: use a hint layer.")
                 hints = RawImage(rect.width, rect.height, "BGRA", data)
             else:
-                hints_node = document.find_layer(doc, HINT_LAYER)
                 if hints_node is None:
-                    return self.say("Add a hint layer and paint colour strokes on it first.")
+                    return self._refuse("Add a hint layer and paint colour strokes on it first.")
                 if source == "layer" and page_node is not None and \
                         document.layer_id(page_node) == document.layer_id(hints_node):
-                    return self.say("The active layer is the hint layer: select the page's layer.")
+                    return self._refuse("The active layer is the hint layer: select the page's layer.")
                 hints = fmt.image(document.layer_pixels(hints_node, rect), rect.width, rect.height)
+        images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
+        if hints is not None:
             images["hints"] = hints
         reference = self._reference_image(doc, fmt)
         if reference is not None:
@@ -355,78 +392,180 @@ class InknhueDocker(DockWidget):
                   "max_size": snap_max_size(self.max_size.value()), "fill_all": self.fill_all.isChecked(),
                   "transfer": self.transfer.isChecked() and reference is not None,
                   "output": fmt.output("page", kind)}
-        session = self.sessions.of(doc)
         page_layer = document.layer_id(page_node) if source == "layer" and page_node is not None else ""
-        session.sent(Placement(rect, fmt, kind, page_layer))
+        session.sent(Placement(rect, fmt, kind, page_layer), at=started, live=live, hints=seen)
+        self.live.started(started, live=live)
+        if self._live_doc is not None and self._live_doc == doc:
+            self._live_seen = seen  # these hints are on their way: no live run for them
         try:
             self.backend.request(header, images, callback=lambda reply, _: self._on_accepted(session, reply),
                                  timeout=1.0)
         except Exception as exc:
-            session.finished()
-            return self.say(f"Could not send the page: {exc}")
+            self._finish_job(session, f"Could not send the page: {exc}")
+            return False
         self.colorize_button.setEnabled(False)
         self.progress.setValue(0)
-        self.stage.setText("Sending the page…")
+        self.stage.setText("Live: sending the page…" if live else "Sending the page…")
         self.say("")
+        return True
+
+    def _refuse(self, reason: str) -> bool:
+        self.say(reason)
+        return False
 
     def _on_accepted(self, session, reply: dict) -> None:
         if reply.get("type") == "error":
-            session.finished()
             self.stage.setText("")
-            self.colorize_button.setEnabled(self.backend.connected)
-            return self.say(reply.get("message", "The backend refused the job."))
-        session.accepted(reply["job"])
+            return self._finish_job(session, reply.get("message", "The backend refused the job."))
+        session.accepted(reply["job"], time.monotonic())
+        if session.cancelled:  # overtaken (or cancelled) while it was on its way
+            return self._send_cancel(session)
         self.cancel_button.setEnabled(True)
         self.stage.setText("Waiting for the backend…" if reply.get("position") else "Starting…")
 
     def cancel(self) -> None:
         session = self.running
-        if session is not None and session.job:
-            try:
-                self.backend.request({"type": "cancel", "job": session.job})
-            except Exception as exc:
-                self.say(f"Could not cancel: {exc}")
-            session.state = JobState.CANCELLING
+        if session is not None:
+            self._cancel(session)
+
+    def _cancel(self, session, quiet: bool = False) -> None:
+        """Stop the session's job; its result, if it still comes, is dropped. `quiet`: for
+        newer hints (live colour), so no "Cancelled." for the artist."""
+        session.cancel(quiet)
+        self.live.cancelling()
+        if session.job:
+            self._send_cancel(session)
+        if not quiet:
             self.stage.setText("Cancelling…")
+
+    def _send_cancel(self, session) -> None:
+        try:
+            self.backend.request({"type": "cancel", "job": session.job})
+        except Exception as exc:
+            self.say(f"Could not cancel: {exc}")
 
     def _on_event(self, event: dict, images) -> None:
         session = self.sessions.with_job(event.get("job"))
         if session is None:
             return
         kind = event.get("type")
+        session.heard(time.monotonic())
         on_screen = session.document == document.active_document()
         if kind == "progress":
-            if on_screen:
+            if on_screen and not session.cancelled:
                 self.progress.setValue(progress_value(event["index"], event["total"], event.get("seconds") is not None,
                                                       event.get("done")))
                 self.stage.setText(progress_text(event["stage"], event["index"], event["total"],
                                                  event.get("cached"), event.get("fraction"), event.get("eta")))
+        elif kind in ("result", "cancelled") and session.cancelled:  # a result is never written then
+            self._finish_job(session, "" if session.quiet else "Cancelled.", clear=True)
         elif kind == "result":
             if not any(session.document == d for d in document.open_documents()):
                 return self._finish_job(session, "The document was closed before its colours came back.")
+            live = session.live
             session.show(event["job"], bytes(images["result"].data))
+            self._measured(session, event)
             session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
             self._finish_job(session, "")
             if on_screen:
                 self.progress.setValue(100)
                 ran = event.get("ran", [])
-                self.stage.setText(f"Done in {event.get('seconds', 0):.1f} s"
+                self.stage.setText(("Live: done" if live else "Done") + f" in {event.get('seconds', 0):.1f} s"
                                    + ("" if "shade" in ran else " (shading reused)"))
                 self.say(" ".join(session.warnings))
             self.keep_button.setEnabled(True)
+            self._update_live_offer()
         elif kind == "cancelled":
             self._finish_job(session, "Cancelled.")
         elif kind == "error":
             self._finish_job(session, event.get("message", "The job failed."))
 
-    def _finish_job(self, session, message: str) -> None:
+    def _measured(self, session, event: dict) -> None:
+        """What a re-run with new hints costs here, from the job just written."""
+        timings = event.get("timings") if isinstance(event.get("timings"), dict) else {}
+        ran = event.get("ran") if isinstance(event.get("ran"), list) else []
+        estimate = rerun_estimate(time.monotonic() - session.sent_at, session.queued(), timings, ran)
+        if estimate is None:  # nothing computed on hints: the last measure stands
+            self._rerun_cached = self.rerun_s is None
+            return
+        self.rerun_s = estimate
+        device = self.backend.hello.get("device")
+        self._rerun_device = device.get("name") if isinstance(device, dict) else None
+
+    def _finish_job(self, session, message: str, clear: bool = False) -> None:
         session.finished()
+        self.live.stopped()
         self.cancel_button.setEnabled(False)
         self.colorize_button.setEnabled(self.backend.connected)
-        if message:
+        if message or clear:
             self.stage.setText("")
             self.progress.setValue(0)
             self.say(message)
+        if self.live.on:  # the newest hints may be waiting for this one to stop
+            QtCore.QTimer.singleShot(0, self._live_tick)
+
+    # live colour (the rules: live.py) ------------------------------------------------------
+
+    def _update_live_offer(self) -> None:
+        """Offer Live when a re-run with new hints is fast enough here, else say why; turn
+        it off when it stops being so, and on again when the artist had it on last time."""
+        reason = live_unavailable(self.rerun_s, self.backend.hello.get("device"),
+                                  self.provider.currentData() or self._wanted_provider,
+                                  self.hints_source.currentData(), self._rerun_cached)
+        self.live_switch.setEnabled(not reason)
+        self.live_switch.setToolTip(reason or LIVE_TIP.format(seconds_text(self.rerun_s)))
+        if reason and self.live_switch.isChecked():
+            self.live_switch.setChecked(False)
+            self.say(f"Live colour is off. {reason}")
+        elif not reason and not self.live_switch.isChecked() and config.read_setting("live"):
+            self.live_switch.setChecked(True)
+
+    def _on_live_toggled(self, on: bool) -> None:
+        config.write_setting("live", on)
+        if on:
+            self.live.turn_on()
+            self._live_doc = None  # the first look takes the active document's hints as they are
+            self.live_timer.start()
+            self._live_tick()
+        else:
+            self.live_timer.stop()
+            self._live_doc = self._live_seen = None
+            if self.live.turn_off() and self.running is not None:
+                self._cancel(self.running, quiet=True)
+
+    def _live_tick(self) -> None:
+        """Look at the active document's hint layer; start or overtake a run when due."""
+        if not self.live.on:
+            return
+        try:
+            self._live_look()
+        except Exception as exc:  # noqa: BLE001  (on a timer: one report, not one a quarter second)
+            log.exception("live colour failed")
+            self.live_switch.setChecked(False)
+            self.say(f"Live colour stopped: {exc}")
+
+    def _live_look(self) -> None:
+        now = time.monotonic()
+        doc = document.active_document()
+        if doc is None:
+            return
+        hints = document.find_layer(doc, HINT_LAYER)
+        seen = document.layer_fingerprint(doc, hints) if hints is not None else None
+        if self._live_doc is None or not self._live_doc == doc:
+            # newly watched: compare with the hints its last job had, if any
+            running = self.running
+            self.live.watch(running is None or running.document == doc)
+            self._live_doc = doc
+            self._live_seen = self.sessions.of(doc).hints or seen
+        if seen is not None and self._live_seen is not None and seen != self._live_seen:
+            self.live.changed(now)
+        self._live_seen = seen
+        action = self.live.due(now)
+        if action is Action.START and self.running is None and self.backend.connected and document.idle(doc):
+            if not self._start_run(live=True):
+                self.live.forget()  # tried again when the hints change
+        elif action is Action.CANCEL and self.running is not None:
+            self._cancel(self.running, quiet=True)
 
     def keep_result(self) -> None:
         """Keep the current result as its own layer; the next Colorize starts a new one."""

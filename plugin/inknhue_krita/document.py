@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from krita import Krita
 
+from .live import fingerprint
 from .logic import BYTES, HINT_LAYER, RESULT_LAYER, Rect, colour_layer_place, fully_opaque
 from .qt import QtCore, QtGui
 
@@ -60,6 +61,23 @@ def is_plugin_layer(node) -> bool:
 
 def layer_pixels(node, rect: Rect) -> bytes:
     return bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))
+
+
+def layer_fingerprint(document, node) -> tuple:
+    """What tells this layer's pixels from any other state of them (live colour's poll):
+    read only within its exact bounds (Krita caches them), in bands, never copied to bytes."""
+    bounds = node.bounds()
+    rect = Rect(bounds.x(), bounds.y(), bounds.width(), bounds.height()).intersected(Rect(0, 0, *size(document)))
+    return fingerprint(rect, node.pixelData)
+
+
+def idle(document) -> bool:
+    """Whether no stroke is in progress (the pen is off the canvas) and nothing is being
+    computed: then reading the page (`waitForDone`) cannot wait on the artist."""
+    if not document.tryBarrierLock():
+        return False
+    document.unlock()
+    return True
 
 
 def all_layers(document) -> list:
@@ -134,7 +152,8 @@ def add_result_layer(document, name: str, rect: Rect, dtype: str, page_node=None
 
 
 def show_above(document, node, hints=None) -> None:
-    """Make a result layer visible, and the hint layer (ours) sit right above it."""
+    """Make a result layer visible, and the hint layer (ours) sit right above it. The active
+    layer stays what it was, even when that is the hint layer being moved."""
     node.setVisible(True)
     if hints is None or hints.parentNode() is None:
         return
@@ -142,8 +161,12 @@ def show_above(document, node, hints=None) -> None:
     if layer_id(hints.parentNode()) == layer_id(node.parentNode()) and \
             order.index(layer_id(hints)) > order.index(layer_id(node)):
         return
+    active = document.activeNode()
     hints.remove()
     node.parentNode().addChildNode(hints, node)
+    if active is not None and (document.activeNode() is None or
+                               layer_id(document.activeNode()) != layer_id(active)):
+        document.setActiveNode(active)
 
 
 def clear_pixels(document, node, rect: Rect, dtype: str) -> None:

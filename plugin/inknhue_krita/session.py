@@ -7,6 +7,11 @@ longer touches; the next result gets a new working layer. Placement makes the re
 visible whatever the stack and the active layer were, and keeps the hint layer above it,
 visible and editable.
 
+A session also keeps its job's times (sent, accepted, first event), from which the docker
+measures what a re-run with new hints costs here (live colour, live.py), and the hint
+layer's fingerprint the last job was sent with. A job cancelled, by the artist or because
+newer hints overtook it (live colour, quietly), never has its result written.
+
 No widgets here (the docker binds them), and Krita is only reached through document.py.
 """
 
@@ -23,7 +28,7 @@ class JobState(Enum):
     IDLE = "idle"
     SENDING = "sending"        #: the request is on its way; no job id yet
     RUNNING = "running"
-    CANCELLING = "cancelling"
+    CANCELLING = "cancelling"  #: asked to stop (sent once the job has an id): its result is dropped
 
 
 @dataclass(frozen=True)
@@ -54,19 +59,48 @@ class Session:
     working: dict[str, str] = field(default_factory=dict)  #: kind -> the working layer's id
     shown: ShownResult | None = None
     warnings: list[str] = field(default_factory=list)
+    live: bool = False          #: the job in flight was started by live colour
+    quiet: bool = False         #: cancelled for newer hints: it ends without a word
+    hints: tuple | None = None  #: the hint layer's fingerprint when the last job was sent
+    #: the job's times (monotonic seconds): sent (before the page was read), accepted, its first event
+    sent_at: float = 0.0
+    accepted_at: float | None = None
+    started_at: float | None = None
 
     @property
     def busy(self) -> bool:
         return self.state is not JobState.IDLE
 
-    def sent(self, placement: Placement) -> None:
-        self.state, self.placement, self.job, self.warnings = JobState.SENDING, placement, None, []
+    @property
+    def cancelled(self) -> bool:
+        return self.state is JobState.CANCELLING
 
-    def accepted(self, job: str) -> None:
-        self.state, self.job = JobState.RUNNING, job
+    def sent(self, placement: Placement, at: float = 0.0, live: bool = False, hints: tuple | None = None) -> None:
+        self.state, self.placement, self.job, self.warnings = JobState.SENDING, placement, None, []
+        self.live, self.quiet, self.hints = live, False, hints
+        self.sent_at, self.accepted_at, self.started_at = at, None, None
+
+    def accepted(self, job: str, at: float = 0.0) -> None:
+        self.job, self.accepted_at = job, at
+        if self.state is JobState.SENDING:  # not if it was cancelled on its way
+            self.state = JobState.RUNNING
+
+    def heard(self, at: float) -> None:
+        """A job event arrived: the first one says when the backend started on it."""
+        if self.started_at is None:
+            self.started_at = at
+
+    def cancel(self, quiet: bool = False) -> None:
+        self.state, self.quiet = JobState.CANCELLING, quiet
+
+    def queued(self) -> float:
+        """How long the job waited in the backend's queue (another job, the models loading)."""
+        if self.accepted_at is None or self.started_at is None:
+            return 0.0
+        return max(0.0, self.started_at - self.accepted_at)
 
     def finished(self) -> None:
-        self.state, self.job = JobState.IDLE, None
+        self.state, self.job, self.live = JobState.IDLE, None, False
 
     def show(self, job: str, data: bytes) -> object:
         """Write a result into the working layer of its kind (made if there is none) and

@@ -13,10 +13,10 @@ import os
 import numpy as np
 
 if os.environ.get("FAKE_KRITA_QT", "PyQt5") == "PyQt6":
-    from PyQt6.QtCore import QByteArray, QObject, QUuid, pyqtSignal
+    from PyQt6.QtCore import QByteArray, QObject, QRect, QUuid, pyqtSignal
     from PyQt6.QtWidgets import QApplication, QDockWidget
 else:
-    from PyQt5.QtCore import QByteArray, QObject, QUuid, pyqtSignal
+    from PyQt5.QtCore import QByteArray, QObject, QRect, QUuid, pyqtSignal
     from PyQt5.QtWidgets import QApplication, QDockWidget
 
 IS_FAKE = True
@@ -71,6 +71,7 @@ class Node:
         self._blending = "normal"
         self.pixels = np.zeros((document.height(), document.width(), 4), DTYPES[document.colorDepth()])
         self.writes = 0
+        self.reads = 0
 
     def name(self):
         return self._name
@@ -116,7 +117,15 @@ class Node:
         return True
 
     def pixelData(self, x, y, w, h):
+        self.reads += 1
         return QByteArray(np.ascontiguousarray(self.pixels[y:y + h, x:x + w]).tobytes())
+
+    def bounds(self):
+        """Krita's exactBounds: the smallest rectangle holding every non-transparent pixel."""
+        ys, xs = np.nonzero(self.pixels.any(axis=-1))
+        if len(xs) == 0:
+            return QRect()
+        return QRect(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
 
     def projectionPixelData(self, x, y, w, h):
         return self.pixelData(x, y, w, h)
@@ -136,6 +145,7 @@ class Document:
         self._active = None
         self._selection = None
         self.modified = False
+        self.stroke_in_progress = False  #: a test's pen on the canvas: the image is not idle
 
     def width(self):
         return self._width
@@ -183,8 +193,15 @@ class Document:
     def refreshProjection(self):
         pass
 
-    def waitForDone(self):
+    def tryBarrierLock(self):
+        return not self.stroke_in_progress
+
+    def unlock(self):
         pass
+
+    def waitForDone(self):
+        # Krita's waits for every open stroke: with the pen on the canvas, for ever
+        assert not self.stroke_in_progress, "waitForDone() during a stroke would freeze Krita"
 
     def setModified(self, modified):
         self.modified = modified

@@ -61,6 +61,7 @@ def docker(data_dir):
     pump(lambda: widget.backend.state in ("connected", "error", "not_installed"), timeout=90)
     assert widget.backend.state == "connected", widget.status.text()
     yield widget
+    widget.live_switch.setChecked(False)  # its timer would go on looking at the next test's page
     widget.deleteLater()
 
 
@@ -431,3 +432,203 @@ def test_the_panel_explains_itself_in_the_artists_words(docker):
 
 def test_the_models_state_is_kept_up_to_date(docker):
     pump(lambda: "models ready" in docker.status.text(), timeout=60)
+
+
+# --- live colour (issue: speed): the result follows the hint layer by itself --------------------
+
+GREEN, PURPLE, ORANGE, TEAL = (0, 200, 0), (200, 0, 200), (230, 140, 20), (20, 160, 160)
+
+
+@pytest.fixture
+def fast_enough(monkeypatch):
+    """Live offered whatever this machine's load: the tests of what it does, not of its threshold."""
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 60.0)
+
+
+def paint(hints, page, box, colour):
+    """A stroke on the hint layer, as the artist's brush leaves it (and in the test's copy)."""
+    y0, y1, x0, x1 = box
+    hints.pixels[y0:y1, x0:x1] = (colour[2], colour[1], colour[0], 255)
+    page.hints[y0:y1, x0:x1] = (*colour, 255)
+
+
+_signatures = iter(range(1, 250))
+
+
+def measured(docker, doc, hints, page):
+    """Colorize with a stroke no other test sends, so that the job measures this machine (one
+    served from the backend's cache measures nothing); returns the layer with the result."""
+    n = next(_signatures)
+    paint(hints, page, (170, 174, 100, 110), (n, 255 - n, 128))
+    layer = colorize(docker, doc)
+    assert docker.rerun_s is not None
+    return layer
+
+
+def turn_live_on(docker):
+    assert docker.live_switch.isEnabled(), docker.live_switch.toolTip()
+    docker.live_switch.setChecked(True)
+
+
+def live_settled(docker):
+    from inknhue_krita.live import LiveState
+
+    return docker.running is None and not docker.live.pending and docker.live.state is LiveState.IDLE
+
+
+def job_events(docker):
+    """The backend's job events, in order, as (type, job)."""
+    seen = []
+    docker.backend.job_event.connect(lambda event, images: seen.append((event.get("type"), event.get("job"))))
+    return seen
+
+
+def test_live_is_offered_once_a_job_has_measured_this_computer_and_says_why_not(docker, monkeypatch):
+    assert not docker.live_switch.isEnabled()
+    assert "Colorize once to measure this computer's speed" in docker.live_switch.toolTip()
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 60.0)
+    measured(docker, doc, hints, page)
+    assert docker.live_switch.isEnabled() and "updates by itself" in docker.live_switch.toolTip()
+    assert docker.rerun_s < 60.0
+    run_colorize(docker)  # the same hints again: all from the backend's cache, the measure stands
+    assert docker.live_switch.isEnabled()
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 0.0)  # this computer, as if it were slow
+    measured(docker, doc, hints, page)
+    assert not docker.live_switch.isEnabled() and not docker.live_switch.isChecked()
+    tip = docker.live_switch.toolTip()
+    assert tip.startswith("A re-run with new hints takes about ") and "on this computer (CPU)" in tip
+    assert "NVIDIA GPU" in tip
+
+
+def test_live_updates_the_result_layer_in_place_shortly_after_a_stroke(docker, weights, fast_enough):
+    page = drawn()
+    doc, ink = new_document(page)
+    ink_before = ink.pixels.copy()
+    hints = paint_hints(docker, doc, page)  # the hint layer is the active one, as while painting
+    layer = measured(docker, doc, hints, page)
+    turn_live_on(docker)
+    assert docker.live_timer.isActive() and krita.Krita.instance().readSetting("inknhue", "live", "") == "True"
+    writes = layer.writes
+    paint(hints, page, (150, 160, 20, 40), GREEN)
+    pump(lambda: layer.writes > writes and live_settled(docker), timeout=90)
+    assert result_layers(doc) == [layer] and layer.writes == writes + 1  # one layer, written once, in place
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], expected(weights, page, 0.8).final(0.8, "page"))
+    assert doc.activeNode() is hints and "Live: done" in docker.stage.text()
+    np.testing.assert_array_equal(ink.pixels, ink_before)
+    assert [n.name() for n in doc.topLevelNodes()] == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
+    time.sleep(2 * docker.live.grace)
+    pump(lambda: True)
+    assert layer.writes == writes + 1  # nothing new on the hint layer: no run
+    docker.live_switch.setChecked(False)
+    assert not docker.live_timer.isActive()
+
+
+def test_newer_hints_cancel_the_live_run_in_flight_and_the_newest_win(docker, weights, fast_enough):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = measured(docker, doc, hints, page)
+    events = job_events(docker)
+    docker.live.grace = 0.0  # the looks below are the timer's, made by hand so that they fall in the run
+    turn_live_on(docker)
+    writes = layer.writes
+    # strokes no other test paints: the backend's cache would make their run a mere blend
+    paint(hints, page, (150, 160, 20, 40), ORANGE)
+    docker._live_tick()  # a look: the hints changed and are still: a run starts
+    first = docker.running
+    assert first is not None and first.live
+    paint(hints, page, (20, 30, 80, 100), PURPLE)  # a second stroke while the first run is on its way
+    docker._live_tick()
+    assert first.cancelled  # overtaken: cancelled as soon as the backend names its job
+    pump(lambda: any(kind == "cancelled" for kind, _ in events), timeout=60)
+    overtaken = next(job for kind, job in events if kind == "cancelled")
+    pump(lambda: ("result", overtaken) not in events and any(
+        kind == "result" for kind, _ in events[events.index(("cancelled", overtaken)):]) and live_settled(docker),
+        timeout=90)
+    assert layer.writes == writes + 1 and result_layers(doc) == [layer]  # only the newest was written
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], expected(weights, page, 0.8).final(0.8, "page"))
+    assert docker.message.text() == "" and doc.activeNode() is hints  # no "Cancelled." for the artist
+    docker.live_switch.setChecked(False)
+
+
+def test_no_live_run_starts_while_a_stroke_is_in_progress(docker, fast_enough):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = measured(docker, doc, hints, page)
+    turn_live_on(docker)
+    writes = layer.writes
+    doc.stroke_in_progress = True  # the pen is on the canvas (and would be waited for by waitForDone)
+    paint(hints, page, (150, 160, 20, 40), GREEN)
+    deadline = time.monotonic() + 4 * docker.live.grace
+    pump(lambda: time.monotonic() > deadline)
+    assert docker.running is None and layer.writes == writes
+    doc.stroke_in_progress = False  # the pen is lifted
+    pump(lambda: layer.writes > writes and live_settled(docker), timeout=90)
+    docker.live_switch.setChecked(False)
+
+
+def test_turning_live_off_cancels_its_run_in_flight(docker, fast_enough):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = measured(docker, doc, hints, page)
+    events = job_events(docker)
+    docker.live.grace = 0.0
+    turn_live_on(docker)
+    writes = layer.writes
+    paint(hints, page, (150, 160, 20, 40), TEAL)  # not in the backend's cache: a run that takes a while
+    docker._live_tick()
+    assert docker.running is not None and docker.running.live
+    docker.live_switch.setChecked(False)
+    pump(lambda: docker.running is None, timeout=60)
+    assert [kind for kind, _ in events if kind in ("cancelled", "result")] == ["cancelled"] and layer.writes == writes
+    assert krita.Krita.instance().readSetting("inknhue", "live", "") == "False"
+
+
+def test_live_turns_itself_off_with_the_reason_when_runs_become_slow(docker, monkeypatch):
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 60.0)
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    measured(docker, doc, hints, page)
+    turn_live_on(docker)
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 0.0)  # e.g. the max size raised
+    paint(hints, page, (150, 160, 20, 40), GREEN)
+    pump(lambda: not docker.live_switch.isChecked(), timeout=90)
+    assert docker.message.text().startswith("Live colour is off. A re-run with new hints takes about ")
+    assert not docker.live_switch.isEnabled() and not docker.live_timer.isActive()
+    assert krita.Krita.instance().readSetting("inknhue", "live", "") == "False"
+
+
+def test_the_live_switch_comes_back_on_once_live_colour_is_offered_again(docker, fast_enough):
+    krita.Krita.instance().writeSetting("inknhue", "live", "True")  # on when Krita was last closed
+    docker._update_live_offer()
+    assert not docker.live_switch.isChecked()  # nothing measured yet in this Krita
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    measured(docker, doc, hints, page)
+    assert docker.live_switch.isChecked() and docker.live_timer.isActive()
+    docker.live_switch.setChecked(False)
+    colorize(docker, doc)
+    assert not docker.live_switch.isChecked()  # turned off by the artist: it stays off
+
+
+def test_live_colour_that_fails_stops_once_and_says_why(docker, monkeypatch):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.rerun_s = 0.5  # as measured by a Colorize
+    docker._update_live_offer()
+
+    def broken(document, node):
+        raise RuntimeError("the layer went away")
+
+    monkeypatch.setattr("inknhue_krita.document.layer_fingerprint", broken)
+    docker.live_switch.setChecked(True)  # it looks at once, and fails: off, not a dialog every quarter second
+    assert not docker.live_switch.isChecked() and not docker.live_timer.isActive()
+    assert docker.message.text() == "Live colour stopped: the layer went away"
