@@ -194,10 +194,20 @@ class Backend(QtCore.QObject):
                 if callback:
                     callback(header, images)
                 elif header.get("job"):
+                    if header.get("type") == "result" and self.hello.get("models") != "ready":
+                        self._refresh_hello()  # a job ran: the models are loaded; say so now
                     self.job_event.emit(header, images)
         except ServerError as exc:
             log.warning("bad message from the backend: %s", exc)
         self._heartbeat(now)
+
+    def _refresh_hello(self) -> None:
+        from .client import ServerError
+
+        try:
+            self.request({"type": "hello", "protocol": PROTOCOL}, callback=self._on_hello)
+        except ServerError:
+            pass  # the heartbeat notices a backend that is gone
 
     def _heartbeat(self, now: float) -> None:
         """Ping a quiet backend; one that does not answer is lost (and looked for again)."""
