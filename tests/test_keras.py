@@ -63,9 +63,20 @@ def test_outputs_match_tensorflow(name, converted):
     outputs = run(converted[name], inputs)
     model = keras.load(converted[name])
     assert len(outputs) == len(expected)
-    for (layer, _, _), ours, theirs in zip(model.output_names, outputs, expected):
+    for (layer, _, _), ours, theirs in zip(model.output_names, outputs, expected, strict=True):
         assert ours.shape == theirs.shape, layer
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=f"{name}: {layer}")
+
+
+@pytest.mark.parametrize("name", ["conv", "deconv", "pool", "dense", "merge"])
+def test_nchw_contiguous_memory_gives_the_same_outputs(name, converted):
+    inputs, expected = reference(name)
+    model = keras.load(converted[name]).to(memory_format=torch.contiguous_format)
+    model.memory_format = "contiguous"
+    with torch.inference_mode():
+        outputs = model(*inputs)
+    for ours, theirs in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_every_whitelisted_layer_type_is_in_a_fixture():
@@ -142,6 +153,16 @@ def test_converted_files_record_their_source(converted):
     assert graph["source"]["file"] == "conv.h5" and len(graph["source"]["sha256"]) == 64
     assert graph["weights"]["parameters"] == keras.parameter_count(keras.load(converted["conv"])) == 739
     assert not list(converted["conv"].parent.glob(".*.tmp"))
+
+
+def test_up_to_date(tmp_path):
+    source = tmp_path / "tail.net"
+    shutil.copy(DATA / "conv.h5", source)
+    assert not keras.up_to_date(source, tmp_path / "converted" / "tail")
+    keras.convert(source, tmp_path / "converted" / "tail")
+    assert keras.up_to_date(source, tmp_path / "converted" / "tail")
+    shutil.copy(DATA / "deconv.h5", source)  # the user replaced the file
+    assert not keras.up_to_date(source, tmp_path / "converted" / "tail")
 
 
 def test_load_on_another_dtype(converted):

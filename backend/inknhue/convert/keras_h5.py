@@ -529,8 +529,8 @@ def _describe(handle: h5py.File, path: Path, bilinear: str | None) -> KerasFile:
     except runtime.GraphError as exc:
         described.refusals.append(Refusal(name, model_class, f"cannot be built: {exc}"))
         return described
-    described.inputs = [(n, s) for (n, _, _), s in zip(model.input_names, model.input_shapes)]
-    described.outputs = [(n, s) for (n, _, _), s in zip(model.output_names, model.output_shapes)]
+    described.inputs = [(n, s) for (n, _, _), s in zip(model.input_names, model.input_shapes, strict=True)]
+    described.outputs = [(n, s) for (n, _, _), s in zip(model.output_names, model.output_shapes, strict=True)]
     described.graph = graph
     return described
 
@@ -610,7 +610,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, bilinear: str | None
                 raise WeightsError(f"{src.name}: layer {name!r} ({class_name}) has {len(datasets)} weight "
                                    f"tensors in the file, its config needs {len(specs)}")
             key = model.keys.get(name)
-            for (tensor_name, permutation), dataset in zip(specs, datasets):
+            for (tensor_name, permutation), dataset in zip(specs, datasets, strict=True):
                 full = f"layers.{key}.{tensor_name}"
                 shape = tuple(dataset.shape)
                 torch_shape = tuple(shape[i] for i in permutation) if permutation else shape
@@ -637,7 +637,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, bilinear: str | None
                 for block in (struct.pack("<Q", len(header)), header):
                     out.write(block)
                     digest.update(block)
-                for key, torch_shape, dataset, permutation in plan:
+                for _, _, dataset, permutation in plan:
                     array = np.asarray(dataset[()], dtype=np.float32)
                     if permutation:
                         array = array.transpose(permutation)

@@ -47,7 +47,7 @@ def _compare(outputs: list[torch.Tensor], reference: dict[str, np.ndarray]) -> t
     if len(expected) != len(outputs):
         return False, f"{len(outputs)} outputs, the reference has {len(expected)}"
     worst, ok, parts = 0.0, True, []
-    for i, (ours, theirs) in enumerate(zip(outputs, expected)):
+    for i, (ours, theirs) in enumerate(zip(outputs, expected, strict=True)):
         ours = ours.detach().float().cpu().numpy()
         if ours.shape != theirs.shape:
             return False, f"output {i} is shaped {ours.shape}, TensorFlow's {theirs.shape}"

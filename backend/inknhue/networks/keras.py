@@ -35,10 +35,12 @@ semantics (the converter refuses every other type, naming the layer):
 - ZeroPadding2D, Cropping2D (asymmetric), Reshape and Flatten in NHWC order (a Flatten before
   a Dense flattens H, W, C as Keras does), Dropout and SpatialDropout2D (identity), InputLayer.
 
-Inside, a rank-4 tensor is NCHW (torch's convolutions are fastest so; see
-`benchmarks/bench_keras.py`); every other rank keeps Keras's axis order. Axes in configs are
-Keras's and are mapped where a layer uses them. The inputs are permuted at the start and the
-outputs at the end.
+Inside, a rank-4 tensor is NCHW in torch's logical order, kept in channels_last memory with
+channels_last weights (`KerasGraph.memory_format`): on a U-Net of 3x3 convolutions that takes
+0.7 to 0.8 times the time of NCHW-contiguous memory on the CPU, and a literal NHWC port that
+permutes around every layer 1.5 to 3.4 times (`benchmarks/bench_keras.py`). Every other rank
+keeps Keras's axis order. Axes in configs are Keras's and are mapped where a layer uses them.
+The inputs are permuted at the start and the outputs at the end.
 """
 
 from __future__ import annotations
@@ -606,7 +608,7 @@ def _broadcast_shapes(shapes: list[Shape], layer: str) -> Shape:
     for shape in shapes[1:]:
         a, b = (out, shape[1:]) if len(out) >= len(shape) - 1 else (shape[1:], out)
         merged = list(a[:len(a) - len(b)])
-        for i, j in zip(a[len(a) - len(b):], b):
+        for i, j in zip(a[len(a) - len(b):], b, strict=True):
             if i is None or j is None:
                 merged.append(None)
             elif i == 1 or j == 1:
@@ -990,9 +992,19 @@ def _module_key(name: str, taken: set[str]) -> str:
     return key
 
 
+_MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
 class KerasGraph(nn.Module):
     """A Keras functional model as torch runs it. forward(*inputs): NHWC (or (N, C), ...)
-    tensors in the model's input order -> list of outputs in the model's output order."""
+    tensors in the model's input order -> list of outputs in the model's output order.
+
+    `memory_format`: how rank-4 inputs are laid out once permuted to NCHW: "contiguous"
+    (NCHW memory), "channels_last" (NHWC memory, which torch's convolutions then keep; give
+    the weights `model.to(memory_format=torch.channels_last)` too) or None (the permuted view
+    as it is). See benchmarks/bench_keras.py."""
+
+    memory_format: str | None = "channels_last"
 
     def __init__(self, graph: dict):
         super().__init__()
@@ -1131,10 +1143,14 @@ class KerasGraph(nn.Module):
             raise ValueError(f"{self.name} takes {len(self._input_slots)} inputs "
                              f"({', '.join(n for n, _, _ in self.input_names)}), got {len(inputs)}")
         values: list[torch.Tensor | None] = [None] * self._n_slots
-        for slot, x, shape, (name, _, _) in zip(self._input_slots, inputs, self.input_shapes, self.input_names):
+        for slot, x, shape, (name, _, _) in zip(self._input_slots, inputs, self.input_shapes, self.input_names,
+                                                strict=True):
             if x.dim() != len(shape) or (shape[-1] is not None and x.shape[-1] != shape[-1]):
                 raise ValueError(f"input {name!r} must be shaped {_show(shape)}, got {tuple(x.shape)}")
-            values[slot] = to_internal(x)
+            x = to_internal(x)
+            if x.dim() == 4 and self.memory_format is not None:
+                x = x.contiguous(memory_format=_MEMORY_FORMATS[self.memory_format])
+            values[slot] = x
         for key, ins, out, free in self._plan:
             values[out] = self.layers[key](*[values[i] for i in ins])
             for slot in free:
@@ -1218,9 +1234,34 @@ def load(dst: str | os.PathLike, device: str | torch.device = "cpu", dtype: torc
         if not tensor.is_floating_point():
             raise WeightsError(f"{weights_path}: {key} is {tensor.dtype}, not floating point")
     model.load_state_dict(tensors, strict=True, assign=True)
+    del tensors  # the module holds them now; converting them below frees each original in turn
     if dtype is not None:
         model.to(dtype)
+    if model.memory_format == "channels_last":
+        model.to(memory_format=torch.channels_last)
     return model.eval().requires_grad_(False)
+
+
+def up_to_date(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
+    """Whether `dst` is a conversion, by this inkn'hue's graph version, of the file `src` as it
+    is now (its size and sha256 as recorded at conversion)."""
+    import hashlib
+
+    graph_path, weights_path = converted_paths(dst)
+    try:
+        graph = read_graph(graph_path)
+        source = graph.get("source", {})
+        src = Path(src)
+        if graph.get("version") != GRAPH_VERSION or not weights_path.exists() \
+                or source.get("bytes") != src.stat().st_size:
+            return False
+        digest = hashlib.sha256()
+        with open(src, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return source.get("sha256") == digest.hexdigest()
+    except (WeightsError, OSError):
+        return False
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, bilinear: str | None = None):
