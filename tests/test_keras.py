@@ -171,6 +171,55 @@ def test_load_on_another_dtype(converted):
     np.testing.assert_allclose(outputs[0], expected[0], rtol=1e-5, atol=1e-5)
 
 
+def write_keras_2_0_dense_stack(path: Path, layers: int, units: int) -> None:
+    """A Sequential of Dense layers as Keras 2.0 wrote it (a bare list of layer configs),
+    written with h5py: weights of `layers * units * units * 4` bytes."""
+    import h5py
+
+    config = [{"class_name": "Dense", "config": {"name": f"dense_{i + 1}", "units": units, "activation": "relu",
+                                                 "use_bias": True, "trainable": True,
+                                                 **({"batch_input_shape": [None, units]} if i == 0 else {})}}
+              for i in range(layers)]
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.0.8"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": config}).encode()
+        group = f.create_group("model_weights")
+        group.attrs["layer_names"] = [f"dense_{i + 1}".encode() for i in range(layers)]
+        for i in range(layers):
+            layer = group.create_group(f"dense_{i + 1}")
+            layer.attrs["weight_names"] = [f"dense_{i + 1}/kernel:0".encode(), f"dense_{i + 1}/bias:0".encode()]
+            layer[f"dense_{i + 1}/kernel:0"] = rng.normal(0, 0.05, (units, units)).astype(np.float32)
+            layer[f"dense_{i + 1}/bias:0"] = rng.normal(0, 0.05, units).astype(np.float32)
+
+
+def test_conversion_streams_the_weights(tmp_path):
+    """A network is never in memory twice: the peak is about two of its tensors, not all of
+    them (16 kernels of 1 MB here). Also a Keras 2.0 Sequential in its list form."""
+    import tracemalloc
+
+    write_keras_2_0_dense_stack(tmp_path / "stack.h5", layers=16, units=512)
+    tracemalloc.start()
+    try:
+        converted = keras_h5.convert(tmp_path / "stack.h5", tmp_path / "stack")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert converted.parameters == 16 * (512 * 512 + 512)
+    assert peak < 4 * 512 * 512 * 4, f"peak {peak} bytes"
+    x = torch.randn(2, 512)
+    y = keras.load(tmp_path / "stack")(x)[0]
+    import h5py
+
+    with h5py.File(tmp_path / "stack.h5", "r") as f:
+        expected = x.numpy()
+        for i in range(16):
+            group = f[f"model_weights/dense_{i + 1}/dense_{i + 1}"]
+            expected = np.maximum(expected @ group["kernel:0"][()] + group["bias:0"][()], 0)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
 # --- refused -------------------------------------------------------------------------------
 
 def test_a_lambda_is_refused_by_name_and_never_run(tmp_path, monkeypatch, capsys):
