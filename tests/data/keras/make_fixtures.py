@@ -114,6 +114,7 @@ def deconv():
         L.Conv2DTranspose(2, 5, strides=2, padding="same", output_padding=1, name="k5s2_outpad1")(x),
         L.Conv2DTranspose(2, 3, strides=1, padding="same", dilation_rate=2, name="dilated")(x),
         L.Conv2DTranspose(2, (3, 4), strides=(2, 3), padding="same", use_bias=False, name="rect")(x),
+        L.Conv2DTranspose(2, (3, 2), strides=(2, 3), padding="same", name="crop_h_extend_w")(x),
         L.Conv2DTranspose(2, 5, strides=2, padding="valid", output_padding=1, name="k5s2_valid_outpad1")(x),
     ]
     model = keras.Model(x, outs, name="deconv")
