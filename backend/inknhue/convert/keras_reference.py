@@ -13,8 +13,10 @@ For each DIR/NAME.net (or .h5) it writes REF/NAME.npz: seeded random inputs `in0
 TensorFlow's outputs `out0`, `out1`, ... and `tensorflow_version`. Plain arrays only: inkn'hue
 reads them with `allow_pickle=False`.
 
-Loading a model with Keras runs the Python code of its Lambda layers, if it has any; Keras
-refuses that unless --allow-lambda is given. Use it only for files you trust.
+Loading a model with Keras runs the Python code of its Lambda layers, if it has any (tf-keras's
+safe_mode does not stop that for HDF5 files). This script looks for Lambda layers in the
+model's config first and skips such a file unless --allow-lambda is given: use that only for
+files you trust.
 
 TF 2 runs UpSampling2D(interpolation="bilinear") with half-pixel centres, TF 1.14 (what
 Style2Paints V4.5 ran) without; `inspect --reference` converts with the rule of the reference's
@@ -27,6 +29,32 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+
+def lambda_layers(path: Path) -> list[str]:
+    """The names of the Lambda layers in a Keras HDF5 file's model_config (read as JSON)."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        config = f.attrs.get("model_config")
+    if config is None:
+        return []
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "Lambda":
+                found.append(str(value.get("name") or value.get("config", {}).get("name")))
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(json.loads(config.decode("utf-8") if isinstance(config, bytes) else config))
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             if f.read(8) == b"\x89HDF\r\n\x1a\n":
                 with_hdf5.append(path)
     for path in with_hdf5:
+        lambdas = lambda_layers(path)
+        if lambdas and not args.allow_lambda:
+            print(f"{path.name}: skipped: its Lambda layers ({', '.join(lambdas)}) would run Python code "
+                  f"from the file when Keras loads it (--allow-lambda for files you trust)", file=sys.stderr)
+            continue
         try:
-            model = keras.models.load_model(path, compile=False, safe_mode=not args.allow_lambda)
-        except TypeError:  # a tf.keras without safe_mode
             model = keras.models.load_model(path, compile=False)
         except Exception as exc:  # noqa: BLE001 - reported, the other files go on
             print(f"{path.name}: Keras cannot load it: {exc}", file=sys.stderr)
