@@ -405,7 +405,7 @@ def test_inspect_reports_each_file(tmp_path, capsys, monkeypatch):
     assert "image (None, None, None, 3)" in sections["tail.net"]
     assert re.search(r"8  Conv2D\s+supported", sections["tail.net"])
     assert "result: converted: 739 parameters" in sections["tail.net"]
-    assert "runs: inputs (1, 64, 64, 3)" in sections["tail.net"]
+    assert "runs: inputs (1, 128, 128, 3)" in sections["tail.net"]
     assert re.search(r"1  Lambda\s+REFUSED", sections["reader.net"])
     assert "not converted" in sections["reader.net"]
     assert re.search(r"1  LayerNormalization\s+NOT SUPPORTED", sections["head.net"])
@@ -442,5 +442,12 @@ def test_inspect_against_tensorflows_outputs(tmp_path, capsys):
     assert "DIFFER from TensorFlow's" in capsys.readouterr().out
 
 
-def test_inspect_needs_model_files(tmp_path):
+def test_inspect_needs_model_files(tmp_path, capsys):
     assert cli.main(["style2paints", "inspect", str(tmp_path)]) == 1
+    assert "holds no .net or .h5 files" in capsys.readouterr().err
+
+
+def test_inspect_runs_at_the_size_asked(tmp_path, capsys):
+    shutil.copy(DATA / "conv.h5", tmp_path / "tail.net")
+    assert cli.main(["style2paints", "inspect", str(tmp_path / "tail.net"), "--size", "33"]) == 0
+    assert "runs: inputs (1, 33, 33, 3) -> outputs (1, 33, 33, 4), (1, 17, 17, 4)" in capsys.readouterr().out

@@ -203,6 +203,8 @@ def _add_style2paints_commands(commands) -> None:
     inspect.add_argument("--bilinear", choices=("legacy", "half_pixel"),
                          help="UpSampling2D's bilinear rule: legacy (TF <= 1.14) or half_pixel (TF >= 1.15); "
                               "default: by the file's keras_version")
+    inspect.add_argument("--size", type=int, default=128,
+                         help="the height and width of the zero input each model is run on once (default 128)")
 
 
 def _print_progress(event) -> None:
@@ -388,7 +390,7 @@ def cmd_weights(args) -> int:
 def cmd_style2paints(args) -> int:
     from .convert.keras_inspect import inspect_dir
 
-    return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear)
+    return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,9 @@ from ..errors import InputError, WeightsError
 from ..networks import keras as runtime
 from . import keras_h5
 
-#: the side of the spatial axes a model without fixed sizes is run at once
-TRIAL_SIZE = 64
+#: the side of the spatial axes a model without fixed sizes is run at once (Style2Paints works at
+#: multiples of 64; keras_reference.py's default too)
+TRIAL_SIZE = 128
 REFERENCE_SCRIPT = Path(__file__).with_name("keras_reference.py")
 
 
@@ -61,7 +62,7 @@ def _compare(outputs: list[torch.Tensor], reference: dict[str, np.ndarray]) -> t
 
 
 def inspect_file(path: Path, say: Callable[[str], None], reference_dir: Path | None = None,
-                 bilinear: str | None = None) -> bool | None:
+                 bilinear: str | None = None, size: int = TRIAL_SIZE) -> bool | None:
     """Report on one file; True if it converts (and matches the reference if given), False if
     not, None if it is not an HDF5 file at all."""
     try:
@@ -119,7 +120,7 @@ def inspect_file(path: Path, say: Callable[[str], None], reference_dir: Path | N
             return False
         seconds = time.perf_counter() - started
         say(f"  result: converted: {converted.parameters:,} parameters in {seconds:.1f} s")
-        inputs = (_trial_inputs(model) if reference is None else
+        inputs = (_trial_inputs(model, size) if reference is None else
                   [torch.from_numpy(reference[f"in{i}"]) for i in range(len(model.input_shapes))])
         try:
             started = time.perf_counter()
@@ -140,7 +141,7 @@ def inspect_file(path: Path, say: Callable[[str], None], reference_dir: Path | N
 
 
 def inspect_dir(directory: str | Path, say: Callable[[str], None] = print, reference: str | Path | None = None,
-                bilinear: str | None = None) -> int:
+                bilinear: str | None = None, size: int = TRIAL_SIZE) -> int:
     """Report on every .net / .h5 file of a folder (or one file); 0 if all convert, else 1."""
     directory = Path(directory).expanduser()
     if directory.is_file():
@@ -151,12 +152,14 @@ def inspect_dir(directory: str | Path, say: Callable[[str], None] = print, refer
         raise InputError(f"{directory} is not a folder")
     if not files:
         raise InputError(f"{directory} holds no .net or .h5 files")
+    if not 1 <= size <= 4096:
+        raise InputError(f"--size must be between 1 and 4096, got {size}")
     reference_dir = Path(reference).expanduser() if reference else None
     if reference_dir is not None and not reference_dir.is_dir():
         raise InputError(f"--reference {reference_dir} is not a folder")
     results = []
     for path in files:
-        results.append(inspect_file(path, say, reference_dir, bilinear))
+        results.append(inspect_file(path, say, reference_dir, bilinear, size))
         say("")
     models = [r for r in results if r is not None]
     say(f"{sum(bool(r) for r in models)} of {len(models)} Keras files convert"
