@@ -106,8 +106,11 @@ def inspect_file(path: Path, say: Callable[[str], None], reference_dir: Path | N
             with np.load(candidate, allow_pickle=False) as data:
                 reference = {k: data[k] for k in data.files}
             tf_version = str(reference.get("tensorflow_version", ""))
-            if bilinear is None and tf_version and not tf_version.startswith("1."):
+            if bilinear is None and tf_version and not tf_version.startswith("1.") \
+                    and any("bilinear" in note for note in described.notes):
                 bilinear = "half_pixel"  # the reference ran TF 2's UpSampling2D
+                say(f"  note: compared with the half-pixel bilinear rule of the reference's TensorFlow "
+                    f"{tf_version}; the conversion otherwise follows the file's rule")
         else:
             say(f"  reference: {candidate} is missing")
     with tempfile.TemporaryDirectory(prefix="inknhue-keras-") as scratch:
