@@ -180,7 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights_option(path)
     check = weights_sub.add_parser("check", help="load every network strictly and report")
     _add_weights_option(check)
+
+    _add_style2paints_commands(commands)
     return parser
+
+
+def _add_style2paints_commands(commands) -> None:
+    style2paints = commands.add_parser(
+        "style2paints", help="Style2Paints V4.5's networks, from your own copy of its .net files",
+        description="Style2Paints V4.5 ships its networks as Keras HDF5 files (nets/*.net); inkn'hue "
+                    "converts them to safetensors and runs them with torch, never with their Python code.")
+    actions = style2paints.add_subparsers(dest="style2paints_command", required=True, metavar="ACTION")
+    inspect = actions.add_parser(
+        "inspect", help="what inkn'hue makes of a folder of .net files",
+        description="For each .net (or .h5) file in DIR: the Keras version, inputs and outputs, the layer "
+                    "types with counts and whether each is supported, and the conversion's result "
+                    "(converted in a temporary folder, loaded and run once). Exit status 1 if any fails.")
+    inspect.add_argument("directory", metavar="DIR", help="a folder of Keras .net / .h5 files (or one file)")
+    inspect.add_argument("--reference", metavar="REF",
+                         help="a folder of TensorFlow's outputs for the same files (written by "
+                              "inknhue/convert/keras_reference.py) to compare the conversion with")
+    inspect.add_argument("--bilinear", choices=("legacy", "half_pixel"),
+                         help="UpSampling2D's bilinear rule: legacy (TF <= 1.14) or half_pixel (TF >= 1.15); "
+                              "default: by the file's keras_version")
+    inspect.add_argument("--size", type=int, default=128,
+                         help="the height and width of the zero input each model is run on once (default 128)")
 
 
 def _print_progress(event) -> None:
@@ -363,6 +387,12 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def cmd_style2paints(args) -> int:
+    from .convert.keras_inspect import inspect_dir
+
+    return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -371,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("inknhue %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
     try:
         commands = {"colorize": cmd_colorize, "rough": cmd_rough, "serve": cmd_serve, "weights": cmd_weights,
-                    "install": cmd_install, "doctor": cmd_doctor}
+                    "install": cmd_install, "doctor": cmd_doctor, "style2paints": cmd_style2paints}
         return commands[args.command](args)
     except InknhueError as exc:
         log.error("%s", exc)
