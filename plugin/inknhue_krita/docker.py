@@ -12,6 +12,7 @@ from .logic import (HINT_LAYER, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_LAYERS, RESUL
                     Rect, document_format, preview_size, progress_text, progress_value, ratio_to_slider,
                     slider_to_ratio, snap_max_size, work_area)
 from .session import JobState, Placement, Sessions
+from .messages import PROVIDER_NEEDS
 from .protocol import RawImage
 from .qt import Qt, QtWidgets
 
@@ -227,7 +228,15 @@ class InknhueDocker(DockWidget):
             self.provider.addItem(provider["name"], provider["name"])
             self.provider.setItemData(self.provider.count() - 1, provider["description"],
                                       Qt.ItemDataRole.ToolTipRole)
-        self.provider.setCurrentIndex(max(0, self.provider.findData(current)))
+        for provider in hello.get("unavailable_providers", []):  # shown, greyed out, with the reason
+            self.provider.addItem(provider["name"], provider["name"])
+            self.provider.setItemData(self.provider.count() - 1,
+                                      f"{provider['description']}\nNot available: {provider['reason']}",
+                                      Qt.ItemDataRole.ToolTipRole)
+            self.provider.model().item(self.provider.count() - 1).setEnabled(False)
+        index = self.provider.findData(current)
+        offered = index >= 0 and self.provider.model().item(index).isEnabled()
+        self.provider.setCurrentIndex(index if offered else 0)
         self.provider.blockSignals(False)
         layers = hello.get("layers", ["full"])
         for index in range(self.output_layer.count()):  # an older backend makes only the full page
@@ -328,7 +337,7 @@ class InknhueDocker(DockWidget):
         page_node = doc.activeNode()
         source = self.page_source.currentData()
         images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
-        if provider in ("flats", "shader"):
+        if PROVIDER_NEEDS.get(provider) == "hints":
             hints = None
             if self.hints_source.currentData() == "colorize_mask":
                 data = document.colorize_mask_hints(doc, rect)
