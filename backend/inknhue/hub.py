@@ -38,6 +38,7 @@ class DownloadError(WeightsError):
 
 
 def _endpoint() -> str:
+    """The hub's address, read at each call (huggingface_hub reads HF_ENDPOINT once, at import)."""
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
@@ -88,7 +89,8 @@ def expected_files(revision: str | None = None, repo: str = weights.HF_REPO,
     from huggingface_hub import HfApi
 
     try:
-        infos = HfApi().get_paths_info(repo, list(files), revision=revision, repo_type=repo_type)
+        infos = HfApi(endpoint=_endpoint()).get_paths_info(repo, list(files), revision=revision,
+                                                           repo_type=repo_type)
     except Exception as exc:
         raise _hub_error(exc, f"list the weights of {repo}", again) from exc
     by_path = {info.path: info for info in infos}
@@ -210,7 +212,7 @@ def download_files(directory: Path, repo: str, files: tuple[str, ...], revision:
         resumed = part.stat().st_size if part.exists() else 0
         report(f"{expected.path}: downloading {expected.size / 1e6:.1f} MB"
                + (f" (resuming at {resumed / 1e6:.1f} MB)" if resumed else ""))
-        url = hf_hub_url(repo, expected.path, revision=revision, repo_type=repo_type)
+        url = hf_hub_url(repo, expected.path, revision=revision, repo_type=repo_type, endpoint=_endpoint())
         try:
             _fetch(url, part, expected)
         except Exception as exc:

@@ -59,7 +59,7 @@ def notice(weights_dir: Path, from_dir: Path | None = None) -> str:
 
 
 def agree(weights_dir: Path, from_dir: Path | None, accept_terms: bool, say: Callable[[str], None],
-          ask: Callable[[str], str] = input, interactive: Callable[[], bool] | None = None) -> None:
+          ask: Callable[[str], str] | None = None, interactive: Callable[[], bool] | None = None) -> None:
     """Show the notice; go on only with --accept-terms or a 'y' typed at a terminal."""
     say(notice(weights_dir, from_dir))
     if accept_terms:
@@ -70,7 +70,7 @@ def agree(weights_dir: Path, from_dir: Path | None, accept_terms: bool, say: Cal
         raise InputError("Style2Paints' networks come only with your agreement to their author's terms: "
                          "run this in a terminal to answer, or add --accept-terms to say you accept them")
     try:
-        answer = ask("Do you accept these terms? [y/N] ")
+        answer = (ask or input)("Do you accept these terms? [y/N] ")
     except EOFError:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
@@ -103,18 +103,20 @@ def _convert(keras, source: Path, weights_dir: Path, name: str) -> Path:
     scratch.mkdir(parents=True)
     target = weights.style2paints_file(weights_dir, name)
     try:
-        keras.convert(source, scratch / target.name)
-    except InknhueError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (one line for the user)
-        raise WeightsError(f"{source} could not be converted ({type(exc).__name__}: {exc}); is it Style2Paints "
-                           f"V4.5's {name}.net? Run `{again_command()}` again") from exc
-    made = sorted(scratch.iterdir(), key=lambda path: path.name == target.name)
-    if not made or made[-1].name != target.name:
-        raise WeightsError(f"converting {source} wrote no {target.name}")
-    for path in made:
-        os.replace(path, folder / path.name)
-    shutil.rmtree(folder / ".converting", ignore_errors=True)
+        try:
+            keras.convert(source, scratch / target.name)
+        except InknhueError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (one line for the user)
+            raise WeightsError(f"{source} could not be converted ({type(exc).__name__}: {exc}); is it "
+                               f"Style2Paints V4.5's {name}.net? Run `{again_command()}` again") from exc
+        made = sorted(scratch.iterdir(), key=lambda path: path.name == target.name)
+        if not made or made[-1].name != target.name:
+            raise WeightsError(f"converting {source} wrote no {target.name}")
+        for path in made:
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(folder / ".converting", ignore_errors=True)
     return target
 
 

@@ -401,23 +401,29 @@ def tone_points(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return points[0], points[1], points[2]
 
 
-def match_tones(image: np.ndarray, target: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """Each channel through the parabola that takes its own dark, mean and bright levels to
-    `target`'s (three-point Lagrange interpolation), clipped to 0-255 [go_hdr, f2].
+def tone_curve(x: np.ndarray, source, target) -> np.ndarray:
+    """Each channel through the parabola that takes the three `source` levels to the three
+    `target` levels (three-point Lagrange interpolation) [f2]; levels are 1 x 1 x 3.
 
-    Where a channel's three levels are not distinct (a flat channel) the original divides
-    by zero; such a channel is shifted so its mean lands on the target mean instead."""
-    x1, x2, x3 = tone_points(image)
+    Where a channel's source levels are not distinct (a flat channel) the original divides
+    by zero; such a channel is shifted so its mean level lands on the target's instead."""
+    x1, x2, x3 = source
     y1, y2, y3 = target
-    x = image.astype(np.float32)
+    x = np.asarray(x, np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         mapped = (y1 * ((x - x2) * (x - x3)) / ((x1 - x2) * (x1 - x3))
                   + y2 * ((x - x1) * (x - x3)) / ((x2 - x1) * (x2 - x3))
                   + y3 * ((x - x1) * (x - x2)) / ((x3 - x1) * (x3 - x2)))
-    flat = ((x1 == x2) | (x2 == x3) | (x1 == x3)).reshape(3)
+    flat = ((x1 == x2) | (x2 == x3) | (x1 == x3)).reshape(-1)
     for c in np.flatnonzero(flat):
-        mapped[:, :, c] = x[:, :, c] - x2[0, 0, c] + y2[0, 0, c]
-    return mapped.clip(0, 255)
+        mapped[..., c] = x[..., c] - x2.reshape(-1)[c] + y2.reshape(-1)[c]
+    return mapped
+
+
+def match_tones(image: np.ndarray, target) -> np.ndarray:
+    """The image's own dark, mean and bright levels taken to `target`'s (the head's), clipped
+    to 0-255 [go_hdr]."""
+    return tone_curve(image, tone_points(image), target).clip(0, 255)
 
 
 def yuv_blend(bgr: np.ndarray, page: np.ndarray) -> np.ndarray:
