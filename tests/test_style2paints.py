@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -399,7 +398,8 @@ def test_the_networks_get_what_the_original_feeds_them():
     np.testing.assert_allclose(middle, np.array(RED[::-1]) / 127.5 - 1, atol=1e-6)
     assert hints[0, 50, 50].abs().max() == 0
     (first, hints_again, *vectors_again), _ = nets.neck.calls[0]
-    assert torch.equal(hints_again, hints) and all(torch.equal(a, b) for a, b in zip(vectors, vectors_again))
+    assert torch.equal(hints_again, hints)
+    assert all(torch.equal(a, b) for a, b in zip(vectors, vectors_again, strict=True))
     head_colours = s2p.decode_vgg(head_out[-1][0].numpy())
     assert head_colours.shape[:2] == (768, 512)  # the stand-in head answers at half size
     grey = s2p.to_grey(head_colours / 255.0)
@@ -742,3 +742,13 @@ def test_agreement_functions_directly():
     with pytest.raises(InputError, match="terms not accepted"):
         style2paints_weights.agree(Path("w"), None, False, said.append, ask=closed, interactive=lambda: True)
     assert all("lllyasviel" in text for text in said)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_provider_gives_what_it_gives_on_the_cpu(result):
+    page, out = result
+    nets = networks()
+    cuda = s2p.Networks(device=torch.device("cuda"), **{name: getattr(nets, name).to("cuda")
+                                                        for name in s2p.NETWORKS})
+    on_gpu = s2p.colourise(page.rgb, page.hints, REFERENCE, cuda)
+    assert np.abs(on_gpu.astype(int) - out).mean() < 1.0

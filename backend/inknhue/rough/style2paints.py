@@ -204,7 +204,7 @@ def run_tail(sketch: np.ndarray, tail) -> np.ndarray:
             inputs = np.stack([padded[rows[r][0]:rows[r][1] + 2 * c, cols[k][0]:cols[k][1] + 2 * c]
                                for r, k in batch])
             outputs = tail(inputs)
-            for (r, k), out in zip(batch, outputs):
+            for (r, k), out in zip(batch, outputs, strict=True):
                 piece = out[TILE_CROP:-TILE_CROP, TILE_CROP:-TILE_CROP]
                 if piece.shape[:2] != (2 * th, 2 * tw):
                     raise WeightsError(f"the Style2Paints tail network returned {out.shape[1]}x{out.shape[0]} "
