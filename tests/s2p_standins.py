@@ -3,9 +3,9 @@
 They keep the interface of `inknhue.networks.keras.load(...)`'s modules (NHWC float tensors
 in, one per model input, a list of NHWC outputs back) and the shapes the provider relies
 on, with fixed weights that make the pipeline's effects visible:
-- tail: 2x upsampling plus 2 px a side (a ConvTranspose2d, kernel 4, stride 2, as the real
-  tail's output size shows: 2 x + 2), each input pixel copied to the 2x2 block the
-  provider keeps after cutting 41 px;
+- tail: 2 n + 2 px out for n in (a ConvTranspose2d, kernel 4, stride 2), as the real tail's
+  output must be for the original's cut of 41 px to leave twice the tile; each input pixel
+  is copied to the 2x2 block that the cut keeps;
 - reader: two feature maps (4 and 8 channels), so the head gets two vectors;
 - head and neck: spread each hint colour over 31 px (a box average of the hinted
   pixels), white where no hint reaches, tinted a little by the reference's vectors, the

@@ -28,7 +28,7 @@ Channel order: the server decodes every image with OpenCV (BGR) and builds the h
 as B, G, R, A. Its `VGG2RGB(x) = (x + [103.939, 116.779, 123.68])[..., ::-1]` gives an
 array that `cv2.imwrite` stores with the hints' colours in the right channels: in the
 example room `game/rooms/H18M40S38` of the repository, the points of colour (R, G, B) =
-(158, 139, 130) come out as about (151, 134, 137) in `H18M41S44.smoothed_careless.png`,
+(158, 139, 130) come out as about (152, 133, 138) in `H18M41S44.smoothed_careless.png`,
 and the skin point (255, 230, 200) as (254, 254, 211). So what `decode_vgg` returns is in
 the pipeline's BGR order, whatever the name VGG2RGB says; `to_grey` weighs it as the
 original's `ToGray` does (0.30 on the first channel).
@@ -183,8 +183,9 @@ def run_tail(sketch: np.ndarray, tail) -> np.ndarray:
 
     The sketch is copied to three channels, padded by 20 px (edge-inclusive mirror,
     numpy's 'symmetric'), scaled to [0, 1] and cut into the spans of `tiles` with 20 px of
-    context each side. `tail` (NHWC float32 -> NHWC float32) returns 2 x + 2 px a side;
-    41 px are cut from each edge, which leaves twice the tile. The outputs are joined,
+    context each side. `tail` (NHWC float32 -> NHWC float32) returns 2 n + 2 px for n (as
+    V4.5's example room shows: a 600 x 512 page gives a 1200 x 1024 sketch); 41 px are cut
+    from each edge, which leaves twice the tile. The outputs are joined,
     scaled to 8 bits (truncated), and averaged over the channels; the server then stores
     the mean as sketch.png, which rounds it to 8 bits (kept here; inkn'hue's dataset script
     keeps the float mean, a difference below one level)."""
