@@ -13,7 +13,8 @@ lllyasviel/style2paints; its names are given in brackets.
       sketch: min_resize 512 [min_resize] -> channel minimum -> cli_norm -> tail on 64-px tiles
               with 20 px of context [go_tail], which doubles the size (short side 1024) ->
               channel mean, rounded to 8 bits (the server stores it as sketch.png)
-      page:   grey, resized to the sketch -> normalise_page (the `origin` of request_result)
+      page:   grey (OpenCV's BGR2GRAY, as inkn'hue's dataset script; the server re-reads its
+              origin.png as greyscale) -> normalise_page at the sketch's size [request_result]
     reference (or the page) --flatten_alpha--> saturate x2 [s_enhance] -> k_resize 14: short
               side 224, long side a multiple of 64 -> reader; feature maps averaged to vectors
     strokes --stroke_hint_map--> 5x5 squares on the head's grid [opreate_normal_hint]
