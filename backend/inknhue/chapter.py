@@ -398,6 +398,7 @@ class _Here:
         self.engine = Engine(args.weights, args.device)
         self.engine.check_weights()
         self.provider = get_provider(plan.prior)
+        self.provider.require(self.engine.weights_dir)
         self.loaded = False
 
     def colorize(self, request, stage: StageReport):

@@ -53,7 +53,9 @@ def _add_page_options(parser: argparse.ArgumentParser, chapter: bool = False) ->
                              + ("; for a chapter, a folder of them matched by name" if chapter else ""))
     parser.add_argument("--prior", choices=PROVIDER_NAMES,
                         help="where the rough colours come from: flats (default with --hints), "
-                             "shader (the shading network guided by the hints), image (--rough)")
+                             "shader (the shading network guided by the hints), image (--rough), "
+                             "style2paints (Style2Paints V4.5 from the hints and --reference; "
+                             "needs `inknhue weights download --style2paints`)")
     parser.add_argument("--rough", metavar="ROUGH",
                         help="a rough-colour image of the same page (e.g. Style2Paints V4.5 output)"
                              + ("; for a chapter, a folder of them matched by name" if chapter else ""))
@@ -175,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
     download = weights_sub.add_parser("download", help=f"fetch the released weights from {weights.HF_REPO}")
     download.add_argument("--revision", help="a branch, tag or commit of the hub repo (default: main)")
+    download.add_argument("--style2paints", action="store_true",
+                          help="instead: Style2Paints V4.5's networks for --prior style2paints, after showing "
+                               "where they come from and their author's terms, and only if you accept them")
+    download.add_argument("--accept-terms", action="store_true",
+                          help="with --style2paints: accept the terms without being asked (for scripts)")
+    download.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                          help="with --style2paints: convert the .net files you already have in DIR instead "
+                               "of downloading them")
     _add_weights_option(download)
     path = weights_sub.add_parser("path", help="print the weights folder in use")
     _add_weights_option(path)
@@ -260,6 +270,7 @@ def _colorize_page(args) -> int:
         return _colorize_on_server(args, page, provider, request)
     engine = Engine(args.weights, args.device)
     engine.check_weights()
+    provider.require(engine.weights_dir)
     _say(f"loading weights from {engine.weights_dir} on {engine.device.type}")
     _say(f"[0/{len(STAGES)}] load      {engine.load():6.2f} s")
     started = time.perf_counter()
@@ -353,6 +364,7 @@ def cmd_rough(args) -> int:
 
     page, provider, request = _rough_inputs(args)
     engine = Engine(args.weights, args.device)
+    provider.require(engine.weights_dir)
     started = time.perf_counter()
     rough = resize_to(provider(request, engine), page.shape[1], page.shape[0])
     write_image(rough, args.output)
@@ -370,7 +382,16 @@ def cmd_weights(args) -> int:
             _say(f"missing: {', '.join(missing)}; {weights.HOW_TO_GET}")
             return 1
         return 0
+    if args.weights_command == "download" and args.style2paints:
+        from . import style2paints_weights
+
+        style2paints_weights.agree(directory, args.from_dir, args.accept_terms, _say)
+        style2paints_weights.obtain(directory, args.from_dir, args.revision, report=_say)
+        _say(f"Style2Paints networks ready in {directory / weights.STYLE2PAINTS}: --prior style2paints")
+        return 0
     if args.weights_command == "download":
+        if args.accept_terms or args.from_dir:
+            raise InputError("--accept-terms and --from go with --style2paints")
         from . import hub
 
         _say(f"downloading {weights.HF_REPO} into {directory}")

@@ -9,4 +9,5 @@ MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 2048
 #: beyond it the VAE's full-resolution levels outgrow a 24 GB machine
 MAX_WORKING_PIXELS = 2048 * 3328
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-PROVIDER_NAMES = ("flats", "shader", "image")  #: the rough-colour providers (inknhue.rough)
+#: the rough-colour providers (inknhue.rough); style2paints runs only where its networks were fetched
+PROVIDER_NAMES = ("flats", "shader", "image", "style2paints")

@@ -13,6 +13,7 @@ from .live import POLL_S, Action, LiveScheduler, live_unavailable, rerun_estimat
 from .logic import (HINT_LAYER, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_LAYERS, RESULT_LAYER, BlendThrottle, Format,
                     Rect, document_format, preview_size, progress_text, progress_value, ratio_to_slider,
                     slider_to_ratio, snap_max_size, work_area)
+from .messages import PROVIDER_NEEDS
 from .session import Placement, Sessions
 from .protocol import RawImage
 from .qt import Qt, QtCore, QtWidgets
@@ -247,7 +248,15 @@ class InknhueDocker(DockWidget):
             self.provider.addItem(provider["name"], provider["name"])
             self.provider.setItemData(self.provider.count() - 1, provider["description"],
                                       Qt.ItemDataRole.ToolTipRole)
-        self.provider.setCurrentIndex(max(0, self.provider.findData(current)))
+        for provider in hello.get("unavailable_providers", []):  # shown, greyed out, with the reason
+            self.provider.addItem(provider["name"], provider["name"])
+            self.provider.setItemData(self.provider.count() - 1,
+                                      f"{provider['description']}\nNot available: {provider['reason']}",
+                                      Qt.ItemDataRole.ToolTipRole)
+            self.provider.model().item(self.provider.count() - 1).setEnabled(False)
+        index = self.provider.findData(current)
+        offered = index >= 0 and self.provider.model().item(index).isEnabled()
+        self.provider.setCurrentIndex(index if offered else 0)
         self.provider.blockSignals(False)
         layers = hello.get("layers", ["full"])
         for index in range(self.output_layer.count()):  # an older backend makes only the full page
@@ -365,7 +374,7 @@ class InknhueDocker(DockWidget):
         hints_node = document.find_layer(doc, HINT_LAYER)
         seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None else None
         hints = None
-        if provider in ("flats", "shader"):
+        if PROVIDER_NEEDS.get(provider) == "hints":
             if self.hints_source.currentData() == "colorize_mask":
                 data = document.colorize_mask_hints(doc, rect)
                 if data is None:

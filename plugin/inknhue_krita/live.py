@@ -51,6 +51,7 @@ from enum import Enum
 from typing import Callable
 
 from .logic import Rect
+from .messages import PROVIDER_NEEDS
 
 POLL_S = 0.25          #: how often the hint layer is looked at while Live is on
 GRACE_S = 0.4          #: hints still for this long: the pen is lifted
@@ -183,8 +184,8 @@ def live_unavailable(estimate: float | None, device: dict | None = None, provide
                      hints_source: str = "layer", cached: bool = False) -> str:
     """Why Live is not offered, in the artist's words; "" when it is. `cached`: jobs came back,
     but from the backend's cache, so none measured a re-run."""
-    if provider not in ("flats", "shader"):
-        return "Live colour follows the hint layer: choose the flats or shader rough colours."
+    if PROVIDER_NEEDS.get(provider) != "hints":
+        return "Live colour follows the hint layer: choose rough colours made from your strokes."
     if hints_source != "layer":
         return "Live colour follows the hint layer: choose Hints: Hint layer."
     if estimate is None:

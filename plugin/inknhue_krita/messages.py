@@ -19,7 +19,7 @@ LAYERS = ("full", "colour")
 #: the rough-colour providers' names are the server's business; the field is checked for shape here
 MAX_NAME_CHARS = 32
 #: what each provider needs besides the page (the server's `hello` lists the providers)
-PROVIDER_NEEDS = {"flats": "hints", "shader": "hints", "image": "rough"}
+PROVIDER_NEEDS = {"flats": "hints", "shader": "hints", "image": "rough", "style2paints": "hints"}
 
 
 def bool_field(header: dict, key: str, default: bool = False, where: str = "") -> bool:

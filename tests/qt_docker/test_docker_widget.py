@@ -12,6 +12,7 @@ import pytest
 
 from drawing import Page
 from inknhue.pipeline import Engine
+from inknhue_krita.qt import Qt
 from inknhue.rough import RoughRequest, get_provider
 from parity import write_released_layout
 
@@ -117,7 +118,26 @@ def colorize(docker, doc):
 
 def test_the_panel_shows_the_backend_and_its_providers(docker):
     assert "connected" in docker.status.text()
-    assert [docker.provider.itemData(i) for i in range(docker.provider.count())] == ["flats", "shader", "image"]
+    offered = [docker.provider.itemData(i) for i in range(docker.provider.count())
+               if docker.provider.model().item(i).isEnabled()]
+    assert offered == ["flats", "shader", "image"]  # no Style2Paints networks in the test weights
+
+
+def test_unavailable_providers_are_shown_greyed_out_with_the_reason(docker):
+    hello = dict(docker.backend.hello)
+    hello["providers"] = [{"name": "flats", "description": "strokes into regions", "needs_weights": False}]
+    hello["unavailable_providers"] = [{"name": "style2paints", "description": "Style2Paints V4.5",
+                                       "reason": "its networks are missing: run the download"}]
+    docker.provider.setCurrentIndex(docker.provider.findData("flats"))
+    docker._on_hello(hello)
+    assert [docker.provider.itemData(i) for i in range(docker.provider.count())] == ["flats", "style2paints"]
+    assert not docker.provider.model().item(1).isEnabled()
+    assert docker.provider.itemData(1, Qt.ItemDataRole.ToolTipRole) == \
+        "Style2Paints V4.5\nNot available: its networks are missing: run the download"
+    docker.provider.setCurrentIndex(1)  # e.g. the saved choice, from when it was available
+    docker._on_hello(hello)
+    assert docker.provider.currentData() == "flats"  # never a greyed-out choice
+    docker._on_hello(docker.backend.hello)
 
 
 def test_colorize_adds_a_colour_layer_and_leaves_the_artists_layers_alone(docker, weights):

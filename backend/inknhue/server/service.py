@@ -267,13 +267,21 @@ class Server:
             log.exception("handling a request failed")
             self._error(client, "internal", f"internal error: {shown(exc, 200)}", request_id)
 
+    def _unavailable_providers(self) -> dict[str, str]:
+        reasons = {name: PROVIDERS[name].unavailable(self.engine.weights_dir) for name in PROVIDER_NAMES}
+        return {name: reason for name, reason in reasons.items() if reason}
+
     def _on_hello(self, client, request_id, header, images):
         missing = weights.missing_files(self.engine.weights_dir)
+        unavailable = self._unavailable_providers()
         self._send(client, {
             "type": "hello", "re": request_id, "protocol": protocol.PROTOCOL, "version": __version__,
             "device": self.engine.describe(),
+            # Only providers that can run are offered; the others, with why, for newer plugins.
             "providers": [{"name": name, "description": PROVIDERS[name].description,
-                           "needs_weights": name == "shader"} for name in PROVIDER_NAMES],
+                           "needs_weights": name == "shader"} for name in PROVIDER_NAMES if name not in unavailable],
+            "unavailable_providers": [{"name": name, "description": PROVIDERS[name].description,
+                                       "reason": reason} for name, reason in unavailable.items()],
             "weights": {"present": not missing, "missing": missing, "folder": str(self.engine.weights_dir)},
             "models": self.models,
             "lease": self.lease.seconds,
@@ -311,6 +319,9 @@ class Server:
             raise ProtocolError("bad_input", f"unknown provider {shown(request.provider)}; "
                                              f"known: {', '.join(PROVIDERS)}")
         self._check_models()
+        reason = PROVIDERS[request.provider].unavailable(self.engine.weights_dir)
+        if reason:
+            raise ProtocolError("weights", f"the '{request.provider}' provider is not available: {reason}")
         page = images["page"]
         check_work_size(page.width, page.height, request.max_size)  # before anything is allocated
         if request.output.size == "page":
