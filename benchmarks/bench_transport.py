@@ -48,7 +48,7 @@ def main():
         for curve in (False, True):
             router, dealer, identity = pair(context, curve)
 
-            def send_one():
+            def send_one(router=router, dealer=dealer, identity=identity, payload=payload):
                 router.send_multipart([identity, payload], copy=False)
                 dealer.recv(copy=False)
 

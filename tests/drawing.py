@@ -68,3 +68,33 @@ def share(rgb: np.ndarray, mask: np.ndarray, colour, tolerance=3) -> float:
     """The fraction of the masked pixels that are `colour`."""
     close = (np.abs(rgb.astype(int) - np.array(colour)) <= tolerance).all(axis=-1)
     return float(close[mask].mean())
+
+
+def print_page(width: int = 2480, height: int = 3508, seed: int = 0) -> np.ndarray:
+    """An A4 page at 300 dpi as an artist inks it: panels and figures in 1-2 px lines,
+    small lettering, and a screentone patch. H x W uint8 grey."""
+    rng = np.random.default_rng(seed)
+    grey = np.full((height, width), 255, np.uint8)
+    for x0, y0, x1, y1 in ((100, 100, 2380, 1700), (100, 1800, 1200, 3400), (1280, 1800, 2380, 3400)):
+        cv2.rectangle(grey, (x0, y0), (x1, y1), INK, 2)
+    for _ in range(80):
+        centre = (int(rng.integers(200, width - 200)), int(rng.integers(200, height - 200)))
+        cv2.circle(grey, centre, int(rng.integers(30, 300)), INK, int(rng.integers(1, 3)), lineType=cv2.LINE_AA)
+    for i in range(30):  # speech-balloon lettering, about 20 px tall
+        cv2.putText(grey, "INK AND HUE 123", (150 + (i % 3) * 700, 300 + (i // 3) * 120),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.9, INK, 2, cv2.LINE_AA)
+    yy, xx = np.mgrid[0:600, 0:800]
+    grey[2000:2600, 1400:2200][((yy % 8) < 3) & ((xx % 8) < 3)] = 60
+    return grey
+
+
+def region_colours(grey: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A colourist's flats for a page: each paper region between the lines its own colour,
+    each ink pixel that of the nearest paper. H x W x 3 float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    paper = (grey > 128).astype(np.uint8)
+    count, labels = cv2.connectedComponents(paper, connectivity=4)
+    palette = rng.integers(90, 256, (count, 3)).astype(np.float32) / 255
+    _, nearest = cv2.distanceTransformWithLabels(1 - paper, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    source = np.flatnonzero(paper)[nearest.ravel() - 1].reshape(grey.shape)
+    return palette[labels.ravel()[source]]

@@ -1,7 +1,8 @@
 """A local stand-in for the Hugging Face hub's file endpoints (point HF_ENDPOINT at it).
 
 Serves a folder as the repo: `POST /api/models/{repo}/paths-info/{rev}` (sizes and digests,
-*.ckpt as LFS files) and `GET /{repo}/resolve/{rev}/{path}` with HTTP Range support.
+*.ckpt as LFS files) and `GET /{repo}/resolve/{rev}/{path}` with HTTP Range support; as a
+Space (`repo_type="space"`), `/api/spaces/{repo}/...` and `/spaces/{repo}/resolve/...`.
 It can cut a transfer short (`cut_after`) or serve damaged bytes (`corrupt`).
 """
 
@@ -16,8 +17,10 @@ from pathlib import Path
 
 
 class FakeHub:
-    def __init__(self, root: Path, repo: str):
-        self.root, self.repo = root, repo
+    def __init__(self, root: Path, repo: str, repo_type: str = "model", lfs: tuple[str, ...] = (".ckpt",)):
+        self.root, self.repo, self.lfs = root, repo, lfs
+        info_prefix = f"/api/{repo_type}s/{repo}/paths-info/"
+        resolve_prefix = f"/{repo}/resolve/" if repo_type == "model" else f"/{repo_type}s/{repo}/resolve/"
         self.cut_after: dict[str, int] = {}   # path -> bytes to send before dropping the connection
         self.corrupt: set[str] = set()        # paths served with a flipped byte
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
@@ -31,7 +34,7 @@ class FakeHub:
                 length = int(self.headers.get("Content-Length", 0))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 hub.requests.append(("POST", self.path, None))
-                if not self.path.startswith(f"/api/models/{hub.repo}/paths-info/"):
+                if not self.path.startswith(info_prefix):
                     return self.send_error(404)
                 body = json.dumps([hub.info(p) for p in form.get("paths", []) if (hub.root / p).is_file()])
                 self.send_response(200)
@@ -41,7 +44,7 @@ class FakeHub:
                 self.wfile.write(body.encode())
 
             def do_GET(self):
-                prefix = f"/{hub.repo}/resolve/"
+                prefix = resolve_prefix
                 hub.requests.append(("GET", self.path, self.headers.get("Range")))
                 if not self.path.startswith(prefix):
                     return self.send_error(404)
@@ -80,7 +83,7 @@ class FakeHub:
         data = (self.root / rel).read_bytes()
         blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
         entry = {"type": "file", "path": rel, "size": len(data), "oid": blob}
-        if rel.endswith(".ckpt"):
+        if rel.endswith(self.lfs):
             entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
         return entry
 

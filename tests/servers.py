@@ -36,7 +36,8 @@ def curve_socket(curve: dict, kind=None):
 
 def array(image: RawImage) -> np.ndarray:
     channels = {"L": 1, "RGB": 3, "RGBA": 4, "BGRA": 4}[image.channels]
-    return np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, channels)
+    dtype = {"uint8": np.uint8, "uint16": "<u2", "float16": "<f2", "float32": "<f4"}[image.dtype]
+    return np.frombuffer(image.data, dtype).reshape(image.height, image.width, channels)
 
 
 class ServerProcess:

@@ -184,3 +184,30 @@ def test_engine_in_bands_reuses_cached_conditions_for_new_rough_colours(parity_w
         expected = untiled.colorize(page, get_provider("image"), request, max_size=64)
         assert np.abs(got.generated.astype(int) - expected.generated.astype(int)).max() <= 1
     assert "condition" not in got.ran  # the recipe came from the cache
+
+
+
+@pytest.mark.parametrize("rows,lean", [(3, True), (5, False)])
+def test_bands_count_the_work_they_do_and_planned_it_on_the_meta_device(vae, rows, lean):
+    """Progress (progress.py) sees the functional convolutions of bands as module calls, and
+    the engine plans a banded stage's total (halos and recomputation included) on meta tensors."""
+    from inknhue.progress import measure_work
+
+    def passes(net, x, z):
+        conditions = []
+        return [measure_work(lambda: conditions.extend(banded.condition(plan(rows, lean), net, x))),
+                measure_work(lambda: banded.encode(plan(rows, lean), net, x)),
+                measure_work(lambda: banded.decode(plan(rows, lean), net, z, conditions))]
+
+    x = image(40, 56, seed=4)
+    z = torch.randn(1, 4, 5, 7, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        done = passes(vae, x, z)
+        conditions = vae.condition(x)
+        untiled = [measure_work(lambda: vae.condition(x)), measure_work(lambda: vae.encode(x)),
+                   measure_work(lambda: vae.decode(z, conditions))]
+    with torch.device("meta"), torch.inference_mode():
+        meta_vae = AlignmentVAE(vae.config)
+        planned = passes(meta_vae, torch.empty(x.shape), torch.empty(z.shape))
+    assert done == planned
+    assert all(d >= u for d, u in zip(done, untiled, strict=True))

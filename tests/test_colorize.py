@@ -47,6 +47,16 @@ def test_working_output_size_is_what_the_network_made(files, parity_weights):
     assert Image.open(files / "out.png").size == (64, 96)
 
 
+def test_the_colour_layer_multiplied_by_the_page_gives_the_full_result(files, parity_weights):
+    assert colorize(files, parity_weights, out="full.png") == 0
+    assert colorize(files, parity_weights, "--layer", "colour", out="colour.png") == 0
+    full, colour = (np.asarray(Image.open(files / n)).astype(int) for n in ("full.png", "colour.png"))
+    page = np.asarray(Image.open(files / "page.png").convert("L")).astype(int)
+    assert colour.shape == full.shape == (150, 100, 3)
+    assert np.abs(np.rint(colour * page[..., None] / 255) - full).max() <= 1
+    assert not np.array_equal(colour, full)
+
+
 def test_ratio_one_keeps_the_rough_hues_and_zero_the_vae_colours(files, parity_weights):
     colorize(files, parity_weights, "--output-size", "working", "--ratio", "0", out="r0.png")
     colorize(files, parity_weights, "--output-size", "working", "--ratio", "1", out="r1.png")

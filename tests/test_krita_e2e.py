@@ -3,16 +3,18 @@
 The plugin is installed into a throwaway HOME with a driver plugin (tests/e2e/) that
 paints a page and hints, presses Colorize, moves the ratio slider and quits Krita. The
 backend is a real `inknhue serve` with the parity weights on the CPU, started by the
-plugin from the installer's configuration. Needs `krita` and `xvfb-run` (.ci/run installs
+plugin from the installer's configuration. Needs `krita` and `Xvfb` (.ci/run installs
 them); elsewhere these tests are skipped, unless INKNHUE_REQUIRE_KRITA=1 makes that an error.
 """
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +30,35 @@ from build_plugin_zip import build as build_plugin_zip  # noqa: E402
 ARTIFACTS = ROOT / "artifacts"
 INKNHUE = Path(sys.executable).parent / "inknhue"
 
-if not (shutil.which("krita") and shutil.which("xvfb-run")):
+if not (shutil.which("krita") and shutil.which("Xvfb")):
     if os.environ.get("INKNHUE_REQUIRE_KRITA") == "1":
-        raise RuntimeError("krita and xvfb-run are required here (apt-get install krita xvfb xauth python3-zmq)")
-    pytest.skip("a real Krita and xvfb-run are not installed", allow_module_level=True)
+        raise RuntimeError("krita and Xvfb are required here (apt-get install krita xvfb xauth python3-zmq)")
+    pytest.skip("a real Krita and Xvfb are not installed", allow_module_level=True)
+
+
+@contextmanager
+def virtual_screen(size: str = "1600x1000x24"):
+    """An Xvfb of our own; it picks a free display itself and tells us which (-displayfd),
+    so another X server on the machine cannot make us connect to the wrong one."""
+    read, write = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", size, "-nolisten", "tcp"],
+                              pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            ready, _, _ = select.select([pipe], [], [], 30)
+            display = pipe.readline().strip() if ready else ""
+        if not display.isdigit():
+            raise RuntimeError(f"Xvfb did not start: {server.stderr.read1(2000).decode(errors='replace')}")
+        yield f":{display}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stderr.close()
 
 
 def krita_home(root: Path, with_backend: bool, weights: Path) -> dict:
@@ -66,8 +93,9 @@ def run_krita(root: Path, env: dict, spec: dict, timeout: int = 240) -> dict:
     spec = dict(spec, report=str(root / "report.json"), folder=str(root))
     (root / "spec.json").write_text(json.dumps(spec))
     env = dict(env, INKNHUE_E2E_SPEC=str(root / "spec.json"))
-    done = subprocess.run(["timeout", str(timeout), "xvfb-run", "-a", "-s", "-screen 0 1600x1000x24",
-                           "krita", "--nosplash"], env=env, capture_output=True, text=True)
+    with virtual_screen() as display:
+        done = subprocess.run(["timeout", str(timeout), "krita", "--nosplash"], env=dict(env, DISPLAY=display),
+                              capture_output=True, text=True)
     report_file = root / "report.json"
     assert report_file.exists(), f"the driver wrote no report (exit {done.returncode}): {done.stderr[-3000:]}"
     report = json.loads(report_file.read_text())
@@ -91,13 +119,27 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
     width, height = 160, 240
     (root / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
     (root / "hints.bgra").write_bytes(np.ascontiguousarray(page.hints[..., [2, 1, 0, 3]]).tobytes())
+    live = Page(width, height)  # the hints after one more stroke, for live colour
+    live.hints = page.hints.copy()
+    live.grey = page.grey
+    live.stroke([(100, 60), (130, 70)], (40, 200, 60))
+    (root / "hints_live.bgra").write_bytes(np.ascontiguousarray(live.hints[..., [2, 1, 0, 3]]).tobytes())
     report = run_krita(root, env, {"mode": "colorize", "width": width, "height": height, "max_size": 64,
                                    "ratio": 0.3, "page": str(root / "page.bgra"), "hints": str(root / "hints.bgra"),
+                                   "live_hints": str(root / "hints_live.bgra"),
                                    "screenshot": str(root / "krita.png")})
-    assert report["steps"] == ["document", "hints", "result", "blend"]
+    assert report["steps"] == ["document", "hints", "result", "blend", "colour layer", "live"]
     assert "connected" in report["status"]
-    assert report["layers_after"] == report["layers_before"] + ["inkn'hue colour"]
+    # the Background was active when the hint layer was added: it went under the opaque ink,
+    # yet the result is on top, seen, with the hints above it
+    assert report["layers_before"] == ["Background", "inkn'hue hints", "ink"]
+    assert report["layers_after"] == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
     assert report["ink_unchanged"]
+    canvas = np.frombuffer(Path(report["canvas_result"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    yy, xx = np.mgrid[0:height, 0:width]
+    around_the_stroke = (((yy - 120) ** 2 + (xx - 80) ** 2) < 35 ** 2) & (page.hints[..., 3] == 0)
+    changed = np.abs(canvas[..., :3].astype(int) - page.grey[..., None]).max(axis=-1) > 30
+    assert changed[around_the_stroke].mean() > 0.5  # the canvas shows the colours, not the grey page
     engine = Engine(weights, "cpu")
     result = engine.colorize(page.rgb, get_provider("flats"), RoughRequest(page=page.rgb, hints=page.hints),
                              max_size=64, ratio=0.8)
@@ -105,6 +147,28 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
         layer = np.frombuffer(Path(report[name]).read_bytes(), np.uint8).reshape(height, width, 4)
         np.testing.assert_array_equal(layer[..., [2, 1, 0]], result.final(ratio, "page"))
         assert (layer[..., 3] == 255).all()
+    # the colours alone: a Multiply layer right above the (opaque) page, and Krita's own
+    # Multiply of it over the page shows the coloured page
+    assert report["colour_layer_blending"] == "multiply"
+    assert report["layers_with_colour"] == ["Background", "ink", "inkn'hue colour under ink", "inkn'hue colour",
+                                            "inkn'hue hints"]
+    colour = np.frombuffer(Path(report["colour_layer"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    np.testing.assert_array_equal(colour[..., [2, 1, 0]], result.final(0.3, "page", layer="colour"))
+    canvas = np.frombuffer(Path(report["canvas_colour"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    assert np.abs(canvas[..., [2, 1, 0]].astype(int) - result.final(0.3, "page")).max() <= 2
+    # live colour: one more stroke on the hint layer, and the colour layer follows by itself, in
+    # place, with the hint layer still the active one and no undo step of ours
+    print(f"\nre-run with new hints measured in Krita: {report['rerun_s']:.2f} s "
+          f"(live offered: {report['live_offered']}); live update {report['live_seconds']} s after the stroke; "
+          f"undo before and after: {report['undo_before_live']}, {report['undo_after_live']}")
+    assert report["live_offered"] or report["live_tooltip"].startswith("A re-run with new hints takes about")
+    assert report["live_same_layer"] and report["layers_live"] == report["layers_with_colour"]
+    assert report["live_active"] == "inkn'hue hints" and "Live: done" in report["live_stage"]
+    assert report["undo_after_live"] == report["undo_before_live"]
+    live_result = engine.colorize(live.rgb, get_provider("flats"), RoughRequest(page=live.rgb, hints=live.hints),
+                                  max_size=64, ratio=0.8)
+    layer = np.frombuffer(Path(report["result_live"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    np.testing.assert_array_equal(layer[..., [2, 1, 0]], live_result.final(0.3, "page"))
     # the backend the plugin started was stopped when Krita quit
     assert not (Path(env["XDG_DATA_HOME"]) / "inknhue/server.json").exists()
     return report
@@ -127,3 +191,8 @@ def test_without_a_backend_the_docker_says_so_and_krita_keeps_working(parity_wei
     assert report["steps"] == ["document", "no backend"]
     assert "not installed" in report["status"] and "installer" in report["status"]
     assert report["painted"]
+
+
+def test_each_virtual_screen_gets_a_free_display_of_its_own():
+    with virtual_screen() as first, virtual_screen() as second:
+        assert first != second and first.startswith(":") and second.startswith(":")

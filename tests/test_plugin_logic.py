@@ -5,8 +5,9 @@ import json
 
 import pytest
 from inknhue_krita import config, vendor
-from inknhue_krita.logic import (BlendThrottle, Rect, document_format, layer_name, preview_size, progress_text,
-                                 progress_value, ratio_to_slider, slider_to_ratio, snap_max_size, work_area)
+from inknhue_krita.logic import (BlendThrottle, Rect, colour_layer_place, document_format, fully_opaque, layer_name,
+                                 preview_size, progress_text, progress_value, ratio_to_slider, slider_to_ratio,
+                                 snap_max_size, work_area)
 
 
 def test_without_a_selection_the_whole_image_is_colorized():
@@ -117,3 +118,25 @@ def test_a_vendored_pyzmq_for_this_python_is_put_on_the_path(monkeypatch, tmp_pa
     monkeypatch.setattr(sys, "path", list(sys.path))
     assert vendor.add_vendored_path() == tmp_path / vendor.python_tag()
     assert sys.path[0] == str(tmp_path / vendor.python_tag())
+
+
+@pytest.mark.parametrize("dtype, opaque, clear", [
+    ("uint8", b"\x10\x20\x30\xff", b"\x10\x20\x30\xfe"),
+    ("uint16", b"\x00\x00" * 3 + b"\xff\xff", b"\x00\x00" * 3 + b"\xfe\xff"),
+    ("float16", b"\x00\x00" * 3 + b"\x00\x3c", b"\x00\x00" * 3 + b"\x00\x38"),
+    ("float32", b"\x00\x00\x00\x00" * 3 + b"\x00\x00\x80\x3f", b"\x00\x00\x00\x00" * 3 + b"\x00\x00\x00\x3f"),
+])
+def test_a_layer_is_opaque_only_if_every_pixel_is(dtype, opaque, clear):
+    assert fully_opaque(opaque * 50, dtype)
+    assert not fully_opaque(opaque * 25 + clear + opaque * 24, dtype)
+    assert not fully_opaque(b"", dtype)
+
+
+@pytest.mark.parametrize("opaque, index", [
+    ([True, False], 0),         # white Background, transparent ink above: between them
+    ([True, True], 1),          # a scanned page over the Background: multiplied over the scan
+    ([True, True, False], 1),   # ... and under line art layers above it
+    ([False, False], 0),        # nothing opaque: above the lowest layer
+])
+def test_the_colour_layer_goes_under_the_ink_and_over_the_paper(opaque, index):
+    assert colour_layer_place(opaque) == index

@@ -97,6 +97,33 @@ def test_blend_at_several_ratios_equals_the_engine(client, parity_weights):
     assert (preview.width, preview.height, preview.channels) == (50, 75, "BGRA")
 
 
+def test_the_colour_layer_for_under_the_ink_is_a_blend_away(client, parity_weights):
+    page = drawn_page(210, 300, colour=GREEN)
+    job, _, full, _ = run_job(client, page, output={"layer": "colour"})
+    reference = engine_output(parity_weights, page, 0.8)
+    np.testing.assert_array_equal(array(full)[..., :3], reference.final(0.8, "page", layer="colour"))
+    again = client.blend(job, 0.3, layer="colour")
+    np.testing.assert_array_equal(array(again)[..., :3], reference.final(0.3, "page", layer="colour"))
+    assert "colour" in client.hello()["layers"]
+
+
+def test_warnings_about_the_inputs_reach_the_client(client):
+    page = Page(180, 240).rectangle(10, 10, 170, 230)  # no strokes on the hint layer
+    _, header, _, events = run_job(client, page)
+    assert any("hint layer is empty" in w for w in header["warnings"])
+    within = [e for e in events if e["type"] == "progress" and e.get("fraction") is not None]
+    assert all(0 <= e["fraction"] < 1 and 0 <= e["done"] <= 1 for e in within)
+
+
+def test_16_bit_results_carry_more_than_8_bits(client, parity_weights):
+    page = drawn_page(200, 310)
+    job, _, image, _ = run_job(client, page, output={"dtype": "uint16", "channels": "RGB"})
+    values = array(image)
+    assert values.dtype == np.uint16 and (values % 257 != 0).any()
+    expected = engine_output(parity_weights, page, 0.8).render(0.8, "page")
+    assert np.abs(values / 65535.0 - expected).max() <= 1 / 65535
+
+
 def test_a_hint_only_change_reruns_only_what_the_hints_change(client):
     page = drawn_page(190, 290, colour=(200, 100, 20))  # a page no other test sends
     before = client.status()["counters"]

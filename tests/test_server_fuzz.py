@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import zmq
 from inknhue_krita import protocol
 
 from servers import ServerProcess, curve_socket
@@ -24,14 +23,15 @@ REQUESTS = {
     "ping": {},
     "status": {"job": "j-none"},
     "colorize": {"provider": "flats", "ratio": 0.5, "max_size": 64, "fill_all": False, "transfer": False,
-                 "output": {"size": "page", "channels": "RGBA", "dtype": "uint8", "linear": False}},
-    "blend": {"job": "j-none", "ratio": 0.5, "size": "page", "channels": "RGBA", "dtype": "uint8", "linear": False},
+                 "output": {"size": "page", "channels": "RGBA", "dtype": "uint8", "linear": False, "layer": "full"}},
+    "blend": {"job": "j-none", "ratio": 0.5, "size": "page", "channels": "RGBA", "dtype": "uint8", "linear": False,
+              "layer": "colour"},
     "cancel": {"job": "j-none"},
 }
 IMAGE_FIELDS = {"name": "page", "width": 8, "height": 8, "channels": "RGB", "dtype": "uint8", "linear": False}
 HOSTILE = [None, True, False, 0, -1, 1, 0.5, -0.0, 2 ** 31, 2 ** 64, 10 ** 30, 1e308, -1e308, "", "x", "flats",
-           "page", "working", "RGBA", "float32", "j-none", "\n\x1b[31mforged", "\u2028", "x" * 5000, [], {}, [1, 2],
-           [64, 64], [0, 0], [16384, 16384], [1.5, 2], ["a", "b"], {"size": "page"}, {"a": {"b": {"c": []}}},
+           "page", "working", "colour", "RGBA", "float32", "j-none", "\n\x1b[31mforged", "\u2028", "x" * 5000, [], {},
+           [1, 2], [64, 64], [0, 0], [16384, 16384], [1.5, 2], ["a", "b"], {"size": "page"}, {"a": {"b": {"c": []}}},
            [[[[[]]]]], "\ud800", "é", 3.14159]
 RAW_NUMBERS = [b"NaN", b"Infinity", b"-Infinity", b"1" + b"0" * 500, b"1e999", b"-0", b"[" * 200 + b"]" * 200]
 
@@ -54,7 +54,7 @@ def mutate(rng, kind):
             key = str(rng.choice(list(header) + ["id", "type", "images", "output", "job", "extra"]))
             header[key] = HOSTILE[int(rng.integers(len(HOSTILE)))]
         elif target < 0.7 and kind == "colorize" and isinstance(header.get("output"), dict):
-            key = str(rng.choice(["size", "channels", "dtype", "linear", "other"]))
+            key = str(rng.choice(["size", "channels", "dtype", "linear", "layer", "other"]))
             header["output"][key] = HOSTILE[int(rng.integers(len(HOSTILE)))]
         elif target < 0.85 and images:
             image = images[int(rng.integers(len(images)))]
@@ -68,7 +68,7 @@ def mutate(rng, kind):
     if raw_value is not None:  # a number JSON libraries write but must not accept
         body = body[:-1] + b', "ratio": ' + raw_value + b"}"
     buffers = []
-    for image in images:
+    for _ in images:
         size = 8 * 8 * 4
         if rng.random() < 0.2:
             size = int(rng.integers(0, 600))

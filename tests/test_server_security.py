@@ -85,7 +85,10 @@ def test_strangers_claiming_the_next_routing_ids_cannot_crash_the_server(server,
     strangers = stranger_sockets(server.address, 512, server_public=server.curve["server_public"])
     try:
         for s in strangers[:64]:
-            s.send_multipart(hello_frames(), flags=zmq.NOBLOCK) if s.poll(0, zmq.POLLOUT) else None
+            try:  # a stranger whose handshake failed cannot even queue a message: all the better
+                s.send_multipart(hello_frames(), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass
         time.sleep(1.5)  # every stranger has tried its handshake (and retried)
         page = drawn_page()
         for _ in range(3):  # ordinary clients connect after them and get the next automatic ids
@@ -343,6 +346,8 @@ def test_results_a_client_does_not_read_are_not_piled_up(server):
     with server.client() as client:
         job = client.colorize(raw(page.rgb), raw(page.hints), max_size=64)
         client.wait(job, timeout=60)
+        client.blend(job, 0.5, size=[5000, 5000], dtype="float32")  # one read: caches and allocator warm
+    settled = rss_bytes(server.process.pid)
     reader = curve_socket(server.curve)
     reader.setsockopt(zmq.RCVHWM, 1)      # a client that stops reading: its queue stays full
     reader.setsockopt(zmq.RCVBUF, 65536)
@@ -358,11 +363,11 @@ def test_results_a_client_does_not_read_are_not_piled_up(server):
             assert other.ping() < 5
     finally:
         reader.close()
-    assert peak < 3.2e9, f"the server held {peak / 1e9:.1f} GB for a client that reads nothing"
+    assert peak < settled + 1.6e9, f"the server held {(peak - settled) / 1e9:.1f} GB for a client that reads nothing"
     deadline = time.monotonic() + 20
-    while rss_bytes(server.process.pid) > 1.5e9 and time.monotonic() < deadline:
+    while rss_bytes(server.process.pid) > settled + 0.3e9 and time.monotonic() < deadline:
         time.sleep(0.5)  # the unread results go with the connection
-    assert rss_bytes(server.process.pid) < 1.5e9
+    assert rss_bytes(server.process.pid) < settled + 0.3e9
 
 
 def test_the_cli_refuses_a_too_long_page_before_loading_anything(cli, tmp_path):

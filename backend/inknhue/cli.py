@@ -10,8 +10,8 @@ from pathlib import Path
 
 from inknhue_krita.protocol import DEFAULT_PORT
 
-from . import __version__, weights
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, OUTPUT_SIZES, PROVIDER_NAMES
+from . import __version__, installer, weights
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PROVIDER_NAMES
 from .errors import InknhueError, InputError
 from .logs import LOG_NAME, log_dir, setup_logging
 
@@ -42,17 +42,26 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("page", metavar="PAGE", help="the manga page (any image Pillow reads)")
+def _add_page_options(parser: argparse.ArgumentParser, chapter: bool = False) -> None:
+    if chapter:
+        parser.add_argument("pages", metavar="PAGE", nargs="+",
+                            help="the manga page (any image Pillow reads); several, or folders of them: a chapter")
+    else:
+        parser.add_argument("page", metavar="PAGE", help="the manga page (any image Pillow reads)")
     parser.add_argument("--hints", metavar="HINTS",
-                        help="hint strokes: an image of the page's size, colour where it is not transparent")
+                        help="hint strokes: an image of the page's size, colour where it is not transparent"
+                             + ("; for a chapter, a folder of them matched by name" if chapter else ""))
     parser.add_argument("--prior", choices=PROVIDER_NAMES,
                         help="where the rough colours come from: flats (default with --hints), "
-                             "shader (the shading network guided by the hints), image (--rough)")
+                             "shader (the shading network guided by the hints), image (--rough), "
+                             "style2paints (Style2Paints V4.5 from the hints and --reference; "
+                             "needs `inknhue weights download --style2paints`)")
     parser.add_argument("--rough", metavar="ROUGH",
-                        help="a rough-colour image of the same page (e.g. Style2Paints V4.5 output)")
+                        help="a rough-colour image of the same page (e.g. Style2Paints V4.5 output)"
+                             + ("; for a chapter, a folder of them matched by name" if chapter else ""))
     parser.add_argument("--reference", metavar="REF",
-                        help="a coloured page or character sheet: flats take unhinted regions' colours from it")
+                        help="a coloured page or character sheet: flats take unhinted regions' colours from it"
+                             + ("; one for every page of a chapter" if chapter else ""))
     parser.add_argument("--transfer", action="store_true",
                         help="match the rough colours' hues to the reference (global CIELAB transfer)")
     parser.add_argument("--fill-all", action="store_true",
@@ -72,6 +81,24 @@ def _add_weights_option(parser: argparse.ArgumentParser) -> None:
                         help=f"weights folder (default: ${weights.ENV_VAR} or {weights.default_weights_dir()})")
 
 
+CHAPTER_HELP = """\
+chapters:
+  inknhue colorize PAGES... -o FOLDER --hints HINTS_FOLDER [--reference REF]
+  PAGES are image files and folders of images (not their subfolders, not hidden files),
+  colorized in natural order (p2 before p10) into FOLDER/<page name>.png. With one page,
+  -o names a folder when it is one already or ends with a slash.
+  Matching by file name: HINTS_FOLDER (and a --rough folder) holds, for page p001.jpg,
+  p001.png or p001 with another image extension. A page without its match, or with two,
+  is an error before any work; so are two pages with one name and an output over an input.
+  --reference REF applies to every page: one palette for the chapter.
+  Pages already done are skipped, so an interrupted run is resumed by running it again; a
+  page whose hints, rough image, reference or settings changed since is colorized again
+  unless its output was edited since (FOLDER/.inknhue-chapter.json records what was
+  written). --overwrite redoes every page. A failed page is reported and the others go on
+  (exit 1); Ctrl-C keeps the pages written (exit 130).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inknhue", description="inkn'hue manga colorization: shading + rough colours -> aligned colours.")
@@ -80,17 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     colorize = commands.add_parser(
-        "colorize", help="colorize a page",
-        description="Colorize PAGE from hint strokes (--hints) or a rough-colour image (--rough).")
-    _add_page_options(colorize)
-    colorize.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the result")
+        "colorize", help="colorize a page or a chapter",
+        description="Colorize PAGE from hint strokes (--hints) or a rough-colour image (--rough);\n"
+                    "or a chapter: several pages, or folders of them, into a folder (see below).",
+        epilog=CHAPTER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_page_options(colorize, chapter=True)
+    colorize.add_argument("-o", "--output", metavar="OUT", required=True,
+                          help="where to write the result: an image file for one page, a folder for a chapter")
+    colorize.add_argument("--overwrite", action="store_true",
+                          help="chapter: redo the pages whose outputs exist (default: skip them)")
     colorize.add_argument("--ratio", type=_ratio, default=DEFAULT_RATIO,
                           help=f"colour blend, 0 = aligned VAE output, 1 = rough colours (default {DEFAULT_RATIO})")
     colorize.add_argument("--output-size", choices=OUTPUT_SIZES, default="page",
-                          help="page: PAGE's own size (default); working: as the network made it")
+                          help="page: PAGE's own size, with its own lines, lettering and tone (default); "
+                               "working: as the network made it (the published app's output)")
+    colorize.add_argument("--layer", choices=LAYERS, default="full",
+                          help="full: the coloured page (default); colour: the colours without the line art, "
+                               "for a Multiply layer under your ink (multiplied by PAGE it gives the full result)")
     colorize.add_argument("--server", metavar="ADDRESS",
                           help="send the job to a running `inknhue serve` (tcp://HOST:PORT, or auto: "
-                               "its connection file) instead of running the networks here")
+                               "its connection file) instead of running the networks here; a chapter "
+                               "sends one job per page")
     colorize.add_argument("--timeout", type=float, default=10.0,
                           help="with --server: seconds without an answer before giving up (default 10)")
     _add_engine_options(colorize)
@@ -127,19 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     install = commands.add_parser(
         "install", help="set up everything: torch, weights, the Krita plugin",
         description="Install torch for this machine, the weights, and the Krita plugin (again and again safely).")
-    install.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                         help="which torch build: auto (CUDA with an NVIDIA driver, MPS on Apple Silicon, else CPU)")
-    install.add_argument("--weights-from", type=Path, metavar="DIR",
-                         help="copy the weights from DIR (the hub repo's layout) instead of downloading them")
-    install.add_argument("--no-weights", action="store_true", help="do not install the weights")
-    install.add_argument("--krita-dir", type=Path, metavar="PATH",
-                         help="Krita's resource folder (default: found for this system, Flatpak too)")
-    install.add_argument("--wheels-from", type=Path, metavar="DIR",
-                         help="take pyzmq wheels for Krita's Python from DIR instead of downloading them")
-    install.add_argument("--pyzmq", choices=("vendor", "system"), default="vendor",
-                         help="vendor: pyzmq wheels inside the plugin (default); system: the distribution's "
-                              "python3-zmq")
+    installer.add_options(install)  # shared with installer/install.py, whose --help shows them too
     install.add_argument("--source", type=Path, metavar="DIR", help=argparse.SUPPRESS)
+    install.add_argument("--rerun-command", metavar="COMMAND", help=argparse.SUPPRESS)  # from installer/install.py
     install.add_argument("--uninstall", action="store_true", help="remove exactly what was installed")
 
     doctor = commands.add_parser("doctor", help="check the whole installation and say how to fix it")
@@ -150,12 +177,44 @@ def build_parser() -> argparse.ArgumentParser:
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
     download = weights_sub.add_parser("download", help=f"fetch the released weights from {weights.HF_REPO}")
     download.add_argument("--revision", help="a branch, tag or commit of the hub repo (default: main)")
+    download.add_argument("--style2paints", action="store_true",
+                          help="instead: Style2Paints V4.5's networks for --prior style2paints, after showing "
+                               "where they come from and their author's terms, and only if you accept them")
+    download.add_argument("--accept-terms", action="store_true",
+                          help="with --style2paints: accept the terms without being asked (for scripts)")
+    download.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                          help="with --style2paints: convert the .net files you already have in DIR instead "
+                               "of downloading them")
     _add_weights_option(download)
     path = weights_sub.add_parser("path", help="print the weights folder in use")
     _add_weights_option(path)
     check = weights_sub.add_parser("check", help="load every network strictly and report")
     _add_weights_option(check)
+
+    _add_style2paints_commands(commands)
     return parser
+
+
+def _add_style2paints_commands(commands) -> None:
+    style2paints = commands.add_parser(
+        "style2paints", help="Style2Paints V4.5's networks, from your own copy of its .net files",
+        description="Style2Paints V4.5 ships its networks as Keras HDF5 files (nets/*.net); inkn'hue "
+                    "converts them to safetensors and runs them with torch, never with their Python code.")
+    actions = style2paints.add_subparsers(dest="style2paints_command", required=True, metavar="ACTION")
+    inspect = actions.add_parser(
+        "inspect", help="what inkn'hue makes of a folder of .net files",
+        description="For each .net (or .h5) file in DIR: the Keras version, inputs and outputs, the layer "
+                    "types with counts and whether each is supported, and the conversion's result "
+                    "(converted in a temporary folder, loaded and run once). Exit status 1 if any fails.")
+    inspect.add_argument("directory", metavar="DIR", help="a folder of Keras .net / .h5 files (or one file)")
+    inspect.add_argument("--reference", metavar="REF",
+                         help="a folder of TensorFlow's outputs for the same files (written by "
+                              "inknhue/convert/keras_reference.py) to compare the conversion with")
+    inspect.add_argument("--bilinear", choices=("legacy", "half_pixel"),
+                         help="UpSampling2D's bilinear rule: legacy (TF <= 1.14) or half_pixel (TF >= 1.15); "
+                              "default: by the file's keras_version")
+    inspect.add_argument("--size", type=int, default=128,
+                         help="the height and width of the zero input each model is run on once (default 128)")
 
 
 def _print_progress(event) -> None:
@@ -194,6 +253,15 @@ def _rough_inputs(args):
 
 
 def cmd_colorize(args) -> int:
+    from . import chapter
+
+    if chapter.is_chapter(args.pages, args.output):
+        return chapter.run(args, say=_say)
+    args.page = args.pages[0]  # one page file to one image file: written over whatever is there
+    return _colorize_page(args)
+
+
+def _colorize_page(args) -> int:
     from .imaging import write_image
     from .pipeline import STAGES, Engine
 
@@ -202,12 +270,15 @@ def cmd_colorize(args) -> int:
         return _colorize_on_server(args, page, provider, request)
     engine = Engine(args.weights, args.device)
     engine.check_weights()
+    provider.require(engine.weights_dir)
     _say(f"loading weights from {engine.weights_dir} on {engine.device.type}")
     _say(f"[0/{len(STAGES)}] load      {engine.load():6.2f} s")
     started = time.perf_counter()
     result = engine.colorize(page, provider, request, max_size=args.max_size, ratio=args.ratio,
                              progress=_print_progress)
-    final = result.final(args.ratio, args.output_size)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    final = result.final(args.ratio, args.output_size, args.layer)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
     return 0
@@ -234,7 +305,7 @@ def _colorize_on_server(args, page, provider, request) -> int:
             job = client.colorize(raw(page), raw(request.hints), raw(request.reference), raw(request.rough),
                                   provider=provider.name, ratio=args.ratio, max_size=args.max_size,
                                   fill_all=request.fill_all, transfer=request.transfer,
-                                  output={"size": args.output_size, "channels": "RGB"})
+                                  output={"size": args.output_size, "channels": "RGB", "layer": args.layer})
 
             def show(event):
                 if event.get("type") == "progress" and event.get("seconds") is not None:
@@ -242,6 +313,8 @@ def _colorize_on_server(args, page, provider, request) -> int:
                                                                                   "seconds", "cached")}))
 
             header, image = client.wait(job, on_event=show)
+            for warning in header.get("warnings", []):
+                _say(f"warning: {warning}")
     except ServerError as exc:
         raise InknhueError(f"the backend says: {exc.message}") from None
     final = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 3)
@@ -271,12 +344,12 @@ def cmd_serve(args) -> int:
 
 
 def cmd_install(args) -> int:
-    from . import installer
-
     if args.uninstall:
         return installer.uninstall()
+    rerun = args.rerun_command or installer.command_line(
+        [weights.inknhue_command(), "install", *installer.options_argv(args)])
     return installer.install(args.device, args.weights_from, args.no_weights, args.krita_dir, args.source,
-                             args.wheels_from, args.pyzmq)
+                             args.wheels_from, args.pyzmq, torch_index=args.torch_index, rerun=rerun)
 
 
 def cmd_doctor(args) -> int:
@@ -291,6 +364,7 @@ def cmd_rough(args) -> int:
 
     page, provider, request = _rough_inputs(args)
     engine = Engine(args.weights, args.device)
+    provider.require(engine.weights_dir)
     started = time.perf_counter()
     rough = resize_to(provider(request, engine), page.shape[1], page.shape[0])
     write_image(rough, args.output)
@@ -308,7 +382,16 @@ def cmd_weights(args) -> int:
             _say(f"missing: {', '.join(missing)}; {weights.HOW_TO_GET}")
             return 1
         return 0
+    if args.weights_command == "download" and args.style2paints:
+        from . import style2paints_weights
+
+        style2paints_weights.agree(directory, args.from_dir, args.accept_terms, _say)
+        style2paints_weights.obtain(directory, args.from_dir, args.revision, report=_say)
+        _say(f"Style2Paints networks ready in {directory / weights.STYLE2PAINTS}: --prior style2paints")
+        return 0
     if args.weights_command == "download":
+        if args.accept_terms or args.from_dir:
+            raise InputError("--accept-terms and --from go with --style2paints")
         from . import hub
 
         _say(f"downloading {weights.HF_REPO} into {directory}")
@@ -325,6 +408,12 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def cmd_style2paints(args) -> int:
+    from .convert.keras_inspect import inspect_dir
+
+    return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -333,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("inknhue %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
     try:
         commands = {"colorize": cmd_colorize, "rough": cmd_rough, "serve": cmd_serve, "weights": cmd_weights,
-                    "install": cmd_install, "doctor": cmd_doctor}
+                    "install": cmd_install, "doctor": cmd_doctor, "style2paints": cmd_style2paints}
         return commands[args.command](args)
     except InknhueError as exc:
         log.error("%s", exc)

@@ -17,6 +17,13 @@ from . import weights
 from .installer import KRITA_PYTHONS, KRITARC_KEY, MANIFEST, PLUGIN, Manifest, krita_places
 
 
+def install_command() -> str:
+    """The installer command to run again: as the last install recorded it (installer/install.py
+    with its options), else this venv's `inknhue install`, by full path."""
+    recorded = Manifest(user_data_dir() / MANIFEST).info.get("rerun")
+    return recorded or f"{weights.inknhue_command()} install"
+
+
 @dataclass
 class Check:
     name: str
@@ -44,11 +51,12 @@ def check_krita(krita_dir: Path | None) -> list[Check]:
     ours = [Path(p) for p in manifest.files if p.startswith(str(pykrita))]
     intact = bool(ours) and all(Path(p).is_file() for p in ours)
     checks.append(Check("plugin installed", (pykrita / PLUGIN / "__init__.py").is_file() and intact,
-                        str(pykrita / PLUGIN), "run `inknhue install` (it repairs missing files)"))
+                        str(pykrita / PLUGIN), f"run `{install_command()}` (it repairs missing files)"))
     rc = places.kritarc.read_text(encoding="utf-8") if places.kritarc.is_file() else ""
     enabled = re.search(rf"^\[python\][^\[]*^{KRITARC_KEY}=true\s*$", rc, re.M | re.S) is not None
     checks.append(Check("plugin enabled", enabled, str(places.kritarc),
-                        "run `inknhue install`, or enable inkn'hue in Settings > Configure Krita > Python Plugins"))
+                        f"run `{install_command()}`, or enable inkn'hue in Settings > Configure Krita > "
+                        f"Python Plugins"))
     checks.append(check_pyzmq(pykrita / PLUGIN / "vendor"))
     return checks
 
@@ -85,11 +93,11 @@ def check_pyzmq(vendor: Path) -> Check:
             source = "vendored" if str(vendor) in where else "system"
             return Check("pyzmq for Krita's Python", True, f"{version} ({source}) with {python}")
         return Check("pyzmq for Krita's Python", False, f"{python} cannot import zmq",
-                     "run `inknhue install` (vendors pyzmq), or install python3-zmq")
+                     f"run `{install_command()}` (vendors pyzmq), or install python3-zmq")
     tags = sorted(p.name for p in vendor.glob("cp3*") if (p / "zmq").is_dir())
     ok = set(KRITA_PYTHONS) <= set(tags)
     return Check("pyzmq for Krita's Python", ok, f"vendored for {', '.join(tags) or 'none'}",
-                 "run `inknhue install` with internet access (or --wheels-from DIR)")
+                 f"run `{install_command()}` with internet access (or add --wheels-from DIR)")
 
 
 def check_backend(weights_dir: Path) -> list[Check]:
@@ -103,11 +111,13 @@ def check_backend(weights_dir: Path) -> list[Check]:
         memory = f", {device['memory_bytes'] / 2**30:.0f} GiB" if device["memory_bytes"] else ""
         checks.append(Check("torch and device", True, f"torch {torch.__version__}: {device['name']}{memory}"))
     except Exception as exc:
-        checks.append(Check("torch and device", False, str(exc), "run `inknhue install` again"))
+        checks.append(Check("torch and device", False, str(exc), f"run `{install_command()}` again"))
     missing = weights.missing_files(weights_dir)
     if missing:
         checks.append(Check("weights", False, f"{weights_dir}: missing {', '.join(missing)}",
-                            "run `inknhue weights download` (or `inknhue install`)"))
+                            f"run `{install_command()}` again when {weights.HF_REPO} on huggingface.co can be "
+                            f"reached (it resumes the download), or download its files elsewhere into a folder "
+                            f"DIR and add --weights-from DIR"))
     else:
         try:
             from .checkpoints import load_alignment_vae, load_shading_generator
@@ -116,7 +126,7 @@ def check_backend(weights_dir: Path) -> list[Check]:
             load_alignment_vae(weights_dir)
             checks.append(Check("weights", True, f"{weights_dir}: present, every network loads strictly"))
         except Exception as exc:
-            checks.append(Check("weights", False, str(exc), "run `inknhue weights download`"))
+            checks.append(Check("weights", False, str(exc), f"run `{weights.inknhue_command()} weights download`"))
     checks.append(check_serve(weights_dir))
     return checks
 

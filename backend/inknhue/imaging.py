@@ -55,6 +55,32 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def read_header(path: str | os.PathLike, what: str = "image") -> tuple[int, int, bool]:
+    """An image's upright (width, height) and whether it has transparency, from its header
+    alone (no pixels are decoded): a whole chapter's files are checked before any work.
+    Damaged pixel data behind a sound header is found later, by `open_image`."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_size says it better
+            with Image.open(path) as image:
+                width, height = image.size
+                alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+                # the base class's getexif: PNG's own would decode the pixels to find a late eXIf chunk
+                if Image.Image.getexif(image).get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn
+                    width, height = height, width
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a folder, not an image") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{what} {path} is not an image Pillow can read ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path} could not be read: {exc}") from None
+    check_size(width, height, f"{what} {path}")
+    return width, height, alpha
+
+
 def _high_depth_to_u8(image: Image.Image) -> np.ndarray:
     """Modes I;16*, I and F (16-bit, 32-bit, float greyscale) -> 8-bit grey."""
     values = np.asarray(image).astype(np.float64)

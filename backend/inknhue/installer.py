@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,10 @@ PLUGIN = "inknhue_krita"
 KRITA_PYTHONS = ("cp310", "cp311", "cp312", "cp313")
 #: NVIDIA driver (major version) -> the newest CUDA build of torch it runs, newest first
 CUDA_BUILDS = ((570, "cu128"), (560, "cu126"), (550, "cu124"), (525, "cu121"))
-TORCH_INDEX = "https://download.pytorch.org/whl/{tag}"
+#: the PyTorch wheel index; the build tag (cpu, cu128...) is appended
+TORCH_INDEX = "https://download.pytorch.org/whl"
+#: `inknhue install` exits with this when everything but the weights is in place
+INCOMPLETE = 3
 
 
 def say(message: str) -> None:
@@ -139,8 +143,9 @@ def nvidia_driver() -> int | None:
         return None
 
 
-def choose_torch(device: str = "auto") -> TorchChoice:
+def choose_torch(device: str = "auto", torch_index: str = TORCH_INDEX) -> TorchChoice:
     system, machine = platform.system(), platform.machine().lower()
+    base = torch_index.rstrip("/")
     if device in ("auto", "mps") and system == "Darwin" and machine in ("arm64", "aarch64"):
         return TorchChoice("mps", None, "an Apple Silicon Mac: PyPI's torch uses its GPU through MPS")
     if device == "mps":
@@ -149,48 +154,218 @@ def choose_torch(device: str = "auto") -> TorchChoice:
     if driver is not None:
         for minimum, tag in CUDA_BUILDS:
             if driver >= minimum:
-                return TorchChoice("cuda", TORCH_INDEX.format(tag=tag),
+                return TorchChoice("cuda", f"{base}/{tag}",
                                    f"an NVIDIA driver {driver} is installed: the {tag} build runs on it")
         if device == "cuda":
             raise InknhueError(f"the NVIDIA driver {driver} is too old for a current torch (525 or newer needed)")
     elif device == "cuda":
         raise InknhueError("--device cuda: no NVIDIA driver found (nvidia-smi did not answer)")
     why = "no NVIDIA GPU found" if device == "auto" else "--device cpu"
-    index = TORCH_INDEX.format(tag="cpu") if system == "Linux" else None
-    return TorchChoice("cpu", index, f"{why}: the CPU build" + (" (smaller than the CUDA one)" if index else ""))
+    index = f"{base}/cpu" if system == "Linux" else None
+    return TorchChoice("cpu", index, f"{why}: the CPU build" + (", smaller than PyPI's (which bundles CUDA)"
+                                                                 if index else ""))
+
+
+_TORCH_PROBE = ("import torch, json; print(json.dumps([torch.__version__, torch.version.cuda, "
+                "torch.cuda.is_available(), "
+                "bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available())]))")
+
+
+def torch_build() -> tuple[str, str | None, bool, bool] | None:
+    """(version, the CUDA version it was built for or None, CUDA usable, MPS usable) of the
+    torch this Python imports, or None when there is none."""
+    try:
+        out = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True, text=True, timeout=120)
+        version, cuda_build, cuda, mps = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError, OSError, subprocess.SubprocessError):
+        return None
+    return version, cuda_build, bool(cuda), bool(mps)
 
 
 def torch_suits(choice: TorchChoice) -> str | None:
     """The installed torch's version if it serves the chosen device, else None."""
-    probe = ("import torch, json; print(json.dumps([torch.__version__, torch.cuda.is_available(), "
-             "bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()), "
-             "torch.version.cuda is not None]))")
-    try:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        version, cuda, mps, cuda_build = json.loads(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError, OSError, subprocess.SubprocessError):
+    build = torch_build()
+    if build is None:
         return None
-    ok = {"cuda": cuda or cuda_build, "mps": mps, "cpu": True}[choice.device]
+    version, cuda_build, cuda, mps = build
+    ok = {"cuda": cuda or cuda_build is not None, "mps": mps, "cpu": True}[choice.device]
     return version if ok else None
 
 
+def unreachable(url: str, timeout: float = 10.0) -> str | None:
+    """Why `url` cannot be fetched, in a few words, or None when it answers (or when only
+    pip can tell: a certificate problem may be one pip's own settings solve)."""
+    import socket
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    if url.startswith("file:"):  # a mirror on disk: a folder per project
+        folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        return None if folder.exists() else f"no folder {folder}"
+    request = urllib.request.Request(url, headers={"User-Agent": "inknhue-installer"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLError):
+            return None
+        return _os_reason(exc.reason, timeout)
+    except (OSError, socket.timeout, ValueError) as exc:
+        return _os_reason(exc, timeout)
+
+
+def _os_reason(reason, timeout: float) -> str:
+    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+        return f"no answer within {timeout:.0f} s"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason).strip() or type(reason).__name__
+
+
+_LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.,]+ ")
+_FETCH_FAILED = re.compile(r"Could not fetch URL (\S+?): (.*?) - skipping")
+#: pip's closing words when nothing could be fetched: the consequence, never the cause
+_CONSEQUENCES = ("Could not find a version that satisfies", "No matching distribution found",
+                 "ResolutionImpossible", "RequirementsConflicted", "DistributionNotFound", "Exception:")
+
+
+def pip_failure_cause(log: str) -> str:
+    """The real reason a pip run failed, from its --log file: the hosts that could not be
+    reached and why, else pip's own meaningful errors (never just "No matching distribution
+    found for filelock" when the index behind it was unreachable)."""
+    lines = [_LOG_TIME.sub("", line) for line in log.splitlines()]
+    unreached: dict[str, str] = {}
+    for line in lines:
+        match = _FETCH_FAILED.search(line)
+        if match and not match.group(1).rstrip("/").endswith("/pip"):
+            host = urllib.parse.urlsplit(match.group(1)).netloc or match.group(1)
+            unreached.setdefault(host, _network_reason(match.group(2)))
+    if unreached:
+        return "; ".join(f"{host}: {why}" for host, why in unreached.items())
+    errors = [line.split("ERROR: ", 1)[1].strip() for line in lines if "ERROR: " in line]
+    # the exception that ended pip, e.g. "OSError: [Errno 28] No space left on device"
+    raised = [line.strip() for line in lines
+              if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout\w*|Read\w*): ", line)]
+    meaningful = [e for e in errors + raised[-1:] if e and not any(c in e for c in _CONSEQUENCES)]
+    described: dict[str, str] = {}  # a host (or a text) -> what went wrong, the fullest wording wins
+    for text in meaningful or errors[-1:]:
+        url = re.search(r"https?://[^\s'\")]+", text)
+        if url and re.search(r"\[Errno|HTTP error \d{3}|\d{3} (Client|Server) Error|timed out|CERTIFICATE_VERIFY"
+                             r"|ProxyError|Connection", text):
+            key, why = urllib.parse.urlsplit(url.group()).netloc, _network_reason(text)
+            if len(why) > len(described.get(key, "")):
+                described[key] = why
+        else:
+            described.setdefault(text[:300], "")
+    return "; ".join(f"{key}: {why}" if why else key for key, why in list(described.items())[-2:]) \
+        or "no reason in pip's log"
+
+
+def _network_reason(text: str) -> str:
+    """pip's (urllib3's) wording of a failed request, in a few words."""
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    http = re.search(r"(\d{3}) (?:Client|Server) Error: (.+?) for url", text)
+    if http:
+        return f"HTTP {http.group(1)} {http.group(2)}"
+    http = re.search(r"HTTP error (\d{3})", text)
+    if http:
+        return f"HTTP {http.group(1)}"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "its TLS certificate could not be verified (a proxy that inspects traffic? pip's --cert option)"
+    if "timed out" in text.lower():
+        return "no answer in time (timed out)"
+    if "ProxyError" in text:
+        return "the proxy refused the connection"
+    return text.removeprefix("connection error: ").strip()[:300]
+
+
+def pip_install(*args: str, python: str | None = None) -> str | None:
+    """`pip install ARGS` (in `python`, this one by default) with its usual output; None on
+    success, else the real cause, read from pip's own debug log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "pip.log"
+        done = subprocess.run([python or sys.executable, "-m", "pip", "--disable-pip-version-check",
+                               "--log", str(log), "install", *args])
+        if done.returncode == 0:
+            return None
+        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return pip_failure_cause(text) if text else f"pip exited with status {done.returncode}"
+
+
 def pip(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args])
-    if done.returncode:
-        raise InknhueError(f"pip {' '.join(args[:3])}... failed (exit {done.returncode}); see above, fix the "
-                           f"cause (network? disk space?) and run the installer again: it resumes")
+    cause = pip_install(*args)
+    if cause:
+        raise InknhueError(f"pip could not install {' '.join(a for a in args if not a.startswith('-'))}: {cause}; "
+                           f"fix that (network? proxy? disk space?) and run the installer again: it resumes")
 
 
-def install_torch(device: str) -> TorchChoice:
-    choice = choose_torch(device)
+def pypi_torch_note(choice: TorchChoice) -> str:
+    """What PyPI's torch is for this machine, compared with the build that was chosen."""
+    system, machine = platform.system(), platform.machine().lower()
+    if system == "Windows":
+        return ("PyPI's torch for Windows is CPU-only: inkn'hue runs on the CPU (minutes a page) until the "
+                "installer is run again where download.pytorch.org answers" if choice.device == "cuda"
+                else "PyPI's torch for Windows is the CPU build, the same as the one chosen")
+    if system == "Linux" and machine in ("x86_64", "amd64"):
+        if choice.device == "cuda":
+            return ("PyPI's torch for Linux x86-64 is built for one CUDA version, which may need a newer "
+                    "driver than this one: the installer checks the GPU once it is in")
+        return ("PyPI's torch for Linux x86-64 bundles the CUDA libraries: it runs on the CPU all the same, "
+                "but takes about 4.5 GB more disk than the CPU build")
+    return "PyPI's torch for this system may differ from the chosen build: the installer checks it once it is in"
+
+
+def install_torch(device: str, torch_index: str = TORCH_INDEX) -> TorchChoice:
+    choice = choose_torch(device, torch_index)
     say(f"torch: {choice.device} ({choice.why})")
     installed = torch_suits(choice)
     if installed:
         say(f"torch: {installed} already installed and suitable")
         return choice
-    args = ["install", "torch"] + (["--index-url", choice.index] if choice.index else [])
-    pip(*args)
-    return choice
+    if choice.index is None:
+        cause = pip_install("torch")
+        if cause:
+            raise InknhueError(f"torch could not be installed from PyPI: {cause}; check the network (a proxy? "
+                               f"HTTPS_PROXY), then run the installer again: it resumes")
+        return choice
+    host = urllib.parse.urlsplit(choice.index).netloc or choice.index
+    problem = unreachable(f"{choice.index}/torch/")
+    if problem:
+        problem = f"{host}: {problem}"
+        say(f"torch: {choice.index} cannot be reached ({problem})")
+    else:
+        say(f"torch: installing from {choice.index}")
+        problem = pip_install("torch", "--index-url", choice.index)
+        if problem is None:
+            return choice
+        say(f"torch: the install from {choice.index} failed: {problem} (pip's last lines above follow from that)")
+    say(f"torch: falling back to PyPI's build; {pypi_torch_note(choice)}")
+    cause = pip_install("torch")
+    if cause:
+        raise InknhueError(f"torch could not be installed: from {choice.index}: {problem}; from PyPI: {cause}; "
+                           f"check the network (a proxy? HTTPS_PROXY), or use --torch-index URL with a mirror "
+                           f"of download.pytorch.org/whl, then run the installer again: it resumes")
+    return _after_fallback(choice)
+
+
+def _after_fallback(choice: TorchChoice) -> TorchChoice:
+    """Say what PyPI's torch turned out to be; a CUDA choice it cannot serve becomes the CPU."""
+    build = torch_build()
+    if build is None:
+        raise InknhueError("torch was installed from PyPI but does not import; run the installer again")
+    version, cuda_build, cuda, mps = build
+    kind = f"built for CUDA {cuda_build}" if cuda_build else "CPU-only" if not mps else "with MPS"
+    say(f"torch: PyPI's {version} installed ({kind})")
+    if choice.device == "cuda" and not cuda:
+        say("torch: this build cannot use the NVIDIA GPU here, so the backend will run on the CPU; run the "
+            "installer again where download.pytorch.org answers to get the CUDA build")
+        return TorchChoice("cpu", None, "PyPI's build, without the GPU")
+    return TorchChoice(choice.device, None, "PyPI's build")
 
 
 def install_dependencies() -> None:
@@ -203,7 +378,7 @@ def install_dependencies() -> None:
     missing = [r for r in needed if not _satisfied(r)]
     if missing:
         say(f"dependencies: installing {', '.join(missing)}")
-        pip("install", *missing)
+        pip(*missing)
     else:
         say("dependencies: all present")
 
@@ -221,31 +396,61 @@ def _satisfied(requirement: str) -> bool:
 
 # --- weights ----------------------------------------------------------------------------
 
-def install_weights(manifest: Manifest, target: Path, source: Path | None) -> None:
+def install_weights(manifest: Manifest, target: Path, source: Path | None) -> str | None:
+    """Copy the weights from `source`, or download them; returns None when they are in place,
+    else why the download failed (everything else can still be installed)."""
+    from . import hub
+
     if source is not None:
         missing = weights.missing_files(source)
         if missing:
             raise InknhueError(f"--weights-from {source} lacks {', '.join(missing)}")
         changed = [name for name in weights.FILES if manifest.copy(source / name, target / name)]
+        for name in [n for n in manifest.files if n.startswith(str(target / hub.DOWNLOADS) + os.sep)]:
+            Path(name).unlink(missing_ok=True)  # a download this installer began is not needed any more
+            del manifest.files[name]
         manifest.save()
         say(f"weights: {'copied ' + ', '.join(changed) if changed else 'already in place'} ({target})")
     else:
-        from . import hub
-
         before = {name: (target / name).exists() for name in (*weights.FILES, hub.RECORD)}
         manifest.make_dir(target)
         manifest.save()  # an interrupted download must still be uninstallable
-        hub.download(target, report=lambda line: say(f"weights: {line}"))
-        for name in (*weights.FILES, hub.RECORD):
-            if not before.get(name, True) or str(target / name) in manifest.files:
-                manifest.files[str(target / name)] = _sha256(target / name)
-
-        manifest.save()
+        try:
+            hub.download(target, report=lambda line: say(f"weights: {line}"))
+        except hub.DownloadError as exc:
+            say("weights: not downloaded; installing the rest first (what to do follows at the end)")
+            return f"{exc.host} ({exc.reason})"
+        finally:
+            # what arrived is ours to uninstall, from a run that stopped half way too
+            for name in (*weights.FILES, hub.RECORD):
+                path = target / name
+                if path.is_file() and (not before.get(name, True) or str(path) in manifest.files):
+                    manifest.files[str(path)] = _sha256(path)
+            downloads = target / hub.DOWNLOADS
+            for name in [n for n in manifest.files if n.startswith(str(downloads) + os.sep)]:
+                if not Path(name).exists():
+                    del manifest.files[name]
+            for part in (downloads.rglob("*.part") if downloads.is_dir() else ()):
+                manifest.files.setdefault(str(part), "partial download")
+            manifest.save()
     from .checkpoints import load_alignment_vae, load_shading_generator
 
     load_shading_generator(target)
     load_alignment_vae(target)
     say("weights: every network loads strictly")
+    return None
+
+
+def weights_missing_message(problem: str, target: Path, rerun: str) -> str:
+    """The one line that ends an install whose weights could not be downloaded."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    files = [*weights.FILES]
+    return (f"incomplete: the weights could not be downloaded from {problem}. Everything else is installed "
+            f"(the backend, torch, the Krita plugin and its settings); only the weights are missing, so nothing "
+            f"can be colorized yet. Either run `{rerun}` again once the hub answers (it resumes the download), "
+            f"or fetch {', '.join(files[:-1])} and {files[-1]} from {endpoint}/{weights.HF_REPO} on a machine that "
+            f"is online, keep those paths under one folder DIR, and run `{rerun} --weights-from DIR`: the files "
+            f"are checked and copied into {target}.")
 
 
 # --- Krita ------------------------------------------------------------------------------
@@ -409,7 +614,7 @@ def _set_ini(lines: list[str], section: str, key: str, value: str | None) -> tup
 
 
 def write_plugin_config(manifest: Manifest, device: str, weights_dir: Path) -> None:
-    inknhue = Path(sys.executable).parent / ("inknhue.exe" if os.name == "nt" else "inknhue")
+    inknhue = weights.inknhue_script()
     config = {"version": 1, "backend": {"command": [str(inknhue), "serve"], "weights": str(weights_dir),
                                         "device": device}}
     path = user_data_dir() / "plugin.json"
@@ -420,21 +625,78 @@ def write_plugin_config(manifest: Manifest, device: str, weights_dir: Path) -> N
 
 # --- install and uninstall ----------------------------------------------------------------
 
+#: `inknhue install`'s options (flags, argparse keywords); installer/install.py offers them too
+OPTIONS = (
+    (("--device",), dict(choices=("auto", "cuda", "cpu", "mps"), default="auto",
+                         help="which torch build: auto (default) takes CUDA where an NVIDIA driver answers, MPS "
+                              "on Apple Silicon, else the CPU")),
+    (("--torch-index",), dict(metavar="URL", default=TORCH_INDEX,
+                              help=f"the PyTorch wheel index, or a mirror of it (default {TORCH_INDEX}); the "
+                                   f"build's tag (cpu, cu128...) is appended. Where it cannot be reached, "
+                                   f"PyPI's torch is installed instead")),
+    (("--weights-from",), dict(type=Path, metavar="DIR",
+                               help="copy the weights from DIR (the hub repo's layout) instead of downloading "
+                                    "them: the offline route")),
+    (("--no-weights",), dict(action="store_true", help="do not install the weights")),
+    (("--krita-dir",), dict(type=Path, metavar="PATH",
+                            help="Krita's resource folder (default: found for this system, Flatpak too)")),
+    (("--wheels-from",), dict(type=Path, metavar="DIR",
+                              help="take pyzmq wheels for Krita's Python from DIR instead of downloading them")),
+    (("--pyzmq",), dict(choices=("vendor", "system"), default="vendor",
+                        help="vendor: pyzmq wheels inside the plugin (default); system: the distribution's "
+                             "python3-zmq")),
+)
+
+
+def add_options(parser) -> None:
+    """Add OPTIONS to an argparse parser."""
+    for flags, keywords in OPTIONS:
+        parser.add_argument(*flags, **keywords)
+
+
+def options_argv(args) -> list[str]:
+    """The command-line form of the OPTIONS that `args` sets to other than their defaults
+    (paths made absolute), to hand on or to show as the command to run again."""
+    argv = []
+    for flags, keywords in OPTIONS:
+        value = getattr(args, flags[0][2:].replace("-", "_"))
+        if value is None or value == keywords.get("default", False):
+            continue
+        if keywords.get("action") == "store_true":
+            argv.append(flags[0])
+        else:
+            argv += [flags[0], str(Path(value).expanduser().resolve()) if isinstance(value, Path) else str(value)]
+    return argv
+
+
+def command_line(argv: list[str]) -> str:
+    """argv as the user's shell would take it."""
+    if os.name == "nt":
+        return subprocess.list2cmdline(argv)
+    import shlex
+
+    return shlex.join(argv)
+
+
 def install(device: str = "auto", weights_from: Path | None = None, no_weights: bool = False,
             krita_dir: Path | None = None, source: Path | None = None, wheels_from: Path | None = None,
-            pyzmq: str = "vendor", skip_torch: bool = False) -> int:
+            pyzmq: str = "vendor", skip_torch: bool = False, torch_index: str = TORCH_INDEX,
+            rerun: str | None = None) -> int:
+    """Returns 0 when everything is in place, INCOMPLETE when only the weights are missing."""
     data = user_data_dir()
     manifest = Manifest(data / MANIFEST)
     manifest.info.setdefault("venv", sys.prefix)
+    rerun = rerun or command_line([weights.inknhue_command(), "install"])
+    manifest.info["rerun"] = rerun  # `inknhue doctor` names it
     if not skip_torch:
-        choice = install_torch(device)
-        device = choice.device if device == "auto" else device
+        device = install_torch(device, torch_index).device
     install_dependencies()
     weights_dir = weights.resolve_weights_dir()
+    problem = None
     if no_weights:
         say("weights: skipped (--no-weights)")
     else:
-        install_weights(manifest, weights_dir, weights_from)
+        problem = install_weights(manifest, weights_dir, weights_from)
     places = krita_places(krita_dir)
     source = source or Path(os.environ.get("INKNHUE_SOURCE", Path(__file__).resolve().parents[2]))
     install_plugin(manifest, places, source)
@@ -443,7 +705,13 @@ def install(device: str = "auto", weights_from: Path | None = None, no_weights: 
     write_plugin_config(manifest, device, weights_dir)
     manifest.info.update(krita=str(places.resources), kritarc=str(places.kritarc), kind=places.kind)
     manifest.save()
-    say("done: start Krita; the inkn'hue docker is under Settings > Dockers. `inknhue doctor` checks everything.")
+    if problem:
+        print(f"inknhue install: {weights_missing_message(problem, weights_dir, rerun)}", file=sys.stderr,
+              flush=True)
+        return INCOMPLETE
+    inknhue = weights.inknhue_command()
+    say(f"done: start Krita; the inkn'hue docker is under Settings > Dockers. The command line is {inknhue}; "
+        f"`{inknhue} doctor` checks everything.")
     return 0
 
 

@@ -67,6 +67,10 @@ def setup_logging(level: int = logging.INFO, filename: str = LOG_NAME) -> Path |
     or None if the folder cannot be written (logging must never stop the work)."""
     logger = logging.getLogger("inknhue")
     logger.setLevel(level)
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        # without a log file (the installer's first steps, before platformdirs) records must not
+        # reach logging's last resort, which would print every error a second time on stderr
+        logger.addHandler(logging.NullHandler())
     for old in [h for h in logger.handlers if isinstance(h, logging.handlers.RotatingFileHandler)]:
         logger.removeHandler(old)
         old.close()

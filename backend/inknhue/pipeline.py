@@ -33,11 +33,16 @@ import torch
 from . import checkpoints, weights
 from .cache import StageCache, digest
 from .color import LabBlend, check_ratio
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_SIZES
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
 from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
 from .errors import InputError, WeightsError
-from .imaging import check_size, check_work_size, grey_to_rgb, luma, resize_pad, resize_to, to_working_size
+from .output import render_float, render_uint8
+from .imaging import (check_size, check_work_size, grey_to_rgb, luma, resize_pad, resize_to, shading_size,
+                      to_working_size, working_size)
 from .networks import banded
+from .networks.alignment import AlignmentVAE
+from .networks.shading import ShadingGenerator
+from .progress import JobProgress, measure_work
 from .rough import RoughProvider, RoughRequest
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,9 @@ class StageEvent:
     total: int
     seconds: float | None     #: None when the stage starts
     cached: bool = False      #: the stage's result came from the cache
+    fraction: float | None = None  #: of the stage done, while it runs (network stages)
+    done: float | None = None      #: of the job's network work done
+    eta: float | None = None       #: seconds left for the job, at this machine's measured speed
 
 
 ProgressCallback = Callable[[StageEvent], None]
@@ -82,6 +90,8 @@ def tensor_to_image(y: torch.Tensor) -> np.ndarray:
 
 _models: dict[tuple, torch.nn.Module] = {}
 _models_lock = threading.Lock()
+#: convolution work of banded VAE passes, by weights, plan and working size
+_banded_work: dict[tuple, dict[str, float]] = {}
 
 
 def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: torch.dtype,
@@ -101,14 +111,16 @@ def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: tor
 
 @dataclass
 class Colorization:
-    """One page's intermediates at the working size, and the blend at any ratio."""
+    """One page's intermediates at the working size, and the result at any ratio and size."""
 
     page_size: tuple[int, int]   #: (width, height) of the page as given
     shaded: np.ndarray           #: the shading stage's grey, as RGB
     rough: np.ndarray            #: the rough colours
     generated: np.ndarray        #: the alignment VAE's output (ratio 0)
+    page_grey: np.ndarray | None = None  #: the page's own grey at its size: its ink, for page-size results
     timings: dict[str, float] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)  #: the stages computed (not from the cache)
+    warnings: list[str] = field(default_factory=list)  #: for the artist: inputs that look like a mistake
     _blend: LabBlend | None = field(default=None, repr=False)
     _last: tuple[float, np.ndarray] | None = field(default=None, repr=False)
 
@@ -125,11 +137,13 @@ class Colorization:
             self._last = (ratio, self._blend(ratio))
         return self._last[1]
 
-    def final(self, ratio: float, output_size: str = "page") -> np.ndarray:
-        if output_size not in OUTPUT_SIZES:
-            raise InputError(f"output size must be one of {', '.join(OUTPUT_SIZES)}")
-        blended = self.blend(ratio)
-        return blended if output_size == "working" else resize_to(blended, *self.page_size)
+    def render(self, ratio: float, size: str | tuple[int, int] = "page", layer: str = "full") -> np.ndarray:
+        """The result as H x W x 3 float32 in [0, 1] (see output.py for the sizes and layers)."""
+        return render_float(self, ratio, size, layer)
+
+    def final(self, ratio: float, size: str | tuple[int, int] = "page", layer: str = "full") -> np.ndarray:
+        """The result as H x W x 3 uint8: at the working size exactly the published app's."""
+        return render_uint8(self, ratio, size, layer)
 
 
 # --- the engine ------------------------------------------------------------------------
@@ -164,7 +178,65 @@ class Engine:
         started = time.perf_counter()
         self.generator  # noqa: B018  (properties that load and cache)
         self.vae  # noqa: B018
+        self.work_per_pixel()  # for progress within stages
         return time.perf_counter() - started
+
+    def work_per_pixel(self) -> dict[str, float]:
+        """Convolution multiply-adds per input pixel of each network stage (progress.py),
+        from a pass of the same networks on the meta device (no memory, no arithmetic)."""
+        key = ("work", str(self.weights_dir.resolve()))
+        config = self.vae.config  # loads the VAE (under the same lock) if it is not yet
+        with _models_lock:
+            if key not in _models:
+                with torch.device("meta"), torch.no_grad():
+                    generator, vae = ShadingGenerator(), AlignmentVAE(config)
+                    side = 128
+                    image = torch.empty(1, 3, side, side)
+                    conditions: list[torch.Tensor] = []
+                    latent = torch.empty(1, config.z_channels, side // 8, side // 8)
+                    work = {
+                        "shade": measure_work(lambda: generator(torch.empty(1, 5, side, side), guide=False)),
+                        "condition": measure_work(lambda: conditions.extend(vae.condition(image))),
+                        "encode": measure_work(lambda: vae.encode(image)),
+                        "decode": measure_work(lambda: vae.decode(latent, conditions)),
+                    }
+                _models[key] = {stage: value / side ** 2 for stage, value in work.items()}
+            return _models[key]
+
+    def plan_work(self, page_size: tuple[int, int], max_size: int) -> dict[str, float]:
+        """The multiply-adds of each network stage for a page at a max size."""
+        per_pixel = self.work_per_pixel()
+        shade_w, shade_h = shading_size(*page_size, max_size)
+        work_w, work_h = working_size(*page_size, max_size)
+        work = {stage: per_pixel[stage] * (shade_w * shade_h if stage == "shade" else work_w * work_h)
+                for stage in per_pixel}
+        plan = self.band_plan(work_h, work_w)
+        if plan is not None:  # bands recompute some of their work: count theirs
+            work.update(self.banded_work(plan, work_h, work_w))
+        return work
+
+    def banded_work(self, plan: banded.BandPlan, height: int, width: int) -> dict[str, float]:
+        """The multiply-adds of the VAE's stages run in bands, from the banded passes
+        themselves on the meta device (a second or two at the largest sizes)."""
+        key = (str(self.weights_dir.resolve()), plan, height, width, self.vae_dtype)
+        config = self.vae.config
+        with _models_lock:
+            if key not in _banded_work:
+                with torch.device("meta"), torch.no_grad():
+                    vae = AlignmentVAE(config).to(self.vae_dtype)
+                    image = torch.empty(1, 3, height, width, dtype=self.vae_dtype)
+                    scale = config.downscale
+                    latent = torch.empty(1, config.z_channels, height // scale, width // scale, dtype=self.vae_dtype)
+                    conditions: list = []
+                    work = {
+                        "condition": measure_work(lambda: conditions.extend(banded.condition(plan, vae, image))),
+                        "encode": measure_work(lambda: banded.encode(plan, vae, image)),
+                        "decode": measure_work(lambda: banded.decode(plan, vae, latent, conditions)),
+                    }
+                while len(_banded_work) >= 16:  # a few page sizes
+                    _banded_work.pop(next(iter(_banded_work)))
+                _banded_work[key] = work
+            return _banded_work[key]
 
     def check_weights(self) -> None:
         missing = weights.missing_files(self.weights_dir)
@@ -248,47 +320,57 @@ class Engine:
         timings: dict[str, float] = {}
         ran: list[str] = []
 
-        def stage(names: tuple[str, ...], key: str | None, fn):
+        planned = self.plan_work((page.shape[1], page.shape[0]), max_size) if progress else {}
+
+        def report(name: str, seconds: float | None, cached: bool = False, fraction: float | None = None) -> None:
+            if progress:
+                progress(StageEvent(name, STAGES.index(name) + 1, len(STAGES), seconds, cached, fraction,
+                                    tracker.fraction_done(), tracker.seconds_left()))
+
+        tracker = JobProgress(planned, lambda name, fraction: report(name, None, fraction=fraction))
+
+        def stage(steps, key: str | None):
+            """Run `steps` ((name, fn(previous result)), each a stage timed and reported on its
+            own) in turn; the last result is cached under `key`, so the steps are cached together."""
             found = cache.get(key) if key else None
             if found is not None:
-                for name in names:
-                    if progress:
-                        progress(StageEvent(name, STAGES.index(name) + 1, len(STAGES), 0.0, cached=True))
+                for name, _ in steps:
+                    tracker.skip(name)
+                    report(name, 0.0, cached=True)
                 return found
-            if cancelled and cancelled():
-                raise Cancelled()
-            if progress:
-                progress(StageEvent(names[0], STAGES.index(names[0]) + 1, len(STAGES), None))
-            started = time.perf_counter()
-            with out_of_memory_as_error(max_size), _interruptible(cancelled):
-                result = fn()
-            seconds = time.perf_counter() - started
-            for name in names:  # stages cached together are timed together
-                timings[name] = seconds / len(names)
+            value = None
+            for name, fn in steps:
+                if cancelled and cancelled():
+                    raise Cancelled()
+                report(name, None)
+                started = time.perf_counter()
+                with out_of_memory_as_error(max_size), _interruptible(cancelled), tracker.stage(name):
+                    value = fn(value)
+                timings[name] = time.perf_counter() - started
                 ran.append(name)
                 log.debug("stage %s took %.3f s", name, timings[name])
-                if progress:
-                    progress(StageEvent(name, STAGES.index(name) + 1, len(STAGES), timings[name]))
-            return cache.put(key, result) if key else result
+                report(name, timings[name])
+            return cache.put(key, value) if key else value
 
+        warnings = provider.check(request)
+        for warning in warnings:
+            log.info("warning: %s", warning)
         page_id = digest(page) if cache.budget else ""
         rough_key = digest("rough", provider.name, page_id, request.hints, request.reference, request.rough,
                            request.fill_all, request.transfer, max_size)
         page_key = digest("page", page_id, max_size)
-        rough = stage(("rough",), rough_key, lambda: to_working_size(provider(request, self), max_size))
-
-        def shade_and_condition():
-            shaded = to_working_size(self.shade(page, max_size), max_size)
-            return shaded, self.condition(shaded)
-
-        shaded, conditions = stage(("shade", "condition"), page_key, shade_and_condition)
+        rough = stage([("rough", lambda _: to_working_size(provider(request, self), max_size))], rough_key)
+        shaded, conditions = stage([("shade", lambda _: to_working_size(self.shade(page, max_size), max_size)),
+                                    ("condition", lambda shaded: (shaded, self.condition(shaded)))], page_key)
         # Within the aspect tolerance, rounding can differ by a few pixels: follow the page.
         rough = resize_to(rough, shaded.shape[1], shaded.shape[0])
-        generated = stage(("encode", "decode"), digest("generated", page_key, rough_key),
-                          lambda: self.decode(self.encode(rough), conditions))
+        generated = stage([("encode", lambda _: self.encode(rough)),
+                           ("decode", lambda latent: self.decode(latent, conditions))],
+                          digest("generated", page_key, rough_key))
         result = Colorization(page_size=(page.shape[1], page.shape[0]), shaded=shaded, rough=rough,
-                              generated=generated, timings=timings, ran=ran)
-        stage(("blend",), None, lambda: result.blend(ratio))
+                              generated=generated, page_grey=luma(page), timings=timings, ran=ran,
+                              warnings=warnings)
+        stage([("blend", lambda _: result.blend(ratio))], None)
         return result
 
 

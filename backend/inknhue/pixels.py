@@ -24,15 +24,16 @@ def _srgb_decode(encoded: np.ndarray) -> np.ndarray:
 
 
 def to_array(image: RawImage) -> np.ndarray:
-    """H x W x C uint8 in RGB(A) order (L stays one channel)."""
+    """H x W x C uint8 in RGB(A) order (L stays one channel), sRGB-encoded whatever came."""
     pixels = np.frombuffer(image.data, dtype=_NUMPY[image.dtype]).reshape(
         image.height, image.width, CHANNELS[image.channels])
-    if image.dtype == "uint8":
+    if image.dtype == "uint8" and not image.linear:
         u8 = pixels
-    elif image.dtype == "uint16":
+    elif image.dtype == "uint16" and not image.linear:
         u8 = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     else:
-        values = np.nan_to_num(pixels.astype(np.float32), nan=0.0)
+        scale = {"uint8": 255.0, "uint16": 65535.0}.get(image.dtype, 1.0)
+        values = np.nan_to_num(pixels.astype(np.float32), nan=0.0) / np.float32(scale)
         if image.linear:  # colour channels only; alpha is linear anyway
             colour = slice(0, 3) if image.channels != "L" else slice(0, 1)
             values[..., colour] = _srgb_encode(values[..., colour])
@@ -63,25 +64,30 @@ def to_rgba(image: RawImage, what: str = "hints") -> np.ndarray:
 
 def from_rgb(rgb: np.ndarray, channels: str = "RGBA", dtype: str = "uint8", linear: bool = False,
              alpha: np.ndarray | None = None) -> RawImage:
-    """RGB uint8 -> a buffer in the channel order and depth the client asked for; opaque
-    unless an H x W uint8 `alpha` is given."""
+    """RGB (uint8, or float in [0, 1] for full precision) -> a buffer in the channel order and
+    depth the client asked for; opaque unless an H x W uint8 `alpha` is given."""
     if channels not in CHANNELS or dtype not in _NUMPY:
         raise ProtocolError("bad_input", f"cannot send {channels} {dtype}")
     height, width = rgb.shape[:2]
+    values = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32, copy=False)
     if channels == "L":
-        out = luma(rgb)[..., None]
-    elif channels == "RGB":
-        out = rgb
+        colour = (values @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    elif channels == "BGRA":
+        colour = values[..., ::-1]
     else:
-        out = np.empty((height, width, 4), np.uint8)
-        out[..., :3] = rgb[..., ::-1] if channels == "BGRA" else rgb
-        out[..., 3] = 255 if alpha is None else alpha
-    if dtype == "uint16":
-        out = out.astype(np.dtype("<u2")) * 257
-    elif dtype in ("float16", "float32"):
-        values = out.astype(np.float32) / 255.0
-        if linear:
-            colour = slice(0, 1) if channels == "L" else slice(0, 3)
-            values[..., colour] = _srgb_decode(values[..., colour])
-        out = values.astype(_NUMPY[dtype])
+        colour = values
+    if linear:  # a linear-light document, at any depth
+        colour = _srgb_decode(np.clip(colour, 0.0, 1.0))
+    out = np.empty((height, width, CHANNELS[channels]), _NUMPY[dtype])
+    scale = {"uint8": 255.0, "uint16": 65535.0}.get(dtype)
+    if scale is None:
+        out[..., :colour.shape[2]] = colour
+    elif rgb.dtype == np.uint8 and dtype == "uint8" and not linear:
+        out[..., :colour.shape[2]] = luma(rgb)[..., None] if channels == "L" else (
+            rgb[..., ::-1] if channels == "BGRA" else rgb)
+    else:
+        out[..., :colour.shape[2]] = np.rint(np.clip(colour, 0.0, 1.0) * scale)
+    if CHANNELS[channels] == 4:
+        a = np.float32(255) if alpha is None else alpha
+        out[..., 3] = a if scale == 255.0 else (np.asarray(a, np.float32) / 255.0 * (scale or 1.0))
     return RawImage(width, height, channels, np.ascontiguousarray(out).data, dtype, linear)

@@ -194,10 +194,20 @@ class Backend(QtCore.QObject):
                 if callback:
                     callback(header, images)
                 elif header.get("job"):
+                    if header.get("type") == "result" and self.hello.get("models") != "ready":
+                        self._refresh_hello()  # a job ran: the models are loaded; say so now
                     self.job_event.emit(header, images)
         except ServerError as exc:
             log.warning("bad message from the backend: %s", exc)
         self._heartbeat(now)
+
+    def _refresh_hello(self) -> None:
+        from .client import ServerError
+
+        try:
+            self.request({"type": "hello", "protocol": PROTOCOL}, callback=self._on_hello)
+        except ServerError:
+            pass  # the heartbeat notices a backend that is gone
 
     def _heartbeat(self, now: float) -> None:
         """Ping a quiet backend; one that does not answer is lost (and looked for again)."""
@@ -215,10 +225,10 @@ class Backend(QtCore.QObject):
                           else "no backend answers")
             return
         renew = self.owns_backend and now - self._last_sent > HEARTBEAT_S  # job events alone renew nothing
-        if now - self._last_heard > HEARTBEAT_S or renew:
+        # hello again while connecting or while the models load, to show when they are ready
+        ask_hello = self.state == "connecting" or self.hello.get("models") in ("loading", "not loaded")
+        if now - self._last_heard > HEARTBEAT_S or renew or (ask_hello and now - self._last_sent > HEARTBEAT_S):
             self._ping_sent = now
-            # hello again while connecting or while the models load, to show when they are ready
-            ask_hello = self.state == "connecting" or self.hello.get("models") in ("loading", "not loaded")
             try:
                 self.request({"type": "hello" if ask_hello else "ping"},
                              callback=self._on_hello if ask_hello else None)

@@ -168,9 +168,9 @@ class Client:
         return reply["job"]
 
     def blend(self, job: str, ratio: float, size="page", channels: str = "RGBA", dtype: str = "uint8",
-              linear: bool = False) -> RawImage:
+              linear: bool = False, layer: str = "full") -> RawImage:
         header = {"type": "blend", "job": job, "ratio": ratio,
-                  **_listed({"size": size, "channels": channels, "dtype": dtype, "linear": linear})}
+                  **_listed({"size": size, "channels": channels, "dtype": dtype, "linear": linear, "layer": layer})}
         try:
             request = BlendRequest.from_header(header)
         except ProtocolError as exc:

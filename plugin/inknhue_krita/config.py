@@ -66,6 +66,8 @@ DEFAULTS = {
     "ratio": 0.8,
     "fill_all": False,
     "reference": "",
+    "output_layer": "full",
+    "live": False,           #: the artist's Live switch; on again only where live colour is offered
 }
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from krita import Krita
 
-from .logic import HINT_LAYER, RESULT_LAYER, Rect
+from .live import fingerprint
+from .logic import BYTES, HINT_LAYER, RESULT_LAYER, Rect, colour_layer_place, fully_opaque
 from .qt import QtCore, QtGui
 
 
@@ -62,6 +63,23 @@ def layer_pixels(node, rect: Rect) -> bytes:
     return bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))
 
 
+def layer_fingerprint(document, node) -> tuple:
+    """What tells this layer's pixels from any other state of them (live colour's poll):
+    read only within its exact bounds (Krita caches them), in bands, never copied to bytes."""
+    bounds = node.bounds()
+    rect = Rect(bounds.x(), bounds.y(), bounds.width(), bounds.height()).intersected(Rect(0, 0, *size(document)))
+    return fingerprint(rect, node.pixelData)
+
+
+def idle(document) -> bool:
+    """Whether no stroke is in progress (the pen is off the canvas) and nothing is being
+    computed: then reading the page (`waitForDone`) cannot wait on the artist."""
+    if not document.tryBarrierLock():
+        return False
+    document.unlock()
+    return True
+
+
 def all_layers(document) -> list:
     found, stack = [], list(document.topLevelNodes())
     while stack:
@@ -90,6 +108,73 @@ def add_layer_above(document, above, name: str):
     else:
         document.rootNode().addChildNode(node, None)
     return node
+
+
+def add_layer_under_ink(document, name: str, rect: Rect, dtype: str, blending: str = "multiply"):
+    """A new layer in `blending` mode under the artist's ink layers, where colourists put
+    colour: right above the topmost opaque layer over `rect` (the paper, or a scanned page
+    it can only be multiplied over), beneath the line art layers above that."""
+    node = document.createNode(name, "paintlayer")
+    node.setBlendingMode(blending)
+    layers = [n for n in document.topLevelNodes() if n.visible() and not is_plugin_layer(n)]
+    opaque = [fully_opaque(layer_pixels(n, rect), dtype) for n in layers]
+    document.rootNode().addChildNode(node, layers[colour_layer_place(opaque)] if layers else None)
+    return node
+
+
+def top_level(document, node):
+    """The top-level layer that holds `node` (itself if it is one)."""
+    root = document.rootNode()
+    while node is not None and node.parentNode() is not None and layer_id(node.parentNode()) != layer_id(root):
+        node = node.parentNode()
+    return node
+
+
+def add_result_layer(document, name: str, rect: Rect, dtype: str, page_node=None):
+    """A new layer where it is seen: above every layer but the hints when the page is the
+    visible image; above the page's own layer when one layer is the page, unless an opaque
+    layer above that would hide it (then above the topmost such)."""
+    node = document.createNode(name, "paintlayer")
+    layers = [n for n in document.topLevelNodes() if n.name() != HINT_LAYER]
+    above = layers[-1] if layers else None
+    page = top_level(document, page_node) if page_node is not None else None
+    if page is not None:
+        ids = [layer_id(n) for n in layers]
+        index = ids.index(layer_id(page)) if layer_id(page) in ids else len(layers) - 1
+        for higher in range(len(layers) - 1, index, -1):
+            candidate = layers[higher]
+            if candidate.visible() and fully_opaque(layer_pixels(candidate, rect), dtype):
+                index = higher
+                break
+        above = layers[index]
+    document.rootNode().addChildNode(node, above)
+    return node
+
+
+def show_above(document, node, hints=None) -> None:
+    """Make a result layer visible, and the hint layer (ours) sit right above it. The active
+    layer stays what it was, even when that is the hint layer being moved."""
+    node.setVisible(True)
+    if hints is None or hints.parentNode() is None:
+        return
+    order = [layer_id(n) for n in all_layers(document)]  # bottom to top
+    if layer_id(hints.parentNode()) == layer_id(node.parentNode()) and \
+            order.index(layer_id(hints)) > order.index(layer_id(node)):
+        return
+    active = document.activeNode()
+    hints.remove()
+    node.parentNode().addChildNode(hints, node)
+    if active is not None and (document.activeNode() is None or
+                               layer_id(document.activeNode()) != layer_id(active)):
+        document.setActiveNode(active)
+
+
+def clear_pixels(document, node, rect: Rect, dtype: str) -> None:
+    write_pixels(document, node, bytes(rect.width * rect.height * 4 * BYTES[dtype]), rect)
+
+
+def open_documents() -> list:
+    return list(Krita.instance().documents())
 
 
 def add_hint_layer(document, page_node):

@@ -19,12 +19,38 @@ STAGE_LABELS = {
 }
 HINT_LAYER = "inkn'hue hints"
 RESULT_LAYER = "inkn'hue colour"
+#: the output layers the docker offers: (protocol name, layer name, blending mode, label, tooltip)
+OUTPUT_LAYERS = (
+    ("full", RESULT_LAYER, "normal", "Coloured page",
+     "The whole page in colour, lines included, as a new layer above the page."),
+    ("colour", f"{RESULT_LAYER} under ink", "multiply", "Colour under the ink",
+     "Only the colours, without the line art, as a Multiply layer beneath your ink layers: "
+     "repaint or adjust them and your lines stay untouched on top."),
+)
 MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 2048  #: until the backend's hello says its own limits
 #: while the ratio slider is dragged, blends come at about this many pixels on the long side
 PREVIEW_LONG_SIDE = 1280
 
 #: Krita colour depth -> protocol dtype
 DEPTHS = {"U8": "uint8", "U16": "uint16", "F16": "float16", "F32": "float32"}
+BYTES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
+#: a fully opaque alpha in Krita's pixel data, little-endian, per dtype
+_OPAQUE_ALPHA = {"uint8": b"\xff", "uint16": b"\xff\xff", "float16": b"\x00\x3c", "float32": b"\x00\x00\x80\x3f"}
+
+
+def fully_opaque(data: bytes, dtype: str) -> bool:
+    """Whether BGRA pixel data in `dtype` covers everything (alpha 1 everywhere)."""
+    alpha = _OPAQUE_ALPHA[dtype]
+    size = len(alpha)
+    step = 4 * size
+    return bool(data) and all(not data[3 * size + i::step].strip(alpha[i:i + 1]) for i in range(size))
+
+
+def colour_layer_place(opaque: list[bool]) -> int:
+    """Where the colour-under-ink layer goes, given the page's layers bottom to top (is each
+    opaque?): the index of the layer it goes right above: the topmost opaque one (the paper,
+    or a scanned page the colour can only be multiplied over), else the bottom one."""
+    return max((i for i, o in enumerate(opaque) if o), default=0)
 
 
 @dataclass(frozen=True)
@@ -61,8 +87,8 @@ class Format:
     def image(self, data, width: int, height: int) -> RawImage:
         return RawImage(width, height, "BGRA", data, self.dtype, self.linear)
 
-    def output(self, size="page") -> dict:
-        return {"size": size, "channels": "BGRA", "dtype": self.dtype, "linear": self.linear}
+    def output(self, size="page", layer: str = "full") -> dict:
+        return {"size": size, "channels": "BGRA", "dtype": self.dtype, "linear": self.linear, "layer": layer}
 
 
 def document_format(color_model: str, color_depth: str, profile: str) -> tuple[Format | None, str]:
@@ -75,9 +101,8 @@ def document_format(color_model: str, color_depth: str, profile: str) -> tuple[F
                       f"Convert it with Image > Convert Image Color Space.")
     if color_depth not in DEPTHS:
         return None, f"Unsupported colour depth {color_depth}."
-    # Krita's float RGB documents default to a linear-light profile (e.g. "...-g10.icc").
-    linear = color_depth in ("F16", "F32") and any(
-        mark in profile.lower() for mark in ("g10", "linear", "scrgb"))
+    # A linear-light profile (e.g. "sRGB-elle-V2-g10.icc", Krita's default for float) at any depth.
+    linear = any(mark in profile.lower() for mark in ("g10", "linear", "scrgb"))
     return Format(DEPTHS[color_depth], linear), ""
 
 
@@ -94,13 +119,32 @@ def snap_max_size(value: int, low: int = MIN_MAX_SIZE, high: int = MAX_MAX_SIZE)
     return min(high, max(low, round(value / 32) * 32))
 
 
-def progress_text(stage: str, index: int, total: int, cached: bool = False) -> str:
+def time_left_text(seconds: float | None) -> str:
+    """"about 2 min left", in steps an artist reads at a glance; "" when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return ""
+    if seconds < 10:
+        return "a few seconds left"
+    if seconds < 60:
+        return f"about {5 * round(seconds / 5)} s left"
+    return f"about {max(1, round(seconds / 60))} min left"
+
+
+def progress_text(stage: str, index: int, total: int, cached: bool = False, fraction: float | None = None,
+                  eta: float | None = None) -> str:
     label = STAGE_LABELS.get(stage, stage)
-    return f"{index}/{total} {label}" + (" (reused)" if cached else "")
+    text = f"{index}/{total} {label}" + (" (reused)" if cached else "")
+    if fraction is not None:
+        text += f" {100 * fraction:.0f}%"
+    left = time_left_text(eta)
+    return f"{text} · {left}" if left and not cached else text
 
 
-def progress_value(index: int, total: int, finished: bool) -> int:
-    """Percent done: a stage counts when finished, half when running."""
+def progress_value(index: int, total: int, finished: bool, done: float | None = None) -> int:
+    """Percent done: the job's network work when the backend counts it, else by stages
+    (a stage counts when finished, half when running)."""
+    if done is not None:
+        return round(100 * min(1.0, max(0.0, done)))
     if total <= 0:
         return 0
     return round(100 * (index - (0 if finished else 0.5)) / total)

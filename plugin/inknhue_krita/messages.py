@@ -14,10 +14,12 @@ from .protocol import (CHANNELS, COLORIZE_IMAGES, DTYPES, MAX_FRAME_BYTES, MAX_P
                        RawImage, int_field, ratio_field, shown)
 
 OUTPUT_SIZES = ("page", "working")
+#: full: the coloured page; colour: the colours without the line art, for a Multiply layer under the ink
+LAYERS = ("full", "colour")
 #: the rough-colour providers' names are the server's business; the field is checked for shape here
 MAX_NAME_CHARS = 32
 #: what each provider needs besides the page (the server's `hello` lists the providers)
-PROVIDER_NEEDS = {"flats": "hints", "shader": "hints", "image": "rough"}
+PROVIDER_NEEDS = {"flats": "hints", "shader": "hints", "image": "rough", "style2paints": "hints"}
 
 
 def bool_field(header: dict, key: str, default: bool = False, where: str = "") -> bool:
@@ -44,16 +46,20 @@ def choice_field(header: dict, key: str, choices, default: str, where: str = "")
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """The image a client wants back: its size, channel order and depth."""
+    """The image a client wants back: which layer, its size, channel order and depth."""
 
     size: str | tuple[int, int] = "page"   #: "page", "working" or (width, height)
     channels: str = "RGBA"
     dtype: str = "uint8"
     linear: bool = False                    #: float data in linear light
+    layer: str = "full"                     #: one of LAYERS
+
+    FIELDS = ("size", "channels", "dtype", "linear", "layer")
 
     def to_header(self) -> dict:
         size = list(self.size) if isinstance(self.size, tuple) else self.size
-        return {"size": size, "channels": self.channels, "dtype": self.dtype, "linear": self.linear}
+        return {"size": size, "channels": self.channels, "dtype": self.dtype, "linear": self.linear,
+                "layer": self.layer}
 
     @classmethod
     def from_header(cls, spec, where: str = "output.") -> "OutputSpec":
@@ -73,7 +79,8 @@ class OutputSpec:
             raise ProtocolError("bad_input", f"'{where}size' must be \"page\", \"working\" or [width, height], "
                                              f"got {shown(size)}")
         return cls(size, choice_field(spec, "channels", CHANNELS, "RGBA", where),
-                   choice_field(spec, "dtype", DTYPES, "uint8", where), bool_field(spec, "linear", where=where))
+                   choice_field(spec, "dtype", DTYPES, "uint8", where), bool_field(spec, "linear", where=where),
+                   choice_field(spec, "layer", LAYERS, "full", where))
 
     def pixel_size(self, page_size: tuple[int, int], working_size: tuple[int, int]) -> tuple[int, int]:
         return page_size if self.size == "page" else working_size if self.size == "working" else self.size
@@ -159,5 +166,5 @@ class BlendRequest:
 
     @classmethod
     def from_header(cls, header: dict) -> "BlendRequest":
-        output = {k: header[k] for k in ("size", "channels", "dtype", "linear") if k in header}
+        output = {k: header[k] for k in OutputSpec.FIELDS if k in header}
         return cls(job_field(header), ratio_field(header), OutputSpec.from_header(output, where=""))

@@ -13,10 +13,10 @@ import os
 import numpy as np
 
 if os.environ.get("FAKE_KRITA_QT", "PyQt5") == "PyQt6":
-    from PyQt6.QtCore import QByteArray, QObject, QUuid, pyqtSignal
+    from PyQt6.QtCore import QByteArray, QObject, QRect, QUuid, pyqtSignal
     from PyQt6.QtWidgets import QApplication, QDockWidget
 else:
-    from PyQt5.QtCore import QByteArray, QObject, QUuid, pyqtSignal
+    from PyQt5.QtCore import QByteArray, QObject, QRect, QUuid, pyqtSignal
     from PyQt5.QtWidgets import QApplication, QDockWidget
 
 IS_FAKE = True
@@ -68,8 +68,10 @@ class Node:
         self._parent = None
         self._children: list[Node] = []
         self._visible = True
+        self._blending = "normal"
         self.pixels = np.zeros((document.height(), document.width(), 4), DTYPES[document.colorDepth()])
         self.writes = 0
+        self.reads = 0
 
     def name(self):
         return self._name
@@ -88,6 +90,13 @@ class Node:
 
     def setVisible(self, visible):
         self._visible = visible
+
+    def blendingMode(self):
+        return self._blending
+
+    def setBlendingMode(self, mode):
+        self._blending = mode
+        return True
 
     def parentNode(self):
         return self._parent
@@ -108,7 +117,15 @@ class Node:
         return True
 
     def pixelData(self, x, y, w, h):
+        self.reads += 1
         return QByteArray(np.ascontiguousarray(self.pixels[y:y + h, x:x + w]).tobytes())
+
+    def bounds(self):
+        """Krita's exactBounds: the smallest rectangle holding every non-transparent pixel."""
+        ys, xs = np.nonzero(self.pixels.any(axis=-1))
+        if len(xs) == 0:
+            return QRect()
+        return QRect(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
 
     def projectionPixelData(self, x, y, w, h):
         return self.pixelData(x, y, w, h)
@@ -128,6 +145,7 @@ class Document:
         self._active = None
         self._selection = None
         self.modified = False
+        self.stroke_in_progress = False  #: a test's pen on the canvas: the image is not idle
 
     def width(self):
         return self._width
@@ -175,14 +193,21 @@ class Document:
     def refreshProjection(self):
         pass
 
-    def waitForDone(self):
+    def tryBarrierLock(self):
+        return not self.stroke_in_progress
+
+    def unlock(self):
         pass
+
+    def waitForDone(self):
+        # Krita's waits for every open stroke: with the pen on the canvas, for ever
+        assert not self.stroke_in_progress, "waitForDone() during a stroke would freeze Krita"
 
     def setModified(self, modified):
         self.modified = modified
 
     def pixelData(self, x, y, w, h):
-        """The visible layers composited, bottom to top (normal blending)."""
+        """The visible layers composited, bottom to top (normal or multiply blending)."""
         scale = float(OPAQUE[self._depth])
         out = np.zeros((h, w, 4), np.float64)
         for node in self._root.childNodes():
@@ -190,7 +215,8 @@ class Document:
                 continue
             layer = node.pixels[y:y + h, x:x + w].astype(np.float64) / scale
             alpha = layer[..., 3:4]
-            out[..., :3] = layer[..., :3] * alpha + out[..., :3] * (1 - alpha)
+            colour = layer[..., :3] * out[..., :3] if node.blendingMode() == "multiply" else layer[..., :3]
+            out[..., :3] = colour * alpha + out[..., :3] * (1 - alpha)
             out[..., 3:4] = alpha + out[..., 3:4] * (1 - alpha)
         values = out * scale
         if np.issubdtype(DTYPES[self._depth], np.integer):
@@ -225,7 +251,7 @@ class Krita:
 
     def __init__(self):
         self.settings: dict[tuple[str, str], str] = {}
-        self.documents: list[Document] = []
+        self._documents: list[Document] = []
         self.active: Document | None = None
         self._notifier = Notifier()
         self.factories = []
@@ -253,13 +279,22 @@ class Krita:
     def activeDocument(self):
         return self.active
 
+    def documents(self):
+        return list(self._documents)
+
+    def close(self, doc):
+        """The artist closes a document (a test helper: Krita's is Document.close())."""
+        self._documents.remove(doc)
+        if self.active is doc:
+            self.active = self._documents[-1] if self._documents else None
+
     def createDocument(self, width, height, name, model, depth, profile, resolution):
         doc = Document(width, height, name, model, depth, profile)
         background = doc.createNode("Background", "paintlayer")
         background.pixels[...] = OPAQUE[depth]
         doc.rootNode().addChildNode(background, None)
         doc.setActiveNode(background)
-        self.documents.append(doc)
+        self._documents.append(doc)
         self.active = doc
         return doc
 

@@ -12,6 +12,7 @@ import pytest
 
 from drawing import Page
 from inknhue.pipeline import Engine
+from inknhue_krita.qt import Qt
 from inknhue.rough import RoughRequest, get_provider
 from parity import write_released_layout
 
@@ -61,6 +62,7 @@ def docker(data_dir):
     pump(lambda: widget.backend.state in ("connected", "error", "not_installed"), timeout=90)
     assert widget.backend.state == "connected", widget.status.text()
     yield widget
+    widget.live_switch.setChecked(False)  # its timer would go on looking at the next test's page
     widget.deleteLater()
 
 
@@ -100,17 +102,42 @@ def result_layers(doc):
     return [n for n in doc.topLevelNodes() if n.name().startswith("inkn'hue colour")]
 
 
-def colorize(docker, doc):
-    before = len(result_layers(doc))
+def run_colorize(docker):
     docker.colorize_button.click()
-    pump(lambda: len(result_layers(doc)) > before or (docker.job is None and docker.message.text()), timeout=90)
-    assert len(result_layers(doc)) > before, docker.message.text()
-    return result_layers(doc)[-1]
+    assert docker.running is not None, docker.message.text()
+    pump(lambda: docker.running is None, timeout=90)
+
+
+def colorize(docker, doc):
+    """Press Colorize and wait for the job; returns the layer that shows the result."""
+    run_colorize(docker)
+    shown = docker.sessions.of(doc).shown
+    assert shown is not None, docker.message.text()
+    return next(n for n in doc.topLevelNodes() if n.uniqueId().toString() == shown.layer)
 
 
 def test_the_panel_shows_the_backend_and_its_providers(docker):
     assert "connected" in docker.status.text()
-    assert [docker.provider.itemData(i) for i in range(docker.provider.count())] == ["flats", "shader", "image"]
+    offered = [docker.provider.itemData(i) for i in range(docker.provider.count())
+               if docker.provider.model().item(i).isEnabled()]
+    assert offered == ["flats", "shader", "image"]  # no Style2Paints networks in the test weights
+
+
+def test_unavailable_providers_are_shown_greyed_out_with_the_reason(docker):
+    hello = dict(docker.backend.hello)
+    hello["providers"] = [{"name": "flats", "description": "strokes into regions", "needs_weights": False}]
+    hello["unavailable_providers"] = [{"name": "style2paints", "description": "Style2Paints V4.5",
+                                       "reason": "its networks are missing: run the download"}]
+    docker.provider.setCurrentIndex(docker.provider.findData("flats"))
+    docker._on_hello(hello)
+    assert [docker.provider.itemData(i) for i in range(docker.provider.count())] == ["flats", "style2paints"]
+    assert not docker.provider.model().item(1).isEnabled()
+    assert docker.provider.itemData(1, Qt.ItemDataRole.ToolTipRole) == \
+        "Style2Paints V4.5\nNot available: its networks are missing: run the download"
+    docker.provider.setCurrentIndex(1)  # e.g. the saved choice, from when it was available
+    docker._on_hello(hello)
+    assert docker.provider.currentData() == "flats"  # never a greyed-out choice
+    docker._on_hello(docker.backend.hello)
 
 
 def test_colorize_adds_a_colour_layer_and_leaves_the_artists_layers_alone(docker, weights):
@@ -122,7 +149,7 @@ def test_colorize_adds_a_colour_layer_and_leaves_the_artists_layers_alone(docker
     assert names == ["Background", "ink", "inkn'hue hints"]
     hints_before = hints.pixels.copy()
     layer = colorize(docker, doc)
-    assert [n.name() for n in doc.topLevelNodes()] == names + ["inkn'hue colour"]
+    assert [n.name() for n in doc.topLevelNodes()] == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
     want = expected(weights, page, 0.8).final(0.8, "page")
     np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], want)
     assert (layer.pixels[..., 3] == 255).all()
@@ -165,15 +192,29 @@ def test_a_selection_limits_the_result_to_it(docker, weights):
     np.testing.assert_array_equal(inside[..., [2, 1, 0]], expected(weights, crop, 0.8).final(0.8, "page"))
 
 
-def test_recolorizing_after_new_hints_reuses_the_shading(docker):
+def test_colorizing_again_updates_the_result_in_place_and_keep_makes_a_version(docker, weights):
     page = drawn()
     doc, _ = new_document(page)
     hints = paint_hints(docker, doc, page)
-    colorize(docker, doc)
+    layer = colorize(docker, doc)
+    first = layer.pixels.copy()
     hints.pixels[150:160, 20:40] = (0, 200, 0, 255)
-    colorize(docker, doc)
+    page.hints[150:160, 20:40] = (0, 200, 0, 255)
+    writes = layer.writes
+    run_colorize(docker)
     assert "shading reused" in docker.stage.text()
-    assert len(result_layers(doc)) == 2 and result_layers(doc)[1].name() == "inkn'hue colour 2"
+    assert result_layers(doc) == [layer] and layer.writes > writes  # the same layer, new colours
+    assert not np.array_equal(layer.pixels, first)
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], expected(weights, page, 0.8).final(0.8, "page"))
+    docker.keep_button.click()
+    assert layer.name() == "inkn'hue colour kept" and "Kept" in docker.message.text()
+    kept = layer.pixels.copy()
+    hints.pixels[20:30, 80:100] = (200, 0, 200, 255)
+    newer = colorize(docker, doc)
+    assert newer is not layer and newer.name() == "inkn'hue colour"
+    np.testing.assert_array_equal(layer.pixels, kept)  # a kept version is never touched again
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names.index("inkn'hue colour") > names.index("inkn'hue colour kept")  # the new one is seen
 
 
 def test_a_greyscale_document_is_explained_and_converted_on_request(docker):
@@ -194,8 +235,32 @@ def test_a_sixteen_bit_document_gets_a_sixteen_bit_result(docker, weights):
     hints.pixels[...] = page.hints[..., [2, 1, 0, 3]].astype(np.uint16) * 257
     layer = colorize(docker, doc)
     assert layer.pixels.dtype == np.uint16
-    want = expected(weights, page, 0.8).final(0.8, "page").astype(np.uint16) * 257
+    want = np.rint(expected(weights, page, 0.8).render(0.8, "page") * 65535).astype(np.uint16)
     np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], want)
+    assert (layer.pixels % 257 != 0).any()  # not 8 bits widened
+
+
+@pytest.mark.parametrize("ink_opaque", [True, False])
+def test_colour_under_the_ink_is_a_multiply_layer_beneath_the_line_art(docker, weights, ink_opaque):
+    page = drawn()
+    doc, ink = new_document(page)
+    if not ink_opaque:  # line art on its own transparent layer over the white Background
+        ink.pixels[..., 3] = 255 - page.grey
+        ink.pixels[..., :3] = 0
+    paint_hints(docker, doc, page)
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    layer = colorize(docker, doc)
+    assert layer.name() == "inkn'hue colour under ink" and layer.blendingMode() == "multiply"
+    names = [n.name() for n in doc.topLevelNodes()]
+    expected_stack = (["Background", "ink", layer.name()] if ink_opaque else ["Background", layer.name(), "ink"])
+    assert names == expected_stack + ["inkn'hue hints"]
+    result = expected(weights, page, 0.8)
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], result.final(0.8, "page", layer="colour"))
+    doc.topLevelNodes()[-1].setVisible(False)  # the canvas without the hints shows the coloured page
+    canvas = np.frombuffer(bytes(doc.pixelData(0, 0, 120, 180)), np.uint8).reshape(180, 120, 4)
+    assert np.abs(canvas[..., [2, 1, 0]].astype(int) - result.final(0.8, "page")).max() <= 2
+    assert krita.Krita.instance().readSetting("inknhue", "output_layer", "") == "colour"
+    docker.output_layer.setCurrentIndex(0)
 
 
 def test_settings_persist_through_kritas_settings(docker):
@@ -269,3 +334,321 @@ def test_a_backend_left_by_a_killed_krita_is_adopted_and_stopped_at_exit(weights
         orphan.kill()
         orphan.wait()
         orphan.stdout.close()
+
+
+# --- what an artist meets (issue: the docker as an artist meets it) ---------------------------
+
+def canvas(doc):
+    width, height = doc.width(), doc.height()
+    return np.frombuffer(bytes(doc.pixelData(0, 0, width, height)), doc.topLevelNodes()[0].pixels.dtype).reshape(
+        height, width, 4)
+
+
+def test_the_result_is_seen_whatever_the_stack_and_the_active_layer(docker):
+    page = drawn()
+    doc, ink = new_document(page)  # an opaque ink layer above the Background
+    background = doc.topLevelNodes()[0]
+    doc.setActiveNode(background)  # the artist had the Background selected
+    hints = paint_hints(docker, doc, page)
+    assert [n.name() for n in doc.topLevelNodes()] == ["Background", "inkn'hue hints", "ink"]  # under the ink
+    before = canvas(doc).copy()
+    layer = colorize(docker, doc)
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
+    painted = page.hints[..., 3] > 0
+    assert (np.abs(canvas(doc)[painted].astype(int) - before[painted]).max(axis=-1) > 30).mean() > 0.5
+    assert layer.visible() and hints.visible()
+
+
+def test_the_hints_stay_visible_and_editable_above_the_result(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = colorize(docker, doc)
+    order = doc.topLevelNodes()
+    assert order.index(hints) == order.index(layer) + 1 and hints.visible()
+    hints.pixels[100:110, 10:20] = (0, 0, 255, 255)  # still the hint layer the next Colorize reads
+    assert docker.sessions.of(doc).shown.layer == layer.uniqueId().toString()
+
+
+def test_an_empty_hint_layer_is_said_to_the_artist(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    docker.add_hints.click()  # and no strokes painted
+    run_colorize(docker)
+    assert "hint layer is empty" in docker.message.text()
+
+
+def test_progress_moves_within_the_stages_and_says_the_time_left(docker):
+    page = Page(600, 900).rectangle(10, 10, 590, 890).circle(300, 450, 200).stroke([(290, 440), (310, 460)], RED)
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.max_size.setValue(384)
+    seen = []
+    docker.backend.job_event.connect(lambda event, images: seen.append((docker.progress.value(),
+                                                                        docker.stage.text())))
+    try:
+        run_colorize(docker)
+    finally:
+        docker.backend.job_event.disconnect()
+        docker.backend.job_event.connect(docker._on_event)
+        docker.max_size.setValue(64)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and len(set(values)) > 8  # not a few coarse steps
+    assert any("%" in text for _, text in seen) and any(" left" in text for _, text in seen)
+
+
+def test_a_linear_sixteen_bit_document_gets_linear_sixteen_bit_colours(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page, depth="U16")
+    doc._profile = "sRGB-elle-V2-g10.icc"
+
+    def linear(encoded):
+        return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+    ink = doc.topLevelNodes()[-1]  # in a linear document, layers hold linear light
+    ink.pixels[..., :3] = np.rint(65535 * linear(page.grey / 255.0))[..., None]
+    paint_hints(docker, doc, page)
+    hints = next(n for n in doc.topLevelNodes() if n.name() == "inkn'hue hints")
+    hints.pixels[..., :3] = np.rint(65535 * linear(page.hints[..., [2, 1, 0]] / 255.0))
+    hints.pixels[..., 3] = page.hints[..., 3].astype(np.uint16) * 257
+    layer = colorize(docker, doc)
+    want = linear(expected(weights, page, 0.8).render(0.8, "page").astype(np.float64))
+    got = layer.pixels[..., [2, 1, 0]] / 65535.0
+    assert np.abs(got - want).max() < 0.002  # linear light, not sRGB-encoded values
+    assert (layer.pixels % 257 != 0).any()
+
+
+def test_a_hint_layer_on_a_greyscale_page_offers_the_conversion_first(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    doc._model = "GRAYA"
+    docker.add_hints.click()
+    assert "greyscale" in docker.message.text() and not docker.convert.isHidden()
+    assert all(n.name() != "inkn'hue hints" for n in doc.topLevelNodes())
+    docker.convert.click()
+    docker.add_hints.click()
+    assert any(n.name() == "inkn'hue hints" for n in doc.topLevelNodes())
+
+
+def test_a_result_for_a_closed_document_is_not_announced_as_done(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.colorize_button.click()
+    assert docker.running is not None
+    krita.Krita.instance().close(doc)
+    docker.canvasChanged(None)
+    pump(lambda: docker.running is None, timeout=90)
+    assert "closed" in docker.message.text() and "Done" not in docker.stage.text()
+    assert docker.progress.value() != 100
+
+
+def test_the_panel_explains_itself_in_the_artists_words(docker):
+    assert "detail" in docker.max_size.toolTip() and "result" in docker.max_size.toolTip()
+    assert "flats" in docker.provider.toolTip() and "strokes" in docker.provider.toolTip()
+    assert docker.keep_button.toolTip()
+
+
+def test_the_models_state_is_kept_up_to_date(docker):
+    pump(lambda: "models ready" in docker.status.text(), timeout=60)
+
+
+# --- live colour (issue: speed): the result follows the hint layer by itself --------------------
+
+GREEN, PURPLE, ORANGE, TEAL = (0, 200, 0), (200, 0, 200), (230, 140, 20), (20, 160, 160)
+
+
+@pytest.fixture
+def fast_enough(monkeypatch):
+    """Live offered whatever this machine's load: the tests of what it does, not of its threshold."""
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 60.0)
+
+
+def paint(hints, page, box, colour):
+    """A stroke on the hint layer, as the artist's brush leaves it (and in the test's copy)."""
+    y0, y1, x0, x1 = box
+    hints.pixels[y0:y1, x0:x1] = (colour[2], colour[1], colour[0], 255)
+    page.hints[y0:y1, x0:x1] = (*colour, 255)
+
+
+_signatures = iter(range(1, 250))
+
+
+def measured(docker, doc, hints, page):
+    """Colorize with a stroke no other test sends, so that the job measures this machine (one
+    served from the backend's cache measures nothing); returns the layer with the result."""
+    n = next(_signatures)
+    paint(hints, page, (170, 174, 100, 110), (n, 255 - n, 128))
+    layer = colorize(docker, doc)
+    assert docker.rerun_s is not None
+    return layer
+
+
+def turn_live_on(docker):
+    assert docker.live_switch.isEnabled(), docker.live_switch.toolTip()
+    docker.live_switch.setChecked(True)
+
+
+def live_settled(docker):
+    from inknhue_krita.live import LiveState
+
+    return docker.running is None and not docker.live.pending and docker.live.state is LiveState.IDLE
+
+
+def job_events(docker):
+    """The backend's job events, in order, as (type, job)."""
+    seen = []
+    docker.backend.job_event.connect(lambda event, images: seen.append((event.get("type"), event.get("job"))))
+    return seen
+
+
+def test_live_is_offered_once_a_job_has_measured_this_computer_and_says_why_not(docker, monkeypatch):
+    assert not docker.live_switch.isEnabled()
+    assert "Colorize once to measure this computer's speed" in docker.live_switch.toolTip()
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 60.0)
+    measured(docker, doc, hints, page)
+    assert docker.live_switch.isEnabled() and "updates by itself" in docker.live_switch.toolTip()
+    assert docker.rerun_s < 60.0
+    run_colorize(docker)  # the same hints again: all from the backend's cache, the measure stands
+    assert docker.live_switch.isEnabled()
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 0.0)  # this computer, as if it were slow
+    measured(docker, doc, hints, page)
+    assert not docker.live_switch.isEnabled() and not docker.live_switch.isChecked()
+    tip = docker.live_switch.toolTip()
+    assert tip.startswith("A re-run with new hints takes about ") and "on this computer (CPU)" in tip
+    assert "NVIDIA GPU" in tip
+
+
+def test_live_updates_the_result_layer_in_place_shortly_after_a_stroke(docker, weights, fast_enough):
+    page = drawn()
+    doc, ink = new_document(page)
+    ink_before = ink.pixels.copy()
+    hints = paint_hints(docker, doc, page)  # the hint layer is the active one, as while painting
+    layer = measured(docker, doc, hints, page)
+    turn_live_on(docker)
+    assert docker.live_timer.isActive() and krita.Krita.instance().readSetting("inknhue", "live", "") == "True"
+    writes = layer.writes
+    paint(hints, page, (150, 160, 20, 40), GREEN)
+    pump(lambda: layer.writes > writes and live_settled(docker), timeout=90)
+    assert result_layers(doc) == [layer] and layer.writes == writes + 1  # one layer, written once, in place
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], expected(weights, page, 0.8).final(0.8, "page"))
+    assert doc.activeNode() is hints and "Live: done" in docker.stage.text()
+    np.testing.assert_array_equal(ink.pixels, ink_before)
+    assert [n.name() for n in doc.topLevelNodes()] == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
+    time.sleep(2 * docker.live.grace)
+    pump(lambda: True)
+    assert layer.writes == writes + 1  # nothing new on the hint layer: no run
+    docker.live_switch.setChecked(False)
+    assert not docker.live_timer.isActive()
+
+
+def test_newer_hints_cancel_the_live_run_in_flight_and_the_newest_win(docker, weights, fast_enough):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = measured(docker, doc, hints, page)
+    events = job_events(docker)
+    docker.live.grace = 0.0  # the looks below are the timer's, made by hand so that they fall in the run
+    turn_live_on(docker)
+    writes = layer.writes
+    # strokes no other test paints: the backend's cache would make their run a mere blend
+    paint(hints, page, (150, 160, 20, 40), ORANGE)
+    docker._live_tick()  # a look: the hints changed and are still: a run starts
+    first = docker.running
+    assert first is not None and first.live
+    paint(hints, page, (20, 30, 80, 100), PURPLE)  # a second stroke while the first run is on its way
+    docker._live_tick()
+    assert first.cancelled  # overtaken: cancelled as soon as the backend names its job
+    pump(lambda: any(kind == "cancelled" for kind, _ in events), timeout=60)
+    overtaken = next(job for kind, job in events if kind == "cancelled")
+    pump(lambda: ("result", overtaken) not in events and any(
+        kind == "result" for kind, _ in events[events.index(("cancelled", overtaken)):]) and live_settled(docker),
+        timeout=90)
+    assert layer.writes == writes + 1 and result_layers(doc) == [layer]  # only the newest was written
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], expected(weights, page, 0.8).final(0.8, "page"))
+    assert docker.message.text() == "" and doc.activeNode() is hints  # no "Cancelled." for the artist
+    docker.live_switch.setChecked(False)
+
+
+def test_no_live_run_starts_while_a_stroke_is_in_progress(docker, fast_enough):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = measured(docker, doc, hints, page)
+    turn_live_on(docker)
+    writes = layer.writes
+    doc.stroke_in_progress = True  # the pen is on the canvas (and would be waited for by waitForDone)
+    paint(hints, page, (150, 160, 20, 40), GREEN)
+    deadline = time.monotonic() + 4 * docker.live.grace
+    pump(lambda: time.monotonic() > deadline)
+    assert docker.running is None and layer.writes == writes
+    doc.stroke_in_progress = False  # the pen is lifted
+    pump(lambda: layer.writes > writes and live_settled(docker), timeout=90)
+    docker.live_switch.setChecked(False)
+
+
+def test_turning_live_off_cancels_its_run_in_flight(docker, fast_enough):
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    layer = measured(docker, doc, hints, page)
+    events = job_events(docker)
+    docker.live.grace = 0.0
+    turn_live_on(docker)
+    writes = layer.writes
+    paint(hints, page, (150, 160, 20, 40), TEAL)  # not in the backend's cache: a run that takes a while
+    docker._live_tick()
+    assert docker.running is not None and docker.running.live
+    docker.live_switch.setChecked(False)
+    pump(lambda: docker.running is None, timeout=60)
+    assert [kind for kind, _ in events if kind in ("cancelled", "result")] == ["cancelled"] and layer.writes == writes
+    assert krita.Krita.instance().readSetting("inknhue", "live", "") == "False"
+
+
+def test_live_turns_itself_off_with_the_reason_when_runs_become_slow(docker, monkeypatch):
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 60.0)
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    measured(docker, doc, hints, page)
+    turn_live_on(docker)
+    monkeypatch.setattr("inknhue_krita.live.FAST_ENOUGH_S", 0.0)  # e.g. the max size raised
+    paint(hints, page, (150, 160, 20, 40), GREEN)
+    pump(lambda: not docker.live_switch.isChecked(), timeout=90)
+    assert docker.message.text().startswith("Live colour is off. A re-run with new hints takes about ")
+    assert not docker.live_switch.isEnabled() and not docker.live_timer.isActive()
+    assert krita.Krita.instance().readSetting("inknhue", "live", "") == "False"
+
+
+def test_the_live_switch_comes_back_on_once_live_colour_is_offered_again(docker, fast_enough):
+    krita.Krita.instance().writeSetting("inknhue", "live", "True")  # on when Krita was last closed
+    docker._update_live_offer()
+    assert not docker.live_switch.isChecked()  # nothing measured yet in this Krita
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    measured(docker, doc, hints, page)
+    assert docker.live_switch.isChecked() and docker.live_timer.isActive()
+    docker.live_switch.setChecked(False)
+    colorize(docker, doc)
+    assert not docker.live_switch.isChecked()  # turned off by the artist: it stays off
+
+
+def test_live_colour_that_fails_stops_once_and_says_why(docker, monkeypatch):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    docker.rerun_s = 0.5  # as measured by a Colorize
+    docker._update_live_offer()
+
+    def broken(document, node):
+        raise RuntimeError("the layer went away")
+
+    monkeypatch.setattr("inknhue_krita.document.layer_fingerprint", broken)
+    docker.live_switch.setChecked(True)  # it looks at once, and fails: off, not a dialog every quarter second
+    assert not docker.live_switch.isChecked() and not docker.live_timer.isActive()
+    assert docker.message.text() == "Live colour stopped: the layer went away"

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import count_convolution
 from .alignment import AlignmentVAE, ConditionalDecoder, ConditionalEncoder, Encoder, LOGVAR_RANGE
 
 #: levels run in bands: full and half resolution (the coarser ones are small, and the
@@ -66,6 +67,11 @@ class Banding:
 
 # --- statistics ---------------------------------------------------------------------------
 
+def _host(tensor: torch.Tensor) -> torch.Tensor:
+    """On the CPU; meta tensors stay meta (progress.py plans a pass's work on them)."""
+    return tensor if tensor.is_meta else tensor.cpu()
+
+
 class Moments:
     """Per-channel mean and variance of a tensor, gathered band by band.
 
@@ -87,7 +93,7 @@ class Moments:
     def group_norm(self, norm: nn.GroupNorm) -> tuple[torch.Tensor, torch.Tensor]:
         """GroupNorm with these statistics as a per-channel affine map: (scale, shift)."""
         counts = torch.tensor([n for n, _ in self._parts], dtype=torch.float64)[:, None]
-        parts = torch.stack([p for _, p in self._parts]).cpu().double()  # MPS has no float64
+        parts = _host(torch.stack([p for _, p in self._parts])).double()  # MPS has no float64
         means, variances = parts[:, 0], parts[:, 1]
         total = counts.sum()
         mean = (counts * means).sum(0) / total
@@ -97,8 +103,8 @@ class Moments:
         group_mean = mean.mean(1, keepdim=True)
         group_var = (m2 + total * (mean - group_mean) ** 2).sum(1, keepdim=True) / (total * mean.shape[1])
         rstd = (group_var + norm.eps).rsqrt().expand_as(mean).reshape(-1)
-        scale = norm.weight.cpu().double() * rstd
-        shift = norm.bias.cpu().double() - group_mean.expand_as(mean).reshape(-1) * scale
+        scale = _host(norm.weight).double() * rstd
+        shift = _host(norm.bias).double() - group_mean.expand_as(mean).reshape(-1) * scale
         device = norm.weight.device
         return (scale.float().view(1, -1, 1, 1).to(device), shift.float().view(1, -1, 1, 1).to(device))
 
@@ -172,7 +178,9 @@ class Conv(Node):
         p, height = self.pad, self.inputs[0].height
         a, b = max(r0 - p, 0), min(r1 + p, height)
         x = _pad_rows(rows_of(self.inputs[0], a, b), a - (r0 - p), (r1 + p) - b)
-        return F.conv2d(x, self.conv.weight, self.conv.bias, padding=(0, p))
+        y = F.conv2d(x, self.conv.weight, self.conv.bias, padding=(0, p))
+        count_convolution(self.conv, y)
+        return y
 
 
 class Down(Node):
@@ -190,7 +198,9 @@ class Down(Node):
     def compute(self, r0, r1, rows_of):
         b = min(2 * r1 + 1, self.inputs[0].height)
         x = F.pad(rows_of(self.inputs[0], 2 * r0, b), (0, 1, 0, 2 * r1 + 1 - b))
-        return F.conv2d(x, self.conv.weight, self.conv.bias, stride=2)
+        y = F.conv2d(x, self.conv.weight, self.conv.bias, stride=2)
+        count_convolution(self.conv, y)
+        return y
 
 
 class Up(Node):
@@ -219,7 +229,7 @@ class UpConv(Node):
     def __init__(self, source: Node, conv: nn.Conv2d):
         n, _, h, w = source.shape
         super().__init__((n, conv.out_channels, 2 * h, 2 * w), source.dtype, source.device)
-        self.inputs = (source,)
+        self.inputs, self.conv = (source,), conv
         k = conv.weight
         # output parity 0 reads input offsets (-1, 0) with taps (0, 1 + 2); parity 1 (0, +1) with (0 + 1, 2)
         pairs = (lambda t: (t[0], t[1] + t[2]), lambda t: (t[0] + t[1], t[2]))
@@ -245,7 +255,9 @@ class UpConv(Node):
         out = torch.empty((n, c, 2 * (i1 - i0), width), dtype=y.dtype, device=y.device, memory_format=_format(y))
         for phase, (p, q) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
             out[:, :, p::2, q::2] = y[:, phase * c:(phase + 1) * c, p:p + i1 - i0, q:q + width // 2]
-        return out[:, :, r0 - 2 * i0:r1 - 2 * i0]
+        out = out[:, :, r0 - 2 * i0:r1 - 2 * i0]
+        count_convolution(self.conv, out)  # the work of the convolution these phases stand for
+        return out
 
 
 class NormSiLU(Node):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from ..defaults import DEFAULT_MAX_SIZE
-from ..errors import InputError
+from ..errors import InputError, WeightsError
 
 if TYPE_CHECKING:
     from ..pipeline import Engine
@@ -40,6 +41,22 @@ class RoughProvider(ABC):
     #: True if the provider reads the reference image itself (else a global colour transfer may)
     takes_reference: ClassVar[bool] = False
 
+    @classmethod
+    def unavailable(cls, weights_dir: Path) -> str | None:
+        """Why the provider cannot run with this weights folder (its own networks missing),
+        or None: the server's `hello` offers only providers that can run."""
+        return None
+
+    def require(self, weights_dir: Path) -> None:
+        """Stop before any slow stage when the provider cannot run."""
+        reason = self.unavailable(weights_dir)
+        if reason:
+            raise WeightsError(f"the '{self.name}' provider is not available: {reason}")
+
+    def check(self, request: RoughRequest) -> list[str]:
+        """Warnings for the artist: inputs that are valid but probably not what was meant."""
+        return []
+
     @abstractmethod
     def rough_colours(self, request: RoughRequest, engine: "Engine") -> np.ndarray:
         """Rough colours, RGB uint8, with the page's aspect ratio."""
@@ -59,6 +76,13 @@ class RoughProvider(ABC):
 PROVIDERS: dict[str, type[RoughProvider]] = {}
 
 
+def empty_hints_warning(request: RoughRequest) -> list[str]:
+    hints = request.hints
+    if hints is not None and hints.ndim == 3 and hints.shape[2] == 4 and not (hints[..., 3] > 0).any():
+        return ["The hint layer is empty: paint colour strokes on it (the rough colours are blank paper)."]
+    return []
+
+
 def register(cls: type[RoughProvider]) -> type[RoughProvider]:
     PROVIDERS[cls.name] = cls
     return cls
@@ -72,4 +96,4 @@ def get_provider(name: str) -> RoughProvider:
                          f"(available: {', '.join(sorted(PROVIDERS))})") from None
 
 
-from . import flats, image, shader  # noqa: E402,F401  (registers the built-in providers)
+from . import flats, image, shader, style2paints  # noqa: E402,F401  (registers the built-in providers)

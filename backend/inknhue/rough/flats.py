@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..imaging import luma
-from . import RoughProvider, RoughRequest, register
+from . import RoughProvider, RoughRequest, empty_hints_warning, register
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,9 @@ class FlatsProvider(RoughProvider):
     description = "hint strokes spread into the regions the ink lines enclose (no network, any machine)"
     takes_reference = True
 
+    def check(self, request: RoughRequest) -> list[str]:
+        return empty_hints_warning(request)
+
     def rough_colours(self, request: RoughRequest, engine=None) -> np.ndarray:
         hints = check_hints(request.hints, request.page)
-        if not (hints[..., 3] > 0).any():
-            log.warning("the hint layer is empty: the rough colours are blank paper")
         return flats(request.page, hints, fill_all=request.fill_all, reference=request.reference)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..imaging import luma, resize_pad
-from . import RoughProvider, RoughRequest, register
+from . import RoughProvider, RoughRequest, empty_hints_warning, register
 from .flats import check_hints
 
 #: a downscaled stroke pixel counts as hinted when at least this opaque
@@ -49,6 +49,9 @@ def hints_at(hints: np.ndarray, width: int, height: int, pad: tuple[int, int]) -
 class ShaderProvider(RoughProvider):
     name = "shader"
     description = "the shading network's own colours, guided by the hint strokes (released shader.ckpt)"
+
+    def check(self, request: RoughRequest) -> list[str]:
+        return empty_hints_warning(request)
 
     def rough_colours(self, request: RoughRequest, engine) -> np.ndarray:
         hints = check_hints(request.hints, request.page)

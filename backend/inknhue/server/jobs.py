@@ -50,7 +50,7 @@ class Job:
         if self.result is not None:
             info["result"] = {"ratio": self.request.ratio, "timings": self.result.timings, "ran": self.result.ran,
                               "page_size": list(self.result.page_size),
-                              "working_size": list(self.result.working_size)}
+                              "working_size": list(self.result.working_size), "warnings": self.result.warnings}
         return info
 
 

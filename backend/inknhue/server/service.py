@@ -14,6 +14,9 @@ inknhue_krita.protocol and .messages, described in docs/protocol.md.
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import logging
 import os
 import queue
@@ -32,7 +35,8 @@ from inknhue_krita.protocol import ProtocolError, RawImage, shown
 
 from .. import __version__, weights
 from ..cache import StageCache
-from ..defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MAX_WORKING_PIXELS, MIN_MAX_SIZE, PROVIDER_NAMES
+from ..defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, LAYERS, MAX_MAX_SIZE, MAX_WORKING_PIXELS, MIN_MAX_SIZE,
+                        PROVIDER_NAMES)
 from ..errors import InknhueError
 from ..imaging import check_work_size
 from ..logs import RateLimitedLog
@@ -101,6 +105,7 @@ class Server:
         self._complaints = RateLimitedLog(log)
         self._unread: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = defaultdict(list)
         self._unread_lock = threading.Lock()  # the I/O loop adds, the blend worker asks
+        self._trim_at: float | None = None  # when to hand freed memory back (after large results)
 
     # setup ------------------------------------------------------------------------------
 
@@ -176,6 +181,18 @@ class Server:
                     continue
                 self._handle(frames[0].bytes, frames[1:])
             self.gatekeeper.drain_monitor()
+            if self._trim_at is not None and time.monotonic() >= self._trim_at:
+                # large results sent: let go of those ZeroMQ is done with, and of the memory they held
+                with self._unread_lock:
+                    for client in list(self._unread):
+                        pending = [(t, n) for t, n in self._unread[client] if not t.done]
+                        if pending:
+                            self._unread[client] = pending
+                        else:
+                            del self._unread[client]
+                    waiting = bool(self._unread)
+                release_freed_memory()
+                self._trim_at = time.monotonic() + 2.0 if waiting else None
             if self.lease.expired():
                 log.warning("no word from the plugin that started this backend for %g s: stopping",
                             self.lease.seconds)
@@ -197,6 +214,7 @@ class Server:
             tracker = self.socket.send_multipart(tracked, copy=False, track=True)
             with self._unread_lock:
                 self._unread[frames[0].bytes].append((tracker, size))
+            self._trim_at = time.monotonic() + 1.0
 
     def unread_bytes(self, client: bytes) -> int:
         """Bytes of results sent to `client` that ZeroMQ still holds (the client is not reading)."""
@@ -249,17 +267,26 @@ class Server:
             log.exception("handling a request failed")
             self._error(client, "internal", f"internal error: {shown(exc, 200)}", request_id)
 
+    def _unavailable_providers(self) -> dict[str, str]:
+        reasons = {name: PROVIDERS[name].unavailable(self.engine.weights_dir) for name in PROVIDER_NAMES}
+        return {name: reason for name, reason in reasons.items() if reason}
+
     def _on_hello(self, client, request_id, header, images):
         missing = weights.missing_files(self.engine.weights_dir)
+        unavailable = self._unavailable_providers()
         self._send(client, {
             "type": "hello", "re": request_id, "protocol": protocol.PROTOCOL, "version": __version__,
             "device": self.engine.describe(),
+            # Only providers that can run are offered; the others, with why, for newer plugins.
             "providers": [{"name": name, "description": PROVIDERS[name].description,
-                           "needs_weights": name == "shader"} for name in PROVIDER_NAMES],
+                           "needs_weights": name == "shader"} for name in PROVIDER_NAMES if name not in unavailable],
+            "unavailable_providers": [{"name": name, "description": PROVIDERS[name].description,
+                                       "reason": reason} for name, reason in unavailable.items()],
             "weights": {"present": not missing, "missing": missing, "folder": str(self.engine.weights_dir)},
             "models": self.models,
             "lease": self.lease.seconds,
             "defaults": {"ratio": DEFAULT_RATIO, "max_size": DEFAULT_MAX_SIZE},
+            "layers": list(LAYERS),
             "limits": {"max_side": protocol.MAX_SIDE, "max_pixels": protocol.MAX_PIXELS,
                        "max_size": [MIN_MAX_SIZE, MAX_MAX_SIZE], "working_pixels": MAX_WORKING_PIXELS,
                        "queued_jobs": protocol.MAX_QUEUED_JOBS, "images": protocol.MAX_IMAGES},
@@ -292,6 +319,9 @@ class Server:
             raise ProtocolError("bad_input", f"unknown provider {shown(request.provider)}; "
                                              f"known: {', '.join(PROVIDERS)}")
         self._check_models()
+        reason = PROVIDERS[request.provider].unavailable(self.engine.weights_dir)
+        if reason:
+            raise ProtocolError("weights", f"the '{request.provider}' provider is not available: {reason}")
         page = images["page"]
         check_work_size(page.width, page.height, request.max_size)  # before anything is allocated
         if request.output.size == "page":
@@ -372,7 +402,8 @@ class Server:
         def progress(event: StageEvent) -> None:
             self._send(job.client, {"type": "progress", "job": job.id, "stage": event.stage,
                                     "index": event.index, "total": event.total, "seconds": event.seconds,
-                                    "cached": event.cached}, socket=outbox)
+                                    "cached": event.cached, "fraction": event.fraction, "done": event.done,
+                                    "eta": event.eta}, socket=outbox)
 
         def fail(code: str, message: str) -> None:
             job.state, job.error = JobState.FAILED, {"code": code, "message": message}
@@ -403,6 +434,7 @@ class Server:
                 "type": "result", "job": job.id, "ratio": request.ratio, "seconds": seconds,
                 "timings": result.timings, "ran": result.ran, "stages": list(STAGES),
                 "page_size": list(result.page_size), "working_size": list(result.working_size),
+                "warnings": result.warnings,
             }, {"result": image}, socket=outbox)
         except Cancelled:
             job.state = JobState.CANCELLED
@@ -417,6 +449,7 @@ class Server:
             fail("internal", f"internal error: {shown(exc, 200)}")
         finally:
             job.images = {}
+            release_freed_memory()
 
     def _blend_worker(self) -> None:
         outbox = self._outbox()
@@ -438,7 +471,23 @@ class Server:
             except Exception as exc:  # noqa: BLE001
                 log.exception("blend failed")
                 self._error(client, "internal", f"internal error: {shown(exc, 200)}", request_id, socket=outbox)
+            finally:
+                release_freed_memory()
         outbox.close()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed after a large image back to the system: glibc keeps freed heap
+    pages for reuse, and a long-lived backend should not sit on a page's worth of them."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+try:
+    _libc = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+    _libc.malloc_trim  # noqa: B018  (glibc only)
+except (OSError, AttributeError):
+    _libc = None
 
 
 def serve(server: Server, on_ready=None) -> None:

@@ -73,6 +73,8 @@ class Driver:
 
     def start(self):
         sys.excepthook = fail
+        if SPEC["mode"] == "poll_cost":
+            return self.poll_cost()
         app = Krita.instance()
         width, height = SPEC["width"], SPEC["height"]
         self.doc = app.createDocument(width, height, "page", "RGBA", "U8", "", 300.0)
@@ -111,6 +113,8 @@ class Driver:
     def paint_hints(self):
         REPORT["status"] = self.docker.status.text()
         self.docker.max_size.setValue(SPEC["max_size"])
+        # as an artist may have it: the Background active, an opaque ink layer above it
+        self.doc.setActiveNode(find_layer(self.doc, "Background"))
         self.docker.add_hints.click()
         hints = find_layer(self.doc, "inkn'hue hints")
         hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
@@ -119,12 +123,15 @@ class Driver:
         REPORT["layers_before"] = [n.name() for n in self.doc.topLevelNodes()]
         step("hints")
         self.docker.colorize_button.click()
-        self.wait(lambda: find_layer(self.doc, "inkn'hue colour") is not None and self.docker.job is None,
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour") is not None and self.docker.running is None,
                   self.read_result, what="the colour layer")
 
     def read_result(self):
         layer = find_layer(self.doc, "inkn'hue colour")
         self.dump(layer, "result_0.8")
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        self.dump_canvas("canvas_result")
         REPORT["layers_after"] = [n.name() for n in self.doc.topLevelNodes()]
         REPORT["ink_unchanged"] = bytes(find_layer(self.doc, "ink").pixelData(
             0, 0, SPEC["width"], SPEC["height"])) == open(SPEC["page"], "rb").read()
@@ -140,7 +147,112 @@ class Driver:
         self.dump(find_layer(self.doc, "inkn'hue colour"), f"result_{SPEC['ratio']}")
         step("blend")
         self.screenshot()
+        # the colours alone, as a Multiply layer under the ink
+        self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("colour"))
+        self.docker.colorize_button.click()
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour under ink") is not None and self.docker.running is None,
+                  self.read_colour_layer, what="the colour-under-ink layer")
+
+    def read_colour_layer(self):
+        layer = find_layer(self.doc, "inkn'hue colour under ink")
+        REPORT["colour_layer_blending"] = layer.blendingMode()
+        REPORT["layers_with_colour"] = [n.name() for n in self.doc.topLevelNodes()]
+        self.dump(layer, "colour_layer")
+        for node in self.doc.topLevelNodes():  # the canvas as the artist sees it without our other layers
+            if node.name() in ("inkn'hue hints", "inkn'hue colour"):
+                node.setVisible(False)
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        self.dump_canvas("canvas_colour")
+        step("colour layer")
+        if SPEC.get("live_hints"):
+            self.live()
+        else:
+            quit_krita()
+
+    def live(self):
+        """Live colour: on, a new stroke on the hint layer, the colour layer follows in place."""
+        for node in self.doc.topLevelNodes():
+            node.setVisible(True)
+        self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("full"))
+        REPORT["rerun_s"] = self.docker.rerun_s  # what this Krita measured on its jobs
+        REPORT["live_offered"] = self.docker.live_switch.isEnabled()
+        REPORT["live_tooltip"] = self.docker.live_switch.toolTip()
+        # offered whatever this machine's load: what live colour does is tested here, not its threshold
+        sys.modules["inknhue_krita.live"].FAST_ENOUGH_S = 60.0
+        self.docker._update_live_offer()
+        hints = find_layer(self.doc, "inkn'hue hints")
+        self.doc.setActiveNode(hints)  # the artist paints on the hint layer
+        self.layer = next(n for n in self.doc.topLevelNodes() if n.name() == "inkn'hue colour")
+        self.layer_id = self.layer.uniqueId().toString()
+        undo = Krita.instance().action("edit_undo")
+        REPORT["undo_before_live"] = [undo.isEnabled(), undo.text()] if undo else None
+        self.docker.live_switch.setChecked(True)
+        self.before = bytes(self.layer.pixelData(0, 0, SPEC["width"], SPEC["height"]))
+        hints.setPixelData(QByteArray(open(SPEC["live_hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
+        self.live_started = time.monotonic()
+        self.wait(lambda: self.docker.running is None and not self.docker.live.pending and bytes(
+            self.layer.pixelData(0, 0, SPEC["width"], SPEC["height"])) != self.before, self.read_live,
+            what="the live update")
+
+    def read_live(self):
+        REPORT["live_seconds"] = round(time.monotonic() - self.live_started, 2)
+        REPORT["layers_live"] = [n.name() for n in self.doc.topLevelNodes()]
+        REPORT["live_same_layer"] = self.layer.uniqueId().toString() == self.layer_id
+        REPORT["live_active"] = self.doc.activeNode().name()
+        REPORT["live_stage"] = self.docker.stage.text()
+        undo = Krita.instance().action("edit_undo")
+        REPORT["undo_after_live"] = [undo.isEnabled(), undo.text()] if undo else None
+        self.dump(self.layer, "result_live")
+        self.docker.live_switch.setChecked(False)
+        step("live")
         quit_krita()
+
+    def poll_cost(self):
+        """What live colour's look at the hint layer costs in this Krita (benchmarks/bench_live_poll.py):
+        the plugin's own fingerprint of a hint layer, against reading it whole in one piece."""
+        import zlib
+
+        document = sys.modules["inknhue_krita.document"]
+        app = Krita.instance()
+        width, height = SPEC["width"], SPEC["height"]
+        doc = app.createDocument(width, height, "page", "RGBA", "U8", "", 300.0)
+        app.activeWindow().addView(doc)
+        row = bytearray(width * 4)
+        for x in range(0, width, 40):  # strokes all over the page: 8 px wide, every 40 px
+            row[x * 4:(x + 8) * 4] = b"\x20\x40\xd0\xff" * 8
+        layers = {}
+        for name, rows in (("full", height), ("quarter", height // 4)):
+            node = doc.createNode(name, "paintlayer")
+            doc.rootNode().addChildNode(node, None)
+            node.setPixelData(QByteArray(bytes(row) * rows), 0, 0, width, rows)
+            layers[name] = node
+        doc.refreshProjection()
+        doc.waitForDone()
+
+        def median_ms(fn):
+            times = []
+            for _ in range(15):
+                started = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - started)
+            return round(1000 * sorted(times)[len(times) // 2], 2)
+
+        full = layers["full"]
+        REPORT["fingerprint_full_ms"] = median_ms(lambda: document.layer_fingerprint(doc, full))
+        REPORT["fingerprint_quarter_ms"] = median_ms(lambda: document.layer_fingerprint(doc, layers["quarter"]))
+        REPORT["whole_read_crc_ms"] = median_ms(lambda: zlib.crc32(full.pixelData(0, 0, width, height)))
+        REPORT["whole_read_ms"] = median_ms(lambda: full.pixelData(0, 0, width, height))
+        REPORT["idle_check_ms"] = median_ms(lambda: document.idle(doc))
+        doc.setModified(False)
+        step("poll cost")
+        quit_krita()
+
+    def dump_canvas(self, name):
+        path = os.path.join(SPEC["folder"], name + ".bgra")
+        with open(path, "wb") as f:
+            f.write(bytes(self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"])))
+        REPORT[name] = path
 
     def dump(self, layer, name):
         path = os.path.join(SPEC["folder"], name + ".bgra")

@@ -1,0 +1,168 @@
+"""One document's colorize session: the job in flight, and the result layers it keeps up to date.
+
+A result goes into the session's working layer of its kind ("inkn'hue colour", or the
+colour-under-ink layer), updated in place on every Colorize, so iterating on the hints
+never piles up layers. *Keep* turns the working layer into a kept version the plugin no
+longer touches; the next result gets a new working layer. Placement makes the result
+visible whatever the stack and the active layer were, and keeps the hint layer above it,
+visible and editable.
+
+A session also keeps its job's times (sent, accepted, first event), from which the docker
+measures what a re-run with new hints costs here (live colour, live.py), and the hint
+layer's fingerprint the last job was sent with. A job cancelled, by the artist or because
+newer hints overtook it (live colour, quietly), never has its result written.
+
+No widgets here (the docker binds them), and Krita is only reached through document.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from . import document
+from .logic import HINT_LAYER, OUTPUT_LAYERS, RESULT_LAYER, Format, Rect, layer_name
+
+
+class JobState(Enum):
+    IDLE = "idle"
+    SENDING = "sending"        #: the request is on its way; no job id yet
+    RUNNING = "running"
+    CANCELLING = "cancelling"  #: asked to stop (sent once the job has an id): its result is dropped
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job's result goes, decided when the job was sent."""
+
+    rect: Rect
+    format: Format
+    kind: str                   #: an OUTPUT_LAYERS kind: "full" or "colour"
+    page_layer: str = ""        #: the page's layer id when one layer is the page
+
+
+@dataclass
+class ShownResult:
+    """The result now in a working layer (what the ratio slider blends)."""
+
+    job: str
+    layer: str                  #: layer id
+    placement: Placement
+
+
+@dataclass
+class Session:
+    document: object
+    state: JobState = JobState.IDLE
+    job: str | None = None
+    placement: Placement | None = None
+    working: dict[str, str] = field(default_factory=dict)  #: kind -> the working layer's id
+    shown: ShownResult | None = None
+    warnings: list[str] = field(default_factory=list)
+    live: bool = False          #: the job in flight was started by live colour
+    quiet: bool = False         #: cancelled for newer hints: it ends without a word
+    hints: tuple | None = None  #: the hint layer's fingerprint when the last job was sent
+    #: the job's times (monotonic seconds): sent (before the page was read), accepted, its first event
+    sent_at: float = 0.0
+    accepted_at: float | None = None
+    started_at: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.state is not JobState.IDLE
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state is JobState.CANCELLING
+
+    def sent(self, placement: Placement, at: float = 0.0, live: bool = False, hints: tuple | None = None) -> None:
+        self.state, self.placement, self.job, self.warnings = JobState.SENDING, placement, None, []
+        self.live, self.quiet, self.hints = live, False, hints
+        self.sent_at, self.accepted_at, self.started_at = at, None, None
+
+    def accepted(self, job: str, at: float = 0.0) -> None:
+        self.job, self.accepted_at = job, at
+        if self.state is JobState.SENDING:  # not if it was cancelled on its way
+            self.state = JobState.RUNNING
+
+    def heard(self, at: float) -> None:
+        """A job event arrived: the first one says when the backend started on it."""
+        if self.started_at is None:
+            self.started_at = at
+
+    def cancel(self, quiet: bool = False) -> None:
+        self.state, self.quiet = JobState.CANCELLING, quiet
+
+    def queued(self) -> float:
+        """How long the job waited in the backend's queue (another job, the models loading)."""
+        if self.accepted_at is None or self.started_at is None:
+            return 0.0
+        return max(0.0, self.started_at - self.accepted_at)
+
+    def finished(self) -> None:
+        self.state, self.job, self.live = JobState.IDLE, None, False
+
+    def show(self, job: str, data: bytes) -> object:
+        """Write a result into the working layer of its kind (made if there is none) and
+        make it visible, with the hints above it; returns the layer."""
+        placement = self.placement
+        doc = self.document
+        _, base_name, blending, _, _ = next(o for o in OUTPUT_LAYERS if o[0] == placement.kind)
+        node = document.find_layer(doc, unique_id=self.working.get(placement.kind, ""))
+        previous = self.shown.placement.rect if self.shown and self.shown.layer == self.working.get(
+            placement.kind) else None
+        if node is None:
+            names = [n.name() for n in document.all_layers(doc)]
+            if placement.kind == "colour":
+                node = document.add_layer_under_ink(doc, layer_name(names, base_name), placement.rect,
+                                                    placement.format.dtype, blending)
+            else:
+                page = document.find_layer(doc, unique_id=placement.page_layer) if placement.page_layer else None
+                node = document.add_result_layer(doc, layer_name(names, base_name), placement.rect,
+                                                 placement.format.dtype, page)
+            self.working[placement.kind] = document.layer_id(node)
+        elif previous is not None and previous != placement.rect:
+            document.clear_pixels(doc, node, previous, placement.format.dtype)  # another selection before
+        document.write_pixels(doc, node, data, placement.rect)
+        document.show_above(doc, node, document.find_layer(doc, HINT_LAYER))
+        self.shown = ShownResult(job, document.layer_id(node), placement)
+        return node
+
+    def keep(self) -> str | None:
+        """The working layer becomes a kept version; returns its new name (None without one)."""
+        if self.shown is None:
+            return None
+        node = document.find_layer(self.document, unique_id=self.shown.layer)
+        if node is None:
+            return None
+        names = [n.name() for n in document.all_layers(self.document)]
+        name = layer_name(names, f"{RESULT_LAYER} kept")
+        node.setName(name)
+        self.working = {kind: layer for kind, layer in self.working.items() if layer != self.shown.layer}
+        self.shown = None
+        return name
+
+
+class Sessions:
+    """The sessions of the open documents (Krita's Document wrappers compare equal per document)."""
+
+    def __init__(self):
+        self._sessions: list[Session] = []
+
+    def of(self, doc) -> Session:
+        for session in self._sessions:
+            if session.document == doc:
+                return session
+        session = Session(doc)
+        self._sessions.append(session)
+        return session
+
+    def busy(self) -> Session | None:
+        return next((s for s in self._sessions if s.busy), None)
+
+    def with_job(self, job: str) -> Session | None:
+        return next((s for s in self._sessions if s.job == job), None)
+
+    def forget_closed(self, open_documents) -> None:
+        """Drop the sessions of closed documents, but not one whose job is still out."""
+        self._sessions = [s for s in self._sessions if s.busy or any(s.document == d for d in open_documents)]

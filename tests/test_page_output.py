@@ -1,0 +1,109 @@
+"""Results at print resolution: the page's own lines at the page's own size, and the
+colour layer for under the ink.
+
+The model is stood in for by what a perfect one would give at the working size: the
+page's true region colours times its ink, brought down to the working size and softened
+as the VAE's output is. Then what the output stage adds or loses is all that is measured.
+"""
+
+import cv2
+import numpy as np
+import pytest
+
+from drawing import print_page, region_colours
+from inknhue.color import rgb_to_lab
+from inknhue.imaging import working_size
+from inknhue.pipeline import Colorization
+
+A4 = (2480, 3508)
+
+
+def u8(values: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8)
+
+
+def laplacian_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    la, lb = (cv2.Laplacian(np.ascontiguousarray(x, np.float32), cv2.CV_32F).ravel() for x in (a, b))
+    return float(np.corrcoef(la, lb)[0, 1])
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+    return rgb_to_lab(rgb)[..., 0]
+
+
+class Scene:
+    """An A4 page, its true colours, and a colorization that followed them at max size 768."""
+
+    def __init__(self):
+        self.grey = print_page(*A4)
+        paper = self.grey.astype(np.float32) / 255
+        self.truth = u8(region_colours(self.grey) * paper[..., None])
+        self.working = working_size(*A4, 768)
+        model = cv2.resize(self.truth.astype(np.float32) / 255, self.working, interpolation=cv2.INTER_AREA)
+        generated = u8(cv2.GaussianBlur(model, (0, 0), 0.7))  # the VAE is softer than a clean downscale
+        self.result = Colorization(page_size=A4, shaded=generated, rough=generated, generated=generated,
+                                   page_grey=self.grey)
+        self.working_result = self.result.final(1.0, "working")
+        self.full = self.result.final(1.0, "page")
+        self.colour = self.result.final(1.0, "page", layer="colour")
+        self.lanczos = cv2.resize(self.working_result, A4, interpolation=cv2.INTER_LANCZOS4)
+        self.page_lightness = lightness(np.repeat(self.grey[..., None], 3, axis=2))
+        self.ink = self.grey < 128
+        distance = cv2.distanceTransform((~self.ink).view(np.uint8), cv2.DIST_L2, 5)
+        self.beside_ink = (distance > 0) & (distance < 6)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return Scene()
+
+
+def test_page_size_output_keeps_the_pages_lines_lettering_and_tone(scene):
+    ours = laplacian_correlation(lightness(scene.full), scene.page_lightness)
+    upscaled = laplacian_correlation(lightness(scene.lanczos), scene.page_lightness)
+    assert ours >= 0.95, f"fine detail correlates at {ours:.3f}"
+    assert ours - upscaled >= 0.5, f"ours {ours:.3f}, LANCZOS upscale {upscaled:.3f}"
+
+
+def test_ink_stays_as_dark_as_the_artist_drew_it(scene):
+    full = lightness(scene.full)
+    assert (full[scene.ink] <= scene.page_lightness[scene.ink] + 0.5).all()
+    assert full[scene.ink].mean() <= scene.page_lightness[scene.ink].mean()
+
+
+def test_page_size_colours_brought_back_agree_with_the_working_size_result(scene):
+    back = cv2.resize(scene.full, scene.working, interpolation=cv2.INTER_AREA)
+    difference = np.hypot(*(rgb_to_lab(back)[..., 1:] - rgb_to_lab(scene.working_result)[..., 1:]).transpose(2, 0, 1))
+    assert np.median(difference) <= 0.5 and difference.mean() <= 1.5, (np.median(difference), difference.mean())
+
+
+def test_colours_stop_at_the_ink_instead_of_bleeding_over_it(scene):
+    truth_ab = rgb_to_lab(scene.truth)[..., 1:]
+
+    def bleed(rgb):
+        return np.hypot(*(rgb_to_lab(rgb)[..., 1:] - truth_ab).transpose(2, 0, 1))[scene.beside_ink].mean()
+
+    assert bleed(scene.full) <= 0.5 * bleed(scene.lanczos), (bleed(scene.full), bleed(scene.lanczos))
+
+
+def test_the_colour_layer_holds_no_line_art(scene):
+    correlation = laplacian_correlation(lightness(scene.colour), scene.page_lightness)
+    assert abs(correlation) < 0.1, correlation
+    # ink pixels take the colours of their neighbourhood: no dark lines left in the layer
+    assert lightness(scene.colour)[scene.ink].mean() >= 60
+
+
+def test_the_colour_layer_multiplied_by_the_page_is_the_full_result(scene):
+    multiplied = np.rint(scene.colour.astype(np.float32) * scene.grey[..., None] / 255)
+    assert np.abs(multiplied - scene.full).max() <= 1
+
+
+def test_working_size_output_is_the_networks_own(scene):
+    np.testing.assert_array_equal(scene.working_result, scene.result.blend(1.0))
+
+
+def test_a_preview_size_is_made_the_same_way(scene):
+    preview = scene.result.final(1.0, (905, 1280))
+    grey = cv2.resize(scene.grey, (905, 1280), interpolation=cv2.INTER_AREA)
+    assert preview.shape == (1280, 905, 3)
+    assert (preview.astype(int) <= grey[..., None].astype(int) + 1).all()  # the page's ink over the colours
