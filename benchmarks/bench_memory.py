@@ -11,7 +11,7 @@ capped (RLIMIT_AS) so that a configuration that needs more fails inside the chil
 reported as "over N GiB", instead of taking the machine down.
 
     python benchmarks/bench_memory.py [--sizes 768 1536 2048] [--modes untiled banded]
-        [--device cpu] [--vae-dtype bf16] [--limit-gb 16]
+        [--device cpu] [--precision reference] [--limit-gb 16]
 
 Modes: untiled (the reference), banded (the engine's default plan), kept and lean (bands,
 intermediates kept or recomputed).
@@ -65,6 +65,7 @@ def child(args) -> dict:
     import torch
 
     from inknhue.errors import DeviceError
+    from inknhue.engine_options import EngineOptions
     from inknhue.networks.banded import Banding
     from inknhue.pipeline import Engine
     from inknhue.rough import RoughRequest, get_provider
@@ -75,9 +76,7 @@ def child(args) -> dict:
         resource.setrlimit(resource.RLIMIT_AS, (allowed, allowed))
     banding = {"untiled": Banding(enabled=False), "banded": Banding(enabled=True),
                "kept": Banding(enabled=True, lean=False), "lean": Banding(enabled=True, lean=True)}[args.mode]
-    engine = Engine(args.weights, args.device, banding=banding)
-    if args.vae_dtype:
-        engine.vae_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.vae_dtype]
+    engine = Engine(args.weights, args.device, options=EngineOptions(precision=args.precision, banding=banding))
     peaks = StagePeaks()
     engine.load()
     loaded = _status("VmRSS")
@@ -116,7 +115,8 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[768, 1536, 2048])
     parser.add_argument("--modes", nargs="+", default=["untiled", "banded"], choices=MODES)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--vae-dtype", choices=("bf16", "fp32"), help="instead of the device's (bf16 on CUDA)")
+    parser.add_argument("--precision", choices=("fast", "published", "reference"), default="reference",
+                        help="the engine's precision (engine_options.py; default reference: float32, the most memory)")
     parser.add_argument("--limit-gb", type=float, default=16.0, help="GiB of resident memory a CPU child may use")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -139,7 +139,7 @@ def main():
         np.save(Path(tmp) / "page.npy", page)
         np.save(Path(tmp) / "rough.npy", rough)
         print(f"A4 page {page.shape[1]}x{page.shape[0]}, device {args.device}, VAE "
-              f"{args.vae_dtype or 'as the device runs it'}, torch {torch.__version__}, "
+              f"{args.precision} precision, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, children limited to {args.limit_gb:g} GiB resident", flush=True)
         for max_size in args.sizes:
             runs = {}
@@ -147,7 +147,7 @@ def main():
                 command = [sys.executable, __file__, "--child", "--mode", mode, "--max-size", str(max_size),
                            "--weights", str(weights_dir), "--data", tmp, "--device", args.device,
                            "--limit-gb", str(args.limit_gb)]
-                command += ["--vae-dtype", args.vae_dtype] if args.vae_dtype else []
+                command += ["--precision", args.precision]
                 done = subprocess.run(command, capture_output=True, text=True)
                 lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
                 if not lines:  # killed: by the limit, or otherwise
@@ -166,17 +166,13 @@ def _line(max_size: int, run: dict, limit_gb: float) -> str:
     if run.get("over"):
         text = f"  {max_size:>5} {run['mode']:<8} over {limit_gb:g} GiB ({run.get('error', '')})"
         return text
-    names = {"shade": "shade+condition", "encode": "encode+decode"}  # stages timed together
-    stages = " ".join(f"{names.get(k, k)} {v / GIB:.1f}" for k, v in run["stages"].items())
+    stages = " ".join(f"{k} {v / GIB:.1f}" for k, v in run["stages"].items())
     cuda = f", CUDA peak {_gib(run['cuda_peak'])}" if "cuda_peak" in run else ""
     plan = run.get("plan")
     plan = "untiled" if plan is None else ("lean" if plan["lean"] else "kept")
-    timings = run["timings"]
-    vae = timings.get("encode", 0) + timings.get("decode", 0)
-    shade = timings.get("shade", 0) + timings.get("condition", 0)
+    timings = " ".join(f"{k} {v:.1f}" for k, v in run["timings"].items())
     return (f"  {max_size:>5} {run['mode']:<8} peak RSS {_gib(run['peak'])} (after loading {_gib(run['loaded'])})"
-            f"{cuda}, {run['seconds']:7.1f} s (shade+condition {shade:.1f}, encode+decode {vae:.1f}) "
-            f"[VAE {plan}]; stage peaks GiB: {stages}")
+            f"{cuda}, {run['seconds']:7.1f} s ({timings}) [VAE {plan}]; stage peaks GiB: {stages}")
 
 
 def _ratio(run: dict, base: dict, limit_gb: float) -> str:

@@ -16,6 +16,7 @@ import torch
 from inknhue.cache import StageCache, size_of
 from inknhue.networks import AlignmentVAE, AutoencoderConfig, banded
 from inknhue.networks.banded import Banding, BandPlan
+from inknhue.engine_options import EngineOptions
 from inknhue.pipeline import Cancelled, Engine, _interruptible
 from inknhue.rough import RoughRequest, get_provider
 from parity import case
@@ -165,7 +166,7 @@ def test_engine_in_bands_colorizes_the_parity_page_as_untiled(parity_weights, le
     results = {}
     for name, banding in (("untiled", Banding(enabled=False)),
                           ("banded", Banding(enabled=True, band_rows=5, lean=lean))):
-        engine = Engine(parity_weights, "cpu", banding=banding)
+        engine = Engine(parity_weights, "cpu", options=EngineOptions("reference", banding))
         results[name] = engine.colorize(page, get_provider("image"), request, max_size=64, ratio=0.8)
     untiled, bands = results["untiled"], results["banded"]
     assert np.abs(bands.generated.astype(int) - untiled.generated.astype(int)).max() <= 1
@@ -175,8 +176,8 @@ def test_engine_in_bands_colorizes_the_parity_page_as_untiled(parity_weights, le
 
 def test_engine_in_bands_reuses_cached_conditions_for_new_rough_colours(parity_weights):
     page = case("page_rgb_uint8")
-    engine = Engine(parity_weights, "cpu", banding=Banding(enabled=True, band_rows=3, lean=True))
-    untiled = Engine(parity_weights, "cpu", banding=Banding(enabled=False))
+    engine = Engine(parity_weights, "cpu", EngineOptions("reference", Banding(enabled=True, band_rows=3, lean=True)))
+    untiled = Engine(parity_weights, "cpu", options=EngineOptions("reference", Banding(enabled=False)))
     cache = StageCache()
     for rough in (case("app_rough_uint8"), case("app_rough_uint8")[:, ::-1].copy()):
         request = RoughRequest(page=page, rough=rough)

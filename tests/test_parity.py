@@ -12,6 +12,7 @@ from PIL import Image
 from inknhue import checkpoints
 from inknhue.color import LabBlend
 from inknhue.networks import shading
+from inknhue.engine_options import EngineOptions
 from inknhue.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
 from parity import case
@@ -24,7 +25,7 @@ def max_level_difference(a: np.ndarray, b: np.ndarray) -> int:
 
 @pytest.fixture(scope="module")
 def engine(parity_weights):
-    return Engine(parity_weights, device="cpu")
+    return Engine(parity_weights, device="cpu", options=EngineOptions(precision="reference"))
 
 
 def test_generator_forward_matches_both_outputs(parity_weights):
@@ -98,7 +99,7 @@ def test_whole_page_through_the_command_line(parity_weights, tmp_path, cli):
     out = tmp_path / "out.png"
     done = cli("colorize", tmp_path / "page.png", "--rough", tmp_path / "rough.png", "-o", out,
                "--output-size", "working", "--max-size", "64", "--ratio", "0.8",
-               "--weights", parity_weights, "--device", "cpu")
+               "--weights", parity_weights, "--device", "cpu", "--precision", "reference")
     assert done.returncode == 0, done.stderr
     result = np.asarray(Image.open(out))
     assert max_level_difference(result, case("app_final_ratio0.8_uint8")) <= 2

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from drawing import Page
+from inknhue.engine_options import EngineOptions
 from inknhue.pipeline import STAGES, Engine
 from inknhue.progress import JobProgress, measure_work
 from inknhue.rough import RoughRequest, get_provider
@@ -78,7 +79,7 @@ def test_stages_run_in_row_bands_report_progress_to_their_end(parity_weights, mo
     from inknhue.networks.banded import Banding
 
     monkeypatch.setattr(inknhue.progress, "REPORT_EVERY_S", 0.0)
-    engine = Engine(parity_weights, "cpu", banding=Banding(enabled=True, band_rows=8))
+    engine = Engine(parity_weights, "cpu", options=EngineOptions("reference", Banding(enabled=True, band_rows=8)))
     _, events = run(engine, page_with_hints(), max_size=160)
     for stage in ("condition", "encode", "decode"):
         fractions = [e.fraction for e in events if e.stage == stage and e.fraction is not None]

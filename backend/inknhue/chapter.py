@@ -391,11 +391,12 @@ class _Here:
     """The networks in this process, loaded once for the whole chapter."""
 
     def __init__(self, args, plan: Plan, say: Callable[[str], None]):
+        from .cli import engine_options
         from .pipeline import Engine
         from .rough import get_provider
 
         self.args, self.say = args, say
-        self.engine = Engine(args.weights, args.device)
+        self.engine = Engine(args.weights, args.device, engine_options(args))
         self.engine.check_weights()
         self.provider = get_provider(plan.prior)
         self.provider.require(self.engine.weights_dir)

@@ -11,7 +11,8 @@ from pathlib import Path
 from inknhue_krita.protocol import DEFAULT_PORT
 
 from . import __version__, installer, weights
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PROVIDER_NAMES
+from .defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PRECISIONS,
+                       PROVIDER_NAMES)
 from .errors import InknhueError, InputError
 from .logs import LOG_NAME, log_dir, setup_logging
 
@@ -73,7 +74,21 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help=f"working resolution, a multiple of 32 (default {DEFAULT_MAX_SIZE})")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                         help="auto picks CUDA, then Apple MPS, then the CPU")
+    _add_precision_option(parser)
     _add_weights_option(parser)
+
+
+def _add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fast",
+                        help="fast: the VAE in bfloat16 where the device computes it natively (CUDA, CPUs with "
+                             "AVX512-BF16 or AMX), a few levels from float32; published: as the published app "
+                             "runs on this device; reference: float32 throughout (default fast)")
+
+
+def engine_options(args):
+    from .engine_options import EngineOptions
+
+    return EngineOptions(precision=getattr(args, "precision", "fast"))
 
 
 def _add_weights_option(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "its backend with a lease and renews it, so a killed Krita leaves no backend behind)")
     serve.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                        help="auto picks CUDA, then Apple MPS, then the CPU")
+    _add_precision_option(serve)
     _add_weights_option(serve)
 
     rough = commands.add_parser(
@@ -268,7 +284,7 @@ def _colorize_page(args) -> int:
     page, provider, request = _rough_inputs(args)
     if args.server:
         return _colorize_on_server(args, page, provider, request)
-    engine = Engine(args.weights, args.device)
+    engine = Engine(args.weights, args.device, engine_options(args))
     engine.check_weights()
     provider.require(engine.weights_dir)
     _say(f"loading weights from {engine.weights_dir} on {engine.device.type}")
@@ -331,7 +347,7 @@ def cmd_serve(args) -> int:
         make_curve_keys(args.make_curve_keys)
         _say(f"wrote CURVE keys to {args.make_curve_keys} (give clients/laptop.key_secret's pair to the client)")
         return 0
-    server = Server(args.weights, args.device, host=args.bind, port=args.port,
+    server = Server(args.weights, args.device, options=engine_options(args), host=args.bind, port=args.port,
                     connection_file=args.connection_file, cache_bytes=args.cache_mb << 20,
                     curve_dir=args.curve_dir, lease=args.lease)
 
@@ -363,7 +379,7 @@ def cmd_rough(args) -> int:
     from .pipeline import Engine
 
     page, provider, request = _rough_inputs(args)
-    engine = Engine(args.weights, args.device)
+    engine = Engine(args.weights, args.device, engine_options(args))
     provider.require(engine.weights_dir)
     started = time.perf_counter()
     rough = resize_to(provider(request, engine), page.shape[1], page.shape[0])

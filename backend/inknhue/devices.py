@@ -31,17 +31,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def vae_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA, as the published app runs the VAE; fp32 elsewhere."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def memory_format(device: torch.device) -> torch.memory_format:
-    """NHWC convolutions: about 1.3x faster on the CPU (oneDNN) and for cuDNN's bf16 kernels;
-    MPS support for it is uneven, so it keeps the default layout."""
-    return torch.contiguous_format if device.type == "mps" else torch.channels_last
-
-
 def describe(device: torch.device) -> dict:
     """What the user should know about the device: its name and memory."""
     info = {"device": device.type, "name": "CPU", "memory_bytes": None}

@@ -34,7 +34,8 @@ from . import checkpoints, weights
 from .cache import StageCache, digest
 from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
-from .devices import describe, memory_format, out_of_memory_as_error, pick_device, vae_dtype
+from .devices import describe, out_of_memory_as_error, pick_device
+from .engine_options import EngineOptions, resolve
 from .errors import InputError, WeightsError
 from .output import render_float, render_uint8
 from .imaging import (check_size, check_work_size, grey_to_rgb, luma, resize_pad, resize_to, shading_size,
@@ -152,17 +153,20 @@ class Engine:
     """Runs the stages on one device with one weights folder."""
 
     def __init__(self, weights_dir: str | Path | None = None, device: str = "auto",
-                 banding: banded.Banding | None = None):
+                 options: EngineOptions | None = None):
         self.weights_dir = weights.resolve_weights_dir(weights_dir)
         self.device = pick_device(device)
-        self.shader_dtype = torch.float32  # the app runs the shader in fp32 everywhere
-        self.vae_dtype = vae_dtype(self.device)
-        self.memory_format = memory_format(self.device)
+        self.options = options if options is not None else EngineOptions()
+        resolved = resolve(self.options, self.device)
+        self.shader_dtype = resolved.shader_dtype
+        self.vae_dtype = resolved.vae_dtype
+        self.memory_format = resolved.memory_format
+        self.precision = resolved.why  #: what runs in which precision, and why
         #: the VAE's high-resolution levels in row bands (large pages), or untiled
-        self.banding = banding if banding is not None else banded.Banding()
+        self.banding = self.options.banding
 
     def describe(self) -> dict:
-        return describe(self.device)
+        return {**describe(self.device), "precision": self.options.precision, "precision_why": self.precision}
 
     @property
     def generator(self):

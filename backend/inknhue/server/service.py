@@ -37,6 +37,7 @@ from .. import __version__, weights
 from ..cache import StageCache
 from ..defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, LAYERS, MAX_MAX_SIZE, MAX_WORKING_PIXELS, MIN_MAX_SIZE,
                         PROVIDER_NAMES)
+from ..engine_options import EngineOptions
 from ..errors import InknhueError
 from ..imaging import check_work_size
 from ..logs import RateLimitedLog
@@ -81,11 +82,12 @@ class Server:
     def __init__(self, weights_dir=None, device: str = "auto", host: str = "127.0.0.1",
                  port: int = protocol.DEFAULT_PORT, token: str | None = None,
                  connection_file: Path | None = None, cache_bytes: int = 2 << 30,
-                 curve_dir: Path | None = None, lease: float | None = None):
+                 curve_dir: Path | None = None, lease: float | None = None,
+                 options: EngineOptions | None = None):
         if host not in LOOPBACK_HOSTS and curve_dir is None:
             raise InknhueError(f"refusing to listen on {host}: only loopback is allowed without encryption; "
                                f"give --curve-dir (see docs/protocol.md) to serve a network")
-        self.engine = Engine(weights_dir, device)
+        self.engine = Engine(weights_dir, device, options)
         self.host, self.port = host, port
         self.token = token or protocol.new_token()
         self.key = self.token.encode()
