@@ -1,14 +1,20 @@
 """One A4 page (2480x3508, 300 dpi) through the whole pipeline at max size 768.
 
-Full-size random weights (the released architectures), CPU by default. Prints the time
-of each stage and two ratios measured in the same run:
+Full-size random weights (the released architectures), CPU by default. For each engine
+precision asked (engine_options.py) prints the time of each stage, and, measured in the
+same run:
   - page / yardstick: the page's time over a fixed float32 matmul workload, so figures
     from different machines can be compared;
-  - engine / published form: this engine (channels-last tensors, fused attention) against
-    the same networks run as the published code runs them (default tensor layout, the
-    einsum attention that materialises the hw x hw matrix).
+  - engine / published form: this engine (channels-last tensors, fused attention, its
+    precision) against the same networks run as the published code runs them on this
+    device (float32 on a CPU, default tensor layout, the einsum attention that
+    materialises the hw x hw matrix);
+  - each precision's deviation from the float32 reference, in 8-bit levels (max and 99th
+    percentile of |difference|) of the VAE output and the result at ratio 0.8, on the
+    full-size random weights and on the parity weights (tests/data/parity).
 
     python benchmarks/bench_page.py [--max-size 768] [--repeat 2] [--device cpu]
+        [--precision reference fast]
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fullsize_weights import write_fullsize_weights  # noqa: E402
+from inknhue.engine_options import EngineOptions  # noqa: E402
 from inknhue.networks import alignment  # noqa: E402
 from inknhue.pipeline import STAGES, Engine  # noqa: E402
 from inknhue.rough import RoughRequest, get_provider  # noqa: E402
@@ -92,38 +99,81 @@ def run(engine, page, rough, max_size, repeat):
     return runs
 
 
+def levels(a: np.ndarray, b: np.ndarray) -> str:
+    difference = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return f"max {difference.max()}, p99 {np.percentile(difference, 99):.0f}"
+
+
+def deviation(results: dict, precision: str) -> str:
+    got, reference = results[precision], results["reference"]
+    return (f"VAE output {levels(got.generated, reference.generated)}; "
+            f"ratio 0.8 {levels(got.final(0.8, 'working'), reference.final(0.8, 'working'))}")
+
+
+def parity_deviations(precisions, device) -> None:
+    """The same on the parity weights and page (tests/data/parity), at max size 64."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+    from parity import case, write_released_layout
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights_dir = write_released_layout(Path(tmp))
+        page = case("page_rgb_uint8")
+        request = RoughRequest(page=page, rough=case("app_rough_uint8"))
+        results = {p: Engine(weights_dir, device, EngineOptions(p)).colorize(page, get_provider("image"), request,
+                                                                              max_size=64) for p in precisions}
+        for precision in precisions:
+            if precision != "reference":
+                print(f"  parity weights, {precision} vs reference: {deviation(results, precision)}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--max-size", type=int, default=768)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", nargs="+", default=["reference", "fast"],
+                        choices=("reference", "published", "fast"))
     args = parser.parse_args()
+    precisions = list(dict.fromkeys(["reference", *args.precision]))  # the reference, for the deviations
 
     with tempfile.TemporaryDirectory() as tmp:
         weights_dir = write_fullsize_weights(Path(tmp))
-        engine = Engine(weights_dir, args.device)
-        load = engine.load()
         page, rough = synthetic_page()
-        print(f"device {engine.device} ({engine.describe()['name']}), torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads; page {page.shape[1]}x{page.shape[0]}, "
-              f"max size {args.max_size}; weights loaded in {load:.2f} s")
-
-        run(engine, page, rough, args.max_size, 1)  # warm-up
-        runs = run(engine, page, rough, args.max_size, args.repeat)
-        total = statistics.median(t for t, _ in runs)
-        for stage in STAGES:
-            seconds = statistics.median(timings[stage] for _, timings in runs)
-            print(f"  {stage:<10} {seconds:8.3f} s  {seconds / total:6.1%}")
-        print(f"  {'page':<10} {total:8.3f} s  (median of {args.repeat}, incl. resize to page size)")
+        times, results = {}, {}
+        for precision in precisions:
+            engine = Engine(weights_dir, args.device, EngineOptions(precision))
+            load = engine.load()
+            if precision == precisions[0]:
+                print(f"device {engine.device} ({engine.describe()['name']}), torch {torch.__version__}, "
+                      f"{torch.get_num_threads()} threads; page {page.shape[1]}x{page.shape[0]}, "
+                      f"max size {args.max_size}")
+            print(f"precision {precision}: {engine.precision}; weights loaded in {load:.2f} s")
+            run(engine, page, rough, args.max_size, 1)  # warm-up
+            runs = run(engine, page, rough, args.max_size, args.repeat)
+            times[precision] = total = statistics.median(t for t, _ in runs)
+            for stage in STAGES:
+                seconds = statistics.median(timings[stage] for _, timings in runs)
+                print(f"  {stage:<10} {seconds:8.3f} s  {seconds / total:6.1%}")
+            print(f"  {'page':<10} {total:8.3f} s  (median of {args.repeat}, incl. the page-size result)")
+            results[precision] = engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=rough),
+                                                 max_size=args.max_size)
 
         unit = yardstick()
-        print(f"yardstick (2048^3 matmul) {unit * 1000:.1f} ms; page / yardstick = {total / unit:.0f}")
+        print(f"yardstick (2048^3 matmul) {unit * 1000:.1f} ms; page / yardstick = "
+              + ", ".join(f"{p} {t / unit:.0f}" for p, t in times.items()))
 
+        engine = Engine(weights_dir, args.device, EngineOptions("published"))
         with published_form(engine):
             engine.load()
             run(engine, page, rough, args.max_size, 1)  # warm-up
             baseline = run(engine, page, rough, args.max_size, 1)[0][0]
-        print(f"published form {baseline:.3f} s; engine / published form = {total / baseline:.2f}")
+        print(f"published form {baseline:.3f} s; engine / published form = "
+              + ", ".join(f"{p} {t / baseline:.2f}" for p, t in times.items()))
+        for precision in precisions:
+            if precision != "reference":
+                print(f"  full-size weights, {precision} vs reference: {deviation(results, precision)}")
+        parity_deviations(precisions, args.device)
+
 
 if __name__ == "__main__":
     main()

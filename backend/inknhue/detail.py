@@ -195,9 +195,20 @@ class PageDetail:
         page_w = cv2.resize(page_grey, tuple(working), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         return cls(grey, page_w, _sampling_maps(grey, tuple(working)))
 
+    def __post_init__(self):
+        self._devices: dict = {}  # device -> device_output.DevicePageDetail, made on first use
+
     @property
-    def nbytes(self) -> int:
+    def nbytes(self) -> int:  # host memory (what the cache's budget counts)
         return self.page.nbytes + self.page_w.nbytes + sum(m.nbytes for m in self.maps)
+
+    def on_device(self, device):
+        """This page's per-ratio work on a GPU (device_output.DevicePageDetail), kept with it."""
+        if str(device) not in self._devices:
+            from .device_output import DevicePageDetail
+
+            self._devices[str(device)] = DevicePageDetail(self, device)
+        return self._devices[str(device)]
 
     def colour_layer(self, model: np.ndarray) -> np.ndarray:
         """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]."""

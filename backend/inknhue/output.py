@@ -16,9 +16,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from inknhue_krita.messages import LAYERS, OUTPUT_SIZES, OutputSpec
 from inknhue_krita.protocol import RawImage
 
+from . import device_output
 from .detail import page_detail
 from .errors import InputError
 from .imaging import resize_to
@@ -45,6 +47,9 @@ def _check_layer(layer: str) -> str:
 def render_float(result: "Colorization", ratio: float, size: str | tuple[int, int] = "page",
                  layer: str = "full") -> np.ndarray:
     """H x W x 3 float32 in [0, 1], sRGB-encoded."""
+    if result.device is not None:
+        rendered = render_on_device(result, ratio, size, layer)
+        return (rendered.float() / 255.0 if rendered.dtype == torch.uint8 else rendered).cpu().numpy()
     width, height = pixel_size(result, size)
     blended = result.blend(ratio)
     if _check_layer(layer) == "full" and (width, height) == result.working_size:
@@ -58,9 +63,28 @@ def render_float(result: "Colorization", ratio: float, size: str | tuple[int, in
 def render_uint8(result: "Colorization", ratio: float, size: str | tuple[int, int] = "page",
                  layer: str = "full") -> np.ndarray:
     """H x W x 3 uint8; the working-size `full` layer is the blend itself, bit for bit."""
+    if result.device is not None:
+        rendered = render_on_device(result, ratio, size, layer)
+        return (rendered if rendered.dtype == torch.uint8 else device_output.to_uint8(rendered)).cpu().numpy()
     if _check_layer(layer) == "full" and pixel_size(result, size) == result.working_size:
         return result.blend(ratio)
     return np.rint(render_float(result, ratio, size, layer) * 255.0).astype(np.uint8)
+
+
+def render_on_device(result: "Colorization", ratio: float, size: str | tuple[int, int] = "page",
+                     layer: str = "full") -> "torch.Tensor":
+    """render_float on result.device (device_output.py): the working-size `full` layer as
+    uint8 (the blend's own), any other as float32 in [0, 1]."""
+    width, height = pixel_size(result, size)
+    blended = result.blend_on_device(ratio)
+    if _check_layer(layer) == "full" and (width, height) == result.working_size:
+        return blended
+    if result.page_grey is None:  # no page to take the ink from
+        resized = resize_to(blended.cpu().numpy(), width, height)
+        return torch.from_numpy(resized).to(result.device).float() / 255.0
+    made = page_detail(result.page_grey, (width, height), result.working_size)
+    on_device = made.on_device(result.device)
+    return on_device.full(blended) if layer == "full" else on_device.colour_layer(blended)
 
 
 def render(result: "Colorization", spec: OutputSpec, ratio: float, mask: np.ndarray | None = None) -> RawImage:

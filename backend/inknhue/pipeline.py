@@ -122,8 +122,12 @@ class Colorization:
     timings: dict[str, float] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)  #: the stages computed (not from the cache)
     warnings: list[str] = field(default_factory=list)  #: for the artist: inputs that look like a mistake
+    #: where blends and page-size results are computed: None for numpy on the CPU (the
+    #: reference), a GPU for device_output.py's torch twins
+    device: torch.device | None = None
     _blend: LabBlend | None = field(default=None, repr=False)
     _last: tuple[float, np.ndarray] | None = field(default=None, repr=False)
+    _device_blend: object | None = field(default=None, repr=False)
 
     @property
     def working_size(self) -> tuple[int, int]:
@@ -137,6 +141,14 @@ class Colorization:
                 self._blend = LabBlend(self.generated, self.rough)
             self._last = (ratio, self._blend(ratio))
         return self._last[1]
+
+    def blend_on_device(self, ratio: float) -> torch.Tensor:
+        """The blend as a uint8 H x W x 3 tensor on `device` (device_output.DeviceLabBlend)."""
+        from .device_output import DeviceLabBlend
+
+        if self._device_blend is None:
+            self._device_blend = DeviceLabBlend(self.generated, self.rough, self.device)
+        return self._device_blend(ratio)
 
     def render(self, ratio: float, size: str | tuple[int, int] = "page", layer: str = "full") -> np.ndarray:
         """The result as H x W x 3 float32 in [0, 1] (see output.py for the sizes and layers)."""
@@ -373,8 +385,9 @@ class Engine:
                           digest("generated", page_key, rough_key))
         result = Colorization(page_size=(page.shape[1], page.shape[0]), shaded=shaded, rough=rough,
                               generated=generated, page_grey=luma(page), timings=timings, ran=ran,
-                              warnings=warnings)
-        stage([("blend", lambda _: result.blend(ratio))], None)
+                              warnings=warnings, device=None if self.device.type == "cpu" else self.device)
+        stage([("blend", lambda _: result.blend(ratio) if result.device is None else result.blend_on_device(ratio))],
+              None)
         return result
 
 
