@@ -160,12 +160,19 @@ def engine_figures(precision, engine, page, rough, size, device, repeat, base):
     return result
 
 
+def published_result(engine, page, request, max_size) -> np.ndarray:
+    """The published path's result: the networks, then the CIELAB blend in numpy on the host
+    at the working size, as app.py does."""
+    result = engine.colorize(page, get_provider("image"), request, max_size=max_size)
+    result.device = None
+    return result.final(0.8, "working")
+
+
 def size_figures(published, engines, page, request, max_size, device) -> str:
     image = get_provider("image")
     with published_form(published):
         try:
-            seconds, peak = peak_memory(device, lambda: published.colorize(
-                page, image, request, max_size=max_size).final(0.8, "working"))
+            seconds, peak = peak_memory(device, lambda: published_result(published, page, request, max_size))
             line = f"published {seconds:7.2f} s, {peak / GIB:5.1f} GiB"
         except Exception as exc:  # the published decoder fails at some sizes
             line = f"published fails ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
@@ -205,10 +212,7 @@ def main():
         print(f"\npage in, result out, max size {size}:")
         with published_form(published):
             published.load()
-            base, base_result = timed(lambda: published.colorize(page, image, request, max_size=size),
-                                      device, args.repeat)
-            base_final, _ = timed(lambda: base_result.final(0.8, "working"), device, args.repeat)
-        base += base_final
+            base, _ = timed(lambda: published_result(published, page, request, size), device, args.repeat)
         print(f"  published path, working-size result {base * 1000:9.1f} ms (1.00)")
         results = {precision: engine_figures(precision, engine, page, rough, size, device, args.repeat, base)
                    for precision, engine in engines.items()}
