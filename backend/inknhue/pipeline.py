@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import checkpoints, weights
+from . import checkpoints, device_imaging, weights
 from .cache import StageCache, digest
 from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
@@ -285,6 +285,12 @@ class Engine:
         result = result[: result.shape[0] - pad_h, : result.shape[1] - pad_w]
         return grey_to_rgb(luma(result))
 
+    def to_working_size(self, rgb: np.ndarray, max_size: int) -> np.ndarray:
+        """imaging.to_working_size (the app's LANCZOS), on the GPU when the engine runs on one."""
+        if self.device.type == "cpu":
+            return to_working_size(rgb, max_size)
+        return device_imaging.to_working_size(rgb, max_size, self.device)
+
     def band_plan(self, height: int, width: int) -> banded.BandPlan | None:
         """How the VAE runs on a height x width working image: in bands, or None (untiled)."""
         config = self.vae.config
@@ -375,8 +381,8 @@ class Engine:
         rough_key = digest("rough", provider.name, page_id, request.hints, request.reference, request.rough,
                            request.fill_all, request.transfer, max_size)
         page_key = digest("page", page_id, max_size)
-        rough = stage([("rough", lambda _: to_working_size(provider(request, self), max_size))], rough_key)
-        shaded, conditions = stage([("shade", lambda _: to_working_size(self.shade(page, max_size), max_size)),
+        rough = stage([("rough", lambda _: self.to_working_size(provider(request, self), max_size))], rough_key)
+        shaded, conditions = stage([("shade", lambda _: self.to_working_size(self.shade(page, max_size), max_size)),
                                     ("condition", lambda shaded: (shaded, self.condition(shaded)))], page_key)
         # Within the aspect tolerance, rounding can differ by a few pixels: follow the page.
         rough = resize_to(rough, shaded.shape[1], shaded.shape[0])
