@@ -78,13 +78,13 @@ def published_form(engine):
         attn = F.softmax(torch.einsum("bci,bcj->bij", q, k) * c ** -0.5, dim=2)
         return x + self.proj_out(torch.einsum("bij,bcj->bci", attn, v).view(b, c, h, w))
 
-    original = alignment.AttnBlock.forward, engine.memory_format
+    original = alignment.AttnBlock.forward, engine.memory_format, engine.vae_memory_format
     alignment.AttnBlock.forward = forward
-    engine.memory_format = torch.contiguous_format
+    engine.memory_format = engine.vae_memory_format = torch.contiguous_format
     try:
         yield
     finally:
-        alignment.AttnBlock.forward, engine.memory_format = original
+        alignment.AttnBlock.forward, engine.memory_format, engine.vae_memory_format = original
 
 
 def run(engine, page, rough, max_size, repeat):

@@ -43,6 +43,15 @@ def test_fast_takes_bf16_where_the_cpu_computes_it_natively_and_says_so(cpu_with
         assert resolved.shader_dtype == torch.float32  # its deviation is amplified by the VAE
 
 
+def test_layouts_channels_last_for_convolutions_but_the_bf16_vae_on_cuda(cpu_with):
+    cpu_with("avx512_bf16")
+    on_cpu, on_cuda = resolve(EngineOptions(), CPU), resolve(EngineOptions(), CUDA)
+    assert on_cpu.memory_format == on_cpu.vae_memory_format == torch.channels_last
+    assert on_cuda.memory_format == torch.channels_last
+    assert on_cuda.vae_memory_format == torch.contiguous_format  # measured faster on an H100
+    assert resolve(EngineOptions("reference"), CUDA).vae_memory_format == torch.channels_last
+
+
 def test_fast_falls_back_to_float32_on_a_cpu_without_bf16_and_says_why(cpu_with):
     cpu_with("avx2", "avx512f")  # AVX-512 alone emulates bf16: slower than float32
     resolved = resolve(EngineOptions(), CPU)

@@ -172,7 +172,8 @@ class Engine:
         resolved = resolve(self.options, self.device)
         self.shader_dtype = resolved.shader_dtype
         self.vae_dtype = resolved.vae_dtype
-        self.memory_format = resolved.memory_format
+        self.memory_format = resolved.memory_format  #: the shading generator's layout
+        self.vae_memory_format = resolved.vae_memory_format
         self.precision = resolved.why  #: what runs in which precision, and why
         #: the VAE's high-resolution levels in row bands (large pages), or untiled
         self.banding = self.options.banding
@@ -186,7 +187,7 @@ class Engine:
 
     @property
     def vae(self):
-        return _cached_model("vae", self.weights_dir, self.device, self.vae_dtype, self.memory_format)
+        return _cached_model("vae", self.weights_dir, self.device, self.vae_dtype, self.vae_memory_format)
 
     def load(self) -> float:
         """Load both networks now (they are cached per process); returns the seconds it took."""
@@ -295,7 +296,7 @@ class Engine:
         """How the VAE runs on a height x width working image: in bands, or None (untiled)."""
         config = self.vae.config
         return self.banding.plan(height, width, self.vae_dtype, config.channels,
-                                 len(config.channel_multipliers), self.memory_format)
+                                 len(config.channel_multipliers), self.vae_memory_format)
 
     @torch.inference_mode()
     def condition(self, shaded_working: np.ndarray) -> list:
