@@ -72,7 +72,7 @@ def test_each_precision_has_its_own_loaded_networks(parity_weights, cpu_with):
     assert fast.generator is reference.generator  # both float32: one copy
 
 
-def test_the_server_says_which_precision_it_runs(parity_weights, cpu_with):
+def test_the_engine_describes_its_precision_and_why(parity_weights, cpu_with):
     cpu_with()
     described = Engine(parity_weights, "cpu").describe()
     assert described["precision"] == "fast" and "float32" in described["precision_why"]

@@ -62,6 +62,7 @@ def test_hello_describes_the_backend(client):
     hello = client.hello()
     assert hello["protocol"] == protocol.PROTOCOL
     assert hello["device"]["device"] == "cpu"
+    assert hello["device"]["precision"] == "fast" and hello["device"]["precision_why"]  # what runs in bf16, why
     assert {p["name"] for p in hello["providers"]} == {"flats", "shader", "image"}
     assert hello["weights"]["present"] is True and hello["models"] == "ready"
     assert hello["limits"]["max_side"] == protocol.MAX_SIDE

@@ -140,14 +140,3 @@ class DevicePageDetail:
     def full(self, model: torch.Tensor) -> torch.Tensor:
         return self.colour_layer(model).mul_((self.page.float() / 255.0)[..., None])
 
-
-def srgb_float(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.float().cpu().numpy()
-
-
-def srgb_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """float [0, 1] or uint8 on the device -> uint8 on the host (rounded on the device:
-    a quarter of the bytes to copy)."""
-    if tensor.dtype != torch.uint8:
-        tensor = to_uint8(tensor)
-    return tensor.cpu().numpy()
