@@ -102,14 +102,15 @@ def test_whole_vae_in_bands_is_as_exact_as_untiled(vae, rows, lean):
     assert (got.double() - exact).abs().max().item() <= max(1.5 * untiled_error, ATOL)
 
 
-def test_bf16_in_bands_is_as_close_to_float32_as_untiled_bf16(vae):
-    """The CUDA path (bf16 VAE), run here on the CPU."""
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])  # CPU; CUDA (NCHW)
+def test_bf16_in_bands_is_as_close_to_float32_as_untiled_bf16(vae, layout):
+    """The bf16 VAE (CUDA, and CPUs with native bf16), run here on the CPU."""
     rough, shaded = image(48, 40, seed=6), image(48, 40, seed=7)
-    half = copy.deepcopy(vae).to(torch.bfloat16)
+    half = copy.deepcopy(vae).to(torch.bfloat16, memory_format=layout)
     with torch.inference_mode():
         reference = vae(rough, shaded)
         untiled = half(rough.bfloat16(), shaded.bfloat16()).float()
-        p = plan(3, True)
+        p = BandPlan(band_rows=3, lean=True, memory_format=layout)
         mean, _ = banded.encode(p, half, rough.bfloat16())
         got = banded.decode(p, half, mean, banded.condition(p, half, shaded.bfloat16()))
     assert got.dtype == torch.bfloat16
