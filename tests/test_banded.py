@@ -132,6 +132,16 @@ def test_default_banding_leaves_small_pages_untiled_and_bands_large_ones():
     assert Banding(enabled=True).plan(64, 64, f32, 128, 4) is not None
 
 
+def test_a_gpu_with_room_for_the_untiled_networks_runs_them_and_a_small_one_bands():
+    bf16, gib = torch.bfloat16, 1 << 30
+    full = 2896 * 2048 * 128 * 2  # one full-resolution tensor of an A4 page at max size 2048
+    assert Banding().plan(2896, 2048, bf16, 128, 4, free_bytes=70 * gib) is None  # an 80 GB GPU
+    assert Banding().plan(2896, 2048, bf16, 128, 4, free_bytes=7 * gib).lean  # an 8 GB GPU
+    assert Banding().plan(2896, 2048, bf16, 128, 4, free_bytes=int(9.5 * full)) is not None  # untiled would not fit
+    assert Banding().plan(2896, 2048, bf16, 128, 4) is not None  # unknown (a CPU): bands
+    assert Banding(enabled=True).plan(2896, 2048, bf16, 128, 4, free_bytes=70 * gib) is not None
+
+
 def test_a_recomputed_condition_is_cached_at_the_size_of_its_recipe(vae):
     x = image(40, 56)
     with torch.inference_mode():

@@ -31,6 +31,15 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def free_memory(device: torch.device) -> int | None:
+    """Bytes a GPU can still give this process (free on the device, plus what torch's
+    allocator holds unused); None where it is not known (the CPU, MPS)."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
 def describe(device: torch.device) -> dict:
     """What the user should know about the device: its name and memory."""
     info = {"device": device.type, "name": "CPU", "memory_bytes": None}

@@ -34,7 +34,7 @@ from . import checkpoints, device_imaging, weights
 from .cache import StageCache, digest
 from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
-from .devices import describe, out_of_memory_as_error, pick_device
+from .devices import describe, free_memory, out_of_memory_as_error, pick_device
 from .engine_options import EngineOptions, resolve
 from .errors import InputError, WeightsError
 from .output import render_float, render_uint8
@@ -296,7 +296,7 @@ class Engine:
         """How the VAE runs on a height x width working image: in bands, or None (untiled)."""
         config = self.vae.config
         return self.banding.plan(height, width, self.vae_dtype, config.channels,
-                                 len(config.channel_multipliers), self.vae_memory_format)
+                                 len(config.channel_multipliers), self.vae_memory_format, free_memory(self.device))
 
     @torch.inference_mode()
     def condition(self, shaded_working: np.ndarray) -> list:
