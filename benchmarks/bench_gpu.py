@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_page import published_form, synthetic_page  # noqa: E402
+from bench_page import levels, published_form, synthetic_page  # noqa: E402
 from fullsize_weights import write_fullsize_weights  # noqa: E402
 from inknhue.cache import StageCache  # noqa: E402
 from inknhue.engine_options import EngineOptions  # noqa: E402
@@ -81,11 +81,6 @@ def peak_memory(device, fn) -> tuple[float, int]:
     if device.type == "cuda":
         return seconds, torch.cuda.max_memory_allocated(device)
     return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def levels(a: np.ndarray, b: np.ndarray) -> str:
-    difference = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return f"max {difference.max()}, p99 {np.percentile(difference, 99):.0f}"
 
 
 def strokes_page(page: np.ndarray, seed: int) -> np.ndarray:

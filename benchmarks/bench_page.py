@@ -147,7 +147,7 @@ def main():
                 print(f"device {engine.device} ({engine.describe()['name']}), torch {torch.__version__}, "
                       f"{torch.get_num_threads()} threads; page {page.shape[1]}x{page.shape[0]}, "
                       f"max size {args.max_size}")
-            print(f"precision {precision}: {engine.precision}; weights loaded in {load:.2f} s")
+            print(f"precision {precision}: {engine.precision_why}; weights loaded in {load:.2f} s")
             run(engine, page, rough, args.max_size, 1)  # warm-up
             runs = run(engine, page, rough, args.max_size, args.repeat)
             times[precision] = total = statistics.median(t for t, _ in runs)

@@ -56,3 +56,9 @@ def write_released_layout(dest: Path) -> Path:
         "optimizer_g_state_dict": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
     }, dest / "conditional_nets" / "model_epoch000019.ckpt")
     return dest
+
+
+def level_differences(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
+    """(the largest difference in 8-bit levels, the fraction of values that differ)"""
+    difference = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return int(difference.max()), float(np.count_nonzero(difference)) / difference.size

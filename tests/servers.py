@@ -1,11 +1,13 @@
-"""Starting real `inknhue serve` processes for the tests, and building raw images."""
+"""Starting real `inknhue serve` processes (or a server in this process) for the tests, and building raw images."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +82,22 @@ class ServerProcess:
                 self.process.kill()
         self.process.stdout.close()
         self.process.stderr.close()
+
+
+@contextmanager
+def in_process_server(weights_dir, connection_file: Path):
+    """A Server on a free port in a thread of this process (for faults the tests inject
+    into it); `.curve` holds its connection details."""
+    from inknhue.server import Server, serve
+
+    server = Server(weights_dir, "cpu", port=0, connection_file=connection_file)
+    ready = threading.Event()
+    thread = threading.Thread(target=serve, args=(server,), kwargs={"on_ready": lambda _: ready.set()})
+    thread.start()
+    assert ready.wait(30)
+    server.curve = server.gatekeeper.connection_info()
+    try:
+        yield server
+    finally:
+        server.running = False
+        thread.join(30)

@@ -9,17 +9,13 @@ from PIL import Image
 
 from inknhue import device_imaging
 from inknhue.imaging import to_working_size
+from parity import level_differences
 
 CPU = torch.device("cpu")
 
 
 def pillow(rgb, width, height):
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))
-
-
-def differs(a, b):
-    difference = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return int(difference.max()), float(np.count_nonzero(difference)) / difference.size
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,7 @@ def image():
 def test_the_resize_is_pillows_lanczos(image, size):
     got = device_imaging.resize(torch.from_numpy(image), *size).numpy()
     assert got.shape == (size[1], size[0], 3)
-    worst, share = differs(got, pillow(image, *size))
+    worst, share = level_differences(got, pillow(image, *size))
     assert worst <= 1 and share < 0.002, (worst, share)
 
 
@@ -44,7 +40,7 @@ def test_the_working_size_is_the_apps(image, max_size):
     got = device_imaging.to_working_size(image, max_size, CPU)
     expected = to_working_size(image, max_size)
     assert got.shape == expected.shape
-    worst, share = differs(got, expected)
+    worst, share = level_differences(got, expected)
     assert worst <= 1 and share < 0.002, (worst, share)
 
 

@@ -14,14 +14,9 @@ from drawing import print_page, region_colours
 from inknhue import color, detail, device_output
 from inknhue.imaging import working_size
 from inknhue.pipeline import Colorization
+from parity import level_differences
 
 CPU = torch.device("cpu")
-
-
-def differs(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
-    """(the largest difference in levels, the fraction of values that differ)"""
-    difference = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return int(difference.max()), float(np.count_nonzero(difference)) / difference.size
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +33,13 @@ def test_cielab_matches_the_numpy_conversion(colours):
     got = device_output.rgb_to_lab(torch.from_numpy(image)).numpy()
     np.testing.assert_allclose(got, expected, atol=2e-3, rtol=0)
     back = device_output.to_uint8(device_output.lab_to_srgb(torch.from_numpy(expected))).numpy()
-    assert differs(back, color.lab_to_rgb(expected))[0] <= 1
+    assert level_differences(back, color.lab_to_rgb(expected))[0] <= 1
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 0.8, 1.0])
 def test_the_blend_on_a_device_is_the_blend(colours, ratio):
     generated, rough = colours
-    worst, share = differs(device_output.DeviceLabBlend(generated, rough, CPU)(ratio).numpy(),
+    worst, share = level_differences(device_output.DeviceLabBlend(generated, rough, CPU)(ratio).numpy(),
                            color.LabBlend(generated, rough)(ratio))
     assert worst <= 1 and share < 0.01
 
@@ -90,7 +85,7 @@ def test_a_result_rendered_on_a_device_is_the_numpy_result(page, layer, size):
 
     reference, on_device = result(None), result(CPU)
     for ratio in (0.8, 0.25):
-        worst, share = differs(on_device.final(ratio, size, layer), reference.final(ratio, size, layer))
+        worst, share = level_differences(on_device.final(ratio, size, layer), reference.final(ratio, size, layer))
         assert worst <= 1 and share < 0.005, (worst, share)
         floats = on_device.render(ratio, size, layer)
         assert floats.dtype == np.float32 and 0 <= floats.min() and floats.max() <= 1

@@ -4,7 +4,6 @@ import json
 import math
 import signal
 import stat
-import threading
 import time
 
 import numpy as np
@@ -16,7 +15,7 @@ from inknhue_krita.client import Client, ServerError
 from drawing import Page
 from inknhue.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
-from servers import ServerProcess, array, curve_socket, raw
+from servers import ServerProcess, array, curve_socket, in_process_server, raw
 
 RED, BLUE, GREEN = (220, 40, 40), (40, 60, 220), (40, 170, 60)
 
@@ -339,17 +338,8 @@ def test_hostile_messages_get_errors_and_the_server_keeps_working(server, client
 
 @pytest.fixture
 def local_server(parity_weights, tmp_path):
-    from inknhue.server import Server, serve
-
-    server = Server(parity_weights, "cpu", port=0, connection_file=tmp_path / "server.json")
-    ready = threading.Event()
-    thread = threading.Thread(target=serve, args=(server,), kwargs={"on_ready": lambda _: ready.set()})
-    thread.start()
-    assert ready.wait(30)
-    server.curve = server.gatekeeper.connection_info()
-    yield server
-    server.running = False
-    thread.join(30)
+    with in_process_server(parity_weights, tmp_path / "server.json") as server:
+        yield server
 
 
 def test_out_of_memory_is_a_clear_error_and_the_server_stays_up(local_server):

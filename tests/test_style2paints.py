@@ -23,6 +23,7 @@ from inknhue.errors import InputError, WeightsError
 from inknhue.rough import RoughRequest, get_provider
 from inknhue.rough import style2paints as s2p
 from inknhue import style2paints_weights
+from servers import in_process_server
 
 RED, BLUE = (220, 40, 40), (40, 60, 220)
 
@@ -516,19 +517,8 @@ def test_colorize_and_rough_with_prior_style2paints(files, weights_copy, monkeyp
 
 @pytest.fixture
 def local_server(weights_copy, tmp_path):
-    import threading
-
-    from inknhue.server import Server, serve
-
-    server = Server(weights_copy, "cpu", port=0, connection_file=tmp_path / "server.json")
-    ready = threading.Event()
-    thread = threading.Thread(target=serve, args=(server,), kwargs={"on_ready": lambda _: ready.set()})
-    thread.start()
-    assert ready.wait(30)
-    server.curve = server.gatekeeper.connection_info()
-    yield server
-    server.running = False
-    thread.join(30)
+    with in_process_server(weights_copy, tmp_path / "server.json") as server:
+        yield server
 
 
 def test_the_server_offers_style2paints_only_with_its_networks(local_server, weights_copy, monkeypatch):

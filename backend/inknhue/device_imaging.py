@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .imaging import working_size
+from .imaging import max_size_dims, working_size
 
 SUPPORT = 3.0  # Lanczos-3
 
@@ -68,10 +68,7 @@ def to_working_size(rgb: np.ndarray, max_size: int, device: torch.device) -> np.
     target_w, target_h = working_size(width, height, max_size)
     if (target_w, target_h) == (width, height):
         return rgb
-    w, h = width, height
-    if w > max_size or h > max_size:  # resize_max's size, as imaging.resize_max computes it
-        w, h = (max_size, int(float(h) * float(max_size) / float(w))) if w <= h else \
-            (int(float(w) * float(max_size) / float(h)), max_size)
+    w, h = max_size_dims(width, height, max_size)
     image = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
     if (w, h) != (width, height):
         image = resize(image, w, h)

@@ -213,14 +213,19 @@ def resize_pad(grey: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]
 
 def resize_max(image: Image.Image, max_size: int) -> Image.Image:
     """The app's resize_max: if a side exceeds max_size, the short side becomes max_size."""
-    w, h = image.size
+    size = max_size_dims(*image.size, max_size)
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def max_size_dims(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """The size resize_max gives: if a side exceeds max_size, the short side becomes max_size."""
+    w, h = width, height
     if w > max_size or h > max_size:
         if w <= h:
             w, h = max_size, int(float(h) * float(max_size) / float(w))
         else:
             w, h = int(float(w) * float(max_size) / float(h)), max_size
-        image = image.resize((w, h), Image.Resampling.LANCZOS)
-    return image
+    return w, h
 
 
 def round_up_to_8(image: Image.Image) -> Image.Image:
@@ -230,12 +235,7 @@ def round_up_to_8(image: Image.Image) -> Image.Image:
 
 def working_size(width: int, height: int, max_size: int) -> tuple[int, int]:
     """The size `to_working_size` gives a width x height image, without resizing anything."""
-    w, h = width, height
-    if w > max_size or h > max_size:
-        if w <= h:
-            w, h = max_size, int(float(h) * float(max_size) / float(w))
-        else:
-            w, h = int(float(w) * float(max_size) / float(h)), max_size
+    w, h = max_size_dims(width, height, max_size)
     return (w + 7) // 8 * 8, (h + 7) // 8 * 8
 
 

@@ -174,12 +174,12 @@ class Engine:
         self.vae_dtype = resolved.vae_dtype
         self.memory_format = resolved.memory_format  #: the shading generator's layout
         self.vae_memory_format = resolved.vae_memory_format
-        self.precision = resolved.why  #: what runs in which precision, and why
+        self.precision_why = resolved.why  #: what runs in which precision, and why
         #: the VAE's high-resolution levels in row bands (large pages), or untiled
         self.banding = self.options.banding
 
     def describe(self) -> dict:
-        return {**describe(self.device), "precision": self.options.precision, "precision_why": self.precision}
+        return {**describe(self.device), "precision": self.options.precision, "precision_why": self.precision_why}
 
     @property
     def generator(self):

@@ -485,6 +485,15 @@ def measured(docker, doc, hints, page):
     return layer
 
 
+def measured_page(docker):
+    """A drawn page with a hint layer, colorized once so that this machine is measured:
+    (page, document, hint layer, result layer)."""
+    page = drawn()
+    doc, _ = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    return page, doc, hints, measured(docker, doc, hints, page)
+
+
 def turn_live_on(docker):
     assert docker.live_switch.isEnabled(), docker.live_switch.toolTip()
     docker.live_switch.setChecked(True)
@@ -547,10 +556,7 @@ def test_live_updates_the_result_layer_in_place_shortly_after_a_stroke(docker, w
 
 
 def test_newer_hints_cancel_the_live_run_in_flight_and_the_newest_win(docker, weights, fast_enough):
-    page = drawn()
-    doc, _ = new_document(page)
-    hints = paint_hints(docker, doc, page)
-    layer = measured(docker, doc, hints, page)
+    page, doc, hints, layer = measured_page(docker)
     events = job_events(docker)
     docker.live.grace = 0.0  # the looks below are the timer's, made by hand so that they fall in the run
     turn_live_on(docker)
@@ -575,10 +581,7 @@ def test_newer_hints_cancel_the_live_run_in_flight_and_the_newest_win(docker, we
 
 
 def test_no_live_run_starts_while_a_stroke_is_in_progress(docker, fast_enough):
-    page = drawn()
-    doc, _ = new_document(page)
-    hints = paint_hints(docker, doc, page)
-    layer = measured(docker, doc, hints, page)
+    page, doc, hints, layer = measured_page(docker)
     turn_live_on(docker)
     writes = layer.writes
     doc.stroke_in_progress = True  # the pen is on the canvas (and would be waited for by waitForDone)
@@ -592,10 +595,7 @@ def test_no_live_run_starts_while_a_stroke_is_in_progress(docker, fast_enough):
 
 
 def test_turning_live_off_cancels_its_run_in_flight(docker, fast_enough):
-    page = drawn()
-    doc, _ = new_document(page)
-    hints = paint_hints(docker, doc, page)
-    layer = measured(docker, doc, hints, page)
+    page, doc, hints, layer = measured_page(docker)
     events = job_events(docker)
     docker.live.grace = 0.0
     turn_live_on(docker)

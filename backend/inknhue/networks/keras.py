@@ -45,8 +45,10 @@ The inputs are permuted at the start and the outputs at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import os
 from pathlib import Path
 from typing import Any
@@ -650,10 +652,7 @@ class _Merge(KerasLayer):
 class Add(_Merge):
     @staticmethod
     def merge(xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
+        return functools.reduce(operator.add, xs)
 
 
 @_register("Subtract")
@@ -669,40 +668,28 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     @staticmethod
     def merge(xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out * x
-        return out
+        return functools.reduce(operator.mul, xs)
 
 
 @_register("Average")
 class Average(_Merge):
     @staticmethod
     def merge(xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out / len(xs)
+        return functools.reduce(operator.add, xs) / len(xs)
 
 
 @_register("Maximum")
 class Maximum(_Merge):
     @staticmethod
     def merge(xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = torch.maximum(out, x)
-        return out
+        return functools.reduce(torch.maximum, xs)
 
 
 @_register("Minimum")
 class Minimum(_Merge):
     @staticmethod
     def merge(xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = torch.minimum(out, x)
-        return out
+        return functools.reduce(torch.minimum, xs)
 
 
 @_register("Concatenate")
