@@ -11,10 +11,12 @@ capped (RLIMIT_AS) so that a configuration that needs more fails inside the chil
 reported as "over N GiB", instead of taking the machine down.
 
     python benchmarks/bench_memory.py [--sizes 768 1536 2048] [--modes untiled banded]
-        [--device cpu] [--precision reference] [--limit-gb 16]
+        [--device cpu] [--precision reference] [--limit-gb 16] [--heap reuse default]
 
 Modes: untiled (the reference), banded (the engine's default plan), kept and lean (bands,
-intermediates kept or recomputed).
+intermediates kept or recomputed). Heaps: reuse (freed memory kept for the next tensor, as
+`inknhue colorize` and `serve` set it up: host_memory.py) and default (glibc's own: fresh
+pages for every large tensor); each heap is a configuration of its own.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class StagePeaks:
 def child(args) -> dict:
     import torch
 
+    from inknhue import host_memory
     from inknhue.errors import DeviceError
     from inknhue.engine_options import EngineOptions
     from inknhue.networks.banded import Banding
@@ -74,6 +77,8 @@ def child(args) -> dict:
         # the address space may grow by what resident memory may: the limit less what is resident
         allowed = _status("VmSize") + int(args.limit_gb * GIB) - _status("VmRSS")
         resource.setrlimit(resource.RLIMIT_AS, (allowed, allowed))
+    if args.heap == "reuse":
+        host_memory.reuse_freed_memory()
     banding = {"untiled": Banding(enabled=False), "banded": Banding(enabled=True),
                "kept": Banding(enabled=True, lean=False), "lean": Banding(enabled=True, lean=True)}[args.mode]
     engine = Engine(args.weights, args.device, options=EngineOptions(precision=args.precision, banding=banding))
@@ -81,7 +86,7 @@ def child(args) -> dict:
     engine.load()
     loaded = _status("VmRSS")
     page, rough = np.load(Path(args.data) / "page.npy"), np.load(Path(args.data) / "rough.npy")
-    report = {"mode": args.mode, "loaded": loaded, "threads": torch.get_num_threads()}
+    report = {"mode": args.mode, "heap": args.heap, "loaded": loaded, "threads": torch.get_num_threads()}
     started = time.perf_counter()
     try:
         result = engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=rough),
@@ -118,6 +123,8 @@ def main():
     parser.add_argument("--precision", choices=("fast", "published", "reference"), default="reference",
                         help="the engine's precision (engine_options.py; default reference: float32, the most memory)")
     parser.add_argument("--limit-gb", type=float, default=16.0, help="GiB of resident memory a CPU child may use")
+    parser.add_argument("--heap", nargs="+", default=["reuse"], choices=("reuse", "default"),
+                        help="the C heap's settings (host_memory.py; default reuse, as the commands run)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--max-size", type=int, help=argparse.SUPPRESS)
@@ -143,35 +150,36 @@ def main():
               f"{torch.get_num_threads()} threads, children limited to {args.limit_gb:g} GiB resident", flush=True)
         for max_size in args.sizes:
             runs = {}
-            for mode in args.modes:
+            for mode, heap in ((mode, heap) for mode in args.modes for heap in args.heap):
+                name = mode if len(args.heap) == 1 else f"{mode}/{heap}"
                 command = [sys.executable, __file__, "--child", "--mode", mode, "--max-size", str(max_size),
                            "--weights", str(weights_dir), "--data", tmp, "--device", args.device,
-                           "--limit-gb", str(args.limit_gb)]
+                           "--limit-gb", str(args.limit_gb), "--heap", heap]
                 command += ["--precision", args.precision]
                 done = subprocess.run(command, capture_output=True, text=True)
                 lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
                 if not lines:  # killed: by the limit, or otherwise
-                    runs[mode] = {"mode": mode, "over": True, "peak": int(args.limit_gb * GIB),
+                    runs[name] = {"mode": name, "over": True, "peak": int(args.limit_gb * GIB),
                                   "error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1][:200]}
                 else:
-                    runs[mode] = json.loads(lines[-1][len("RESULT "):])
-                print(_line(max_size, runs[mode], args.limit_gb), flush=True)
-            base = runs.get("untiled")
-            for mode, run in runs.items():
-                if run is not base and base is not None:
-                    print(f"  {max_size:>5} {mode}/{base['mode']}: {_ratio(run, base, args.limit_gb)}", flush=True)
+                    runs[name] = {**json.loads(lines[-1][len("RESULT "):]), "mode": name}
+                print(_line(max_size, runs[name], args.limit_gb), flush=True)
+            base = next(iter(runs.values()))  # the first mode and heap asked: untiled by default
+            for name, run in runs.items():
+                if run is not base:
+                    print(f"  {max_size:>5} {name} / {base['mode']}: {_ratio(run, base, args.limit_gb)}", flush=True)
 
 
 def _line(max_size: int, run: dict, limit_gb: float) -> str:
     if run.get("over"):
-        text = f"  {max_size:>5} {run['mode']:<8} over {limit_gb:g} GiB ({run.get('error', '')})"
+        text = f"  {max_size:>5} {run['mode']:<15} over {limit_gb:g} GiB ({run.get('error', '')})"
         return text
     stages = " ".join(f"{k} {v / GIB:.1f}" for k, v in run["stages"].items())
     cuda = f", CUDA peak {_gib(run['cuda_peak'])}" if "cuda_peak" in run else ""
     plan = run.get("plan")
     plan = "untiled" if plan is None else ("lean" if plan["lean"] else "kept")
     timings = " ".join(f"{k} {v:.1f}" for k, v in run["timings"].items())
-    return (f"  {max_size:>5} {run['mode']:<8} peak RSS {_gib(run['peak'])} (after loading {_gib(run['loaded'])})"
+    return (f"  {max_size:>5} {run['mode']:<15} peak RSS {_gib(run['peak'])} (after loading {_gib(run['loaded'])})"
             f"{cuda}, {run['seconds']:7.1f} s ({timings}) [VAE {plan}]; stage peaks GiB: {stages}")
 
 

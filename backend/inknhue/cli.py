@@ -10,7 +10,7 @@ from pathlib import Path
 
 from inknhue_krita.protocol import DEFAULT_PORT
 
-from . import __version__, installer, weights
+from . import __version__, host_memory, installer, weights
 from .defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PRECISIONS,
                        PROVIDER_NAMES)
 from .errors import InknhueError, InputError
@@ -436,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     log_file = setup_logging(logging.DEBUG if args.verbose else logging.INFO,
                              "server.log" if args.command == "serve" else LOG_NAME)
     log.info("inknhue %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
+    if args.command in ("colorize", "serve"):  # before any thread starts
+        host_memory.reuse_freed_memory()
     try:
         commands = {"colorize": cmd_colorize, "rough": cmd_rough, "serve": cmd_serve, "weights": cmd_weights,
                     "install": cmd_install, "doctor": cmd_doctor, "style2paints": cmd_style2paints}

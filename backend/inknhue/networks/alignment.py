@@ -59,9 +59,11 @@ class ResnetBlock(nn.Module):
                              if in_channels != out_channels else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.nin_shortcut(x) + h
+        # in place on tensors of the block's own: fewer fresh page-sized tensors (each is
+        # faulted in and zeroed by the kernel: host_memory.py)
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        return h.add_(self.nin_shortcut(x))
 
 
 class AttnBlock(nn.Module):
@@ -86,7 +88,7 @@ class AttnBlock(nn.Module):
         # the (hw x hw) matrix, which at 768 px would take over half a gigabyte.
         out = F.scaled_dot_product_attention(tokens(self.q), tokens(self.k), tokens(self.v))
         out = out.transpose(2, 3).reshape(b, c, h, w)
-        return x + self.proj_out(out)
+        return self.proj_out(out).add_(x)
 
 
 class DownSample(nn.Module):
@@ -154,7 +156,7 @@ class Encoder(nn.Module):
                 x = block(x)
             x = level.downsample(x)
         x = self.mid(x)
-        return self.conv_out(F.silu(self.norm_out(x)))
+        return self.conv_out(F.silu(self.norm_out(x), inplace=True))
 
 
 class ConditionalEncoder(nn.Module):
@@ -208,8 +210,8 @@ class ConditionalDecoder(nn.Module):
         for level, cond in reversed(list(zip(self.up, conds, strict=True))):
             for block in level.block:
                 h = block(h)
-            h = level.upsample(h + cond)
-        return self.conv_out(F.silu(self.norm_out(h)))
+            h = level.upsample(h.add_(cond))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 class AlignmentVAE(nn.Module):

@@ -24,14 +24,13 @@ adds them.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..host_memory import give_back_freed_memory
 from ..progress import count_convolution
 from .alignment import AlignmentVAE, ConditionalDecoder, ConditionalEncoder, Encoder, LOGVAR_RANGE
 
@@ -433,25 +432,8 @@ def sweep(plan: BandPlan, roots: list[Node], *, store=None, over=None, stats=Non
     for leaf in over:
         if leaf is not None:
             leaf._kept = None
-    _give_back_freed_memory()
+    give_back_freed_memory()  # the temporaries of many band sizes: at 2048, half a GiB
     return [(Stored(t) if t is not None else None, m) for t, m in zip(outputs, moments, strict=True)]
-
-
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):  # not glibc
-        return None
-
-
-_trim = _malloc_trim()
-
-
-def _give_back_freed_memory() -> None:
-    """glibc keeps the heap pages of freed band temporaries (of many sizes, in several
-    threads' arenas) and the next pass's tensors come on top: at 2048, half a GiB."""
-    if _trim is not None:
-        _trim(0)
 
 
 def gather(plan: BandPlan, node: Node) -> Moments:

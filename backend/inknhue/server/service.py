@@ -14,9 +14,6 @@ inknhue_krita.protocol and .messages, described in docs/protocol.md.
 
 from __future__ import annotations
 
-import ctypes
-import sys
-
 import logging
 import os
 import queue
@@ -39,6 +36,7 @@ from ..defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, LAYERS, MAX_MAX_SIZE, M
                         PROVIDER_NAMES)
 from ..engine_options import EngineOptions
 from ..errors import InknhueError
+from ..host_memory import give_back_freed_memory
 from ..imaging import check_work_size
 from ..logs import RateLimitedLog
 from ..output import render
@@ -193,7 +191,7 @@ class Server:
                         else:
                             del self._unread[client]
                     waiting = bool(self._unread)
-                release_freed_memory()
+                give_back_freed_memory()
                 self._trim_at = time.monotonic() + 2.0 if waiting else None
             if self.lease.expired():
                 log.warning("no word from the plugin that started this backend for %g s: stopping",
@@ -451,7 +449,7 @@ class Server:
             fail("internal", f"internal error: {shown(exc, 200)}")
         finally:
             job.images = {}
-            release_freed_memory()
+            give_back_freed_memory()
 
     def _blend_worker(self) -> None:
         outbox = self._outbox()
@@ -474,22 +472,8 @@ class Server:
                 log.exception("blend failed")
                 self._error(client, "internal", f"internal error: {shown(exc, 200)}", request_id, socket=outbox)
             finally:
-                release_freed_memory()
+                give_back_freed_memory()
         outbox.close()
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed after a large image back to the system: glibc keeps freed heap
-    pages for reuse, and a long-lived backend should not sit on a page's worth of them."""
-    if _libc is not None:
-        _libc.malloc_trim(0)
-
-
-try:
-    _libc = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
-    _libc.malloc_trim  # noqa: B018  (glibc only)
-except (OSError, AttributeError):
-    _libc = None
 
 
 def serve(server: Server, on_ready=None) -> None:

@@ -1,0 +1,98 @@
+"""The C heap under CPU tensors: a freed page-sized tensor's memory serves the next one
+without fresh pages from the kernel (host_memory.py), and goes back to the system when
+the pass is over. Each case runs in a fresh process: the heap's settings are per process."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from inknhue import cli, host_memory
+
+pytestmark = pytest.mark.skipif(host_memory._libc is None, reason="glibc's heap (Linux) only")
+
+FEATURE_MB = 64  # the test's feature maps; the VAE's at max size 768 are up to 214 MB
+
+
+def run_child(body: str) -> dict:
+    script = textwrap.dedent("""
+        import resource, threading, re
+        from pathlib import Path
+        import torch
+        from inknhue import host_memory
+
+        def faults():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+        def rss_mb():
+            return int(re.search(r"VmRSS:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) // 1024
+
+        torch.manual_seed(0)
+        convs = [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(3)]
+        norm = torch.nn.GroupNorm(32, 64)
+
+        @torch.inference_mode()
+        def network_pass(x):  # ResNet blocks on a 64 MB feature map: each op a fresh tensor
+            for conv in convs:
+                x = conv(torch.nn.functional.silu(norm(x))) + x
+            return x
+
+        x = torch.randn(1, 64, 512, 512)
+    """) + textwrap.dedent(body)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return eval(done.stdout.strip().splitlines()[-1])  # a dict the script printed
+
+
+def fresh_pages(reuse: bool, in_thread: bool) -> int:
+    return run_child(f"""
+        if {reuse}:
+            assert host_memory.reuse_freed_memory()
+        result = {{}}
+        def work():
+            network_pass(x)  # the first pass is faulted in either way
+            before = faults()
+            network_pass(x)
+            result["faults"] = faults() - before
+        if {in_thread}:  # as the server's job thread
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+        else:
+            work()
+        print(result)
+    """)["faults"]
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main thread", "worker thread"])
+def test_a_second_pass_of_a_network_needs_no_fresh_pages(in_thread):
+    pages_per_tensor = FEATURE_MB * 256
+    # glibc's default maps every op's output anew: 18 feature maps' worth a pass
+    assert fresh_pages(reuse=False, in_thread=in_thread) >= 12 * pages_per_tensor
+    # reused: none, or now and then one feature map's worth where the heap's holes shift
+    assert fresh_pages(reuse=True, in_thread=in_thread) <= 2 * pages_per_tensor
+
+
+def test_memory_freed_after_a_pass_goes_back_to_the_system():
+    rss = run_child("""
+        host_memory.reuse_freed_memory()
+        start = rss_mb()
+        network_pass(x)
+        kept = rss_mb()
+        host_memory.give_back_freed_memory()
+        print({"kept": kept - start, "after": rss_mb() - start})
+    """)
+    assert rss["kept"] >= 3 * FEATURE_MB  # held for the next tensors while pages run
+    assert rss["after"] < FEATURE_MB
+
+
+def test_the_commands_that_run_pages_set_the_heap_up_before_anything_else(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(host_memory, "reuse_freed_memory", lambda: calls.append("heap"))
+    monkeypatch.setattr(cli, "cmd_colorize", lambda args: calls.append("colorize") or 0)
+    monkeypatch.setattr(cli, "cmd_doctor", lambda args: calls.append("doctor") or 0)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    cli.main(["colorize", str(tmp_path / "page.png"), "-o", str(tmp_path / "out.png")])
+    cli.main(["doctor"])
+    assert calls == ["heap", "colorize", "doctor"]
