@@ -14,9 +14,9 @@ reported as "over N GiB", instead of taking the machine down.
         [--device cpu] [--precision reference] [--limit-gb 16] [--heap reuse default]
 
 Modes: untiled (the reference), banded (the engine's default plan), kept and lean (bands,
-intermediates kept or recomputed). Heaps: reuse (freed memory kept for the next tensor, as
-`inknhue colorize` and `serve` set it up: host_memory.py) and default (glibc's own: fresh
-pages for every large tensor); each heap is a configuration of its own.
+intermediates kept or recomputed). Heaps: reuse (freed memory kept for the next tensor on
+pages whose VAE runs untiled, as `inknhue colorize` and `serve` set it up: host_memory.py)
+and default (glibc's own: fresh pages for every large tensor); each its own configuration.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def child(args) -> dict:
         # the address space may grow by what resident memory may: the limit less what is resident
         allowed = _status("VmSize") + int(args.limit_gb * GIB) - _status("VmRSS")
         resource.setrlimit(resource.RLIMIT_AS, (allowed, allowed))
-    if args.heap == "reuse":
+    if args.heap == ["reuse"]:  # one heap per child
         host_memory.reuse_freed_memory()
     banding = {"untiled": Banding(enabled=False), "banded": Banding(enabled=True),
                "kept": Banding(enabled=True, lean=False), "lean": Banding(enabled=True, lean=True)}[args.mode]
@@ -86,7 +86,7 @@ def child(args) -> dict:
     engine.load()
     loaded = _status("VmRSS")
     page, rough = np.load(Path(args.data) / "page.npy"), np.load(Path(args.data) / "rough.npy")
-    report = {"mode": args.mode, "heap": args.heap, "loaded": loaded, "threads": torch.get_num_threads()}
+    report = {"mode": args.mode, "heap": args.heap[0], "loaded": loaded, "threads": torch.get_num_threads()}
     started = time.perf_counter()
     try:
         result = engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=rough),

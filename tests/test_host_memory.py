@@ -9,6 +9,11 @@ import textwrap
 import pytest
 
 from inknhue import cli, host_memory
+from inknhue.engine_options import EngineOptions
+from inknhue.networks.banded import Banding
+from inknhue.pipeline import Engine
+from inknhue.rough import RoughRequest, get_provider
+from parity import case
 
 pytestmark = pytest.mark.skipif(host_memory._libc is None, reason="glibc's heap (Linux) only")
 
@@ -45,10 +50,11 @@ def run_child(body: str) -> dict:
     return eval(done.stdout.strip().splitlines()[-1])  # a dict the script printed
 
 
-def fresh_pages(reuse: bool, in_thread: bool) -> int:
+def fresh_pages(reuse: bool, in_thread: bool = False, banded_page: bool = False) -> int:
     return run_child(f"""
         if {reuse}:
             assert host_memory.reuse_freed_memory()
+            host_memory.for_page(banded={banded_page})
         result = {{}}
         def work():
             network_pass(x)  # the first pass is faulted in either way
@@ -74,6 +80,22 @@ def test_a_second_pass_of_a_network_needs_no_fresh_pages(in_thread):
     assert fresh_pages(reuse=True, in_thread=in_thread) <= 2 * pages_per_tensor
 
 
+def test_a_page_large_enough_for_bands_runs_on_glibcs_own_limits():
+    """Bands bound the peak: freed blocks of their many sizes are not kept for reuse."""
+    pages_per_tensor = FEATURE_MB * 256
+    assert fresh_pages(reuse=True, banded_page=True) >= 12 * pages_per_tensor
+    assert run_child("""
+        host_memory.reuse_freed_memory()
+        host_memory.for_page(banded=True)
+        network_pass(x)
+        host_memory.for_page(banded=False)  # the next page is small: reuse again
+        network_pass(x)
+        before = faults()
+        network_pass(x)
+        print({"faults": faults() - before})
+    """)["faults"] <= 2 * pages_per_tensor
+
+
 def test_memory_freed_after_a_pass_goes_back_to_the_system():
     rss = run_child("""
         host_memory.reuse_freed_memory()
@@ -96,3 +118,14 @@ def test_the_commands_that_run_pages_set_the_heap_up_before_anything_else(monkey
     cli.main(["colorize", str(tmp_path / "page.png"), "-o", str(tmp_path / "out.png")])
     cli.main(["doctor"])
     assert calls == ["heap", "colorize", "doctor"]
+
+
+def test_the_engine_tells_the_heap_whether_each_page_runs_in_bands(parity_weights, monkeypatch):
+    seen = []
+    monkeypatch.setattr(host_memory, "for_page", lambda banded: seen.append(banded))
+    page = case("page_rgb_uint8")
+    request = RoughRequest(page=page, rough=case("app_rough_uint8"))
+    for enabled in (False, True):
+        engine = Engine(parity_weights, "cpu", EngineOptions("reference", banding=Banding(enabled=enabled)))
+        engine.colorize(page, get_provider("image"), request, max_size=64)
+    assert seen == [False, True]

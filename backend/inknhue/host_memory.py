@@ -10,6 +10,10 @@ every thread (a thread's own arena cannot hold a block over 64 MiB and would map
 anyway). `give_back_freed_memory` returns the heap's free pages to the system at the end
 of a pass or a job, so a long-lived backend does not sit on a page's worth of them.
 
+Pages large enough for the VAE's row bands (networks/banded.py) run on glibc's own limits
+(`for_page`): the bands exist to bound the peak, and a heap that keeps freed blocks of the
+bands' many sizes for reuse can only add to it.
+
 glibc (Linux) only; elsewhere both do nothing (macOS runs on MPS; Windows not measured).
 """
 
@@ -27,9 +31,12 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 #: mallopt takes an int: the largest block served from the heap, and the free top kept
 LARGEST_REUSED = 2**31 - 1
+#: where glibc's dynamic thresholds settle (its maximum mmap threshold, twice that for trimming)
+GLIBC_MMAP_THRESHOLD, GLIBC_TRIM_THRESHOLD = 32 << 20, 64 << 20
 
 _lock = threading.Lock()
-_reusing = False
+_reusing = False  #: the process set the heap up (reuse_freed_memory)
+_large_from_heap = False  #: blocks over glibc's mmap threshold are served from the heap now
 
 
 def _glibc():
@@ -54,12 +61,28 @@ def reuse_freed_memory() -> bool:
     with _lock:
         if _libc is None or _reusing:
             return _reusing
-        done = all(_libc.mallopt(param, value) == 1 for param, value in
-                   ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, LARGEST_REUSED), (M_TRIM_THRESHOLD, LARGEST_REUSED)))
-        if not done:
+        _reusing = _libc.mallopt(M_ARENA_MAX, 1) == 1 and _serve_large_blocks(True)
+        if not _reusing:
             log.warning("the C heap refused its settings: tensors keep fresh mappings")
-        _reusing = done
-        return done
+        return _reusing
+
+
+def for_page(banded: bool) -> None:
+    """Before a page's networks run: large blocks from the heap for a page whose VAE runs
+    untiled, glibc's own limits for a banded one (its peak is what the bands bound)."""
+    with _lock:
+        if _reusing and _large_from_heap == banded:
+            _serve_large_blocks(not banded)
+            if banded:
+                _libc.malloc_trim(0)
+
+
+def _serve_large_blocks(from_heap: bool) -> bool:
+    global _large_from_heap
+    mmap, trim = (LARGEST_REUSED, LARGEST_REUSED) if from_heap else (GLIBC_MMAP_THRESHOLD, GLIBC_TRIM_THRESHOLD)
+    done = _libc.mallopt(M_MMAP_THRESHOLD, mmap) == 1 and _libc.mallopt(M_TRIM_THRESHOLD, trim) == 1
+    _large_from_heap = from_heap and done
+    return done
 
 
 def give_back_freed_memory() -> None:

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import checkpoints, device_imaging, weights
+from . import checkpoints, device_imaging, host_memory, weights
 from .cache import StageCache, digest
 from .color import LabBlend, check_ratio
 from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
@@ -382,6 +382,8 @@ class Engine:
         rough_key = digest("rough", provider.name, page_id, request.hints, request.reference, request.rough,
                            request.fill_all, request.transfer, max_size)
         page_key = digest("page", page_id, max_size)
+        work_w, work_h = working_size(page.shape[1], page.shape[0], max_size)
+        host_memory.for_page(banded=self.band_plan(work_h, work_w) is not None)
         rough = stage([("rough", lambda _: self.to_working_size(provider(request, self), max_size))], rough_key)
         shaded, conditions = stage([("shade", lambda _: self.to_working_size(self.shade(page, max_size), max_size)),
                                     ("condition", lambda shaded: (shaded, self.condition(shaded)))], page_key)
