@@ -54,6 +54,7 @@ def fresh_pages(reuse: bool, in_thread: bool = False, banded_page: bool = False)
     return run_child(f"""
         if {reuse}:
             assert host_memory.reuse_freed_memory()
+            host_memory.available_bytes = lambda: host_memory.REUSE_MIN_AVAILABLE  # room, whatever runs beside
             host_memory.for_page(banded={banded_page})
         result = {{}}
         def work():
@@ -86,6 +87,7 @@ def test_a_page_large_enough_for_bands_runs_on_glibcs_own_limits():
     assert fresh_pages(reuse=True, banded_page=True) >= 12 * pages_per_tensor
     assert run_child("""
         host_memory.reuse_freed_memory()
+        host_memory.available_bytes = lambda: host_memory.REUSE_MIN_AVAILABLE
         host_memory.for_page(banded=True)
         network_pass(x)
         host_memory.for_page(banded=False)  # the next page is small: reuse again
@@ -96,9 +98,24 @@ def test_a_page_large_enough_for_bands_runs_on_glibcs_own_limits():
     """)["faults"] <= 2 * pages_per_tensor
 
 
+def test_a_machine_short_of_memory_keeps_glibcs_own_limits():
+    """The reuse costs up to 1.9 GiB at 768: not taken with less than REUSE_MIN_AVAILABLE free."""
+    assert run_child("""
+        host_memory.reuse_freed_memory()
+        host_memory.available_bytes = lambda: host_memory.REUSE_MIN_AVAILABLE - 1
+        host_memory.for_page(banded=False)
+        network_pass(x)
+        before = faults()
+        network_pass(x)
+        print({"faults": faults() - before})
+    """)["faults"] >= 12 * FEATURE_MB * 256
+
+
 def test_memory_freed_after_a_pass_goes_back_to_the_system():
     rss = run_child("""
         host_memory.reuse_freed_memory()
+        host_memory.available_bytes = lambda: host_memory.REUSE_MIN_AVAILABLE
+        host_memory.for_page(banded=False)
         start = rss_mb()
         network_pass(x)
         kept = rss_mb()
