@@ -170,7 +170,9 @@ def test_a_real_ctrl_c_keeps_whole_pages_and_the_same_command_goes_on(book, pari
         (book / "hints" / f"p{n}.png").write_bytes((book / "hints" / "p1.png").read_bytes())
     argv = [str(INKNHUE), "colorize", str(book / "pages"), "--hints", str(book / "hints"), "-o", str(book / "out"),
             *options(parity_weights)]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as from a terminal: a test run started in the background inherits SIGINT ignored
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (book / "out" / "p1.png").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
