@@ -98,12 +98,11 @@ def available_bytes() -> int:
     return 0
 
 
-def _serve_large_blocks(from_heap: bool) -> bool:
+def _serve_large_blocks(from_heap: bool) -> None:
     global _large_from_heap
     mmap, trim = (LARGEST_REUSED, LARGEST_REUSED) if from_heap else (GLIBC_MMAP_THRESHOLD, GLIBC_TRIM_THRESHOLD)
     done = _libc.mallopt(M_MMAP_THRESHOLD, mmap) == 1 and _libc.mallopt(M_TRIM_THRESHOLD, trim) == 1
     _large_from_heap = from_heap and done
-    return done
 
 
 def give_back_freed_memory() -> None:
