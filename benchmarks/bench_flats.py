@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_page import synthetic_page  # noqa: E402
-from inknhue.imaging import luma  # noqa: E402
+
+from inknhue.page.imaging import luma  # noqa: E402
 from inknhue.rough.flats import flats  # noqa: E402
 
 

@@ -42,10 +42,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_page import levels, published_form, synthetic_page  # noqa: E402
 from fullsize_weights import write_fullsize_weights  # noqa: E402
-from inknhue.cache import StageCache  # noqa: E402
-from inknhue.engine_options import EngineOptions  # noqa: E402
-from inknhue.pipeline import STAGES, Engine  # noqa: E402
+
+from inknhue.engine.options import EngineOptions  # noqa: E402
+from inknhue.engine.pipeline import STAGES, Engine  # noqa: E402
 from inknhue.rough import RoughRequest, get_provider  # noqa: E402
+from inknhue.runtime.cache import StageCache  # noqa: E402
 
 GIB = 1 << 30
 

@@ -66,12 +66,12 @@ class StagePeaks:
 def child(args) -> dict:
     import torch
 
-    from inknhue import host_memory
+    from inknhue.engine.options import EngineOptions
+    from inknhue.engine.pipeline import Engine
     from inknhue.errors import DeviceError
-    from inknhue.engine_options import EngineOptions
     from inknhue.networks.banded import Banding
-    from inknhue.pipeline import Engine
     from inknhue.rough import RoughRequest, get_provider
+    from inknhue.runtime import host_memory
 
     if args.device == "cpu" and hasattr(resource, "RLIMIT_AS"):
         # the address space may grow by what resident memory may: the limit less what is resident
@@ -105,7 +105,7 @@ def child(args) -> dict:
 
 
 def _working(page, max_size):
-    from inknhue.imaging import working_size
+    from inknhue.page.imaging import working_size
 
     w, h = working_size(page.shape[1], page.shape[0], max_size)
     return h, w
@@ -136,7 +136,6 @@ def main():
         return
 
     import torch
-
     from bench_page import synthetic_page
     from fullsize_weights import write_fullsize_weights
 

@@ -38,11 +38,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fullsize_weights import write_fullsize_weights  # noqa: E402
-from inknhue import host_memory  # noqa: E402
-from inknhue.engine_options import EngineOptions  # noqa: E402
+
+from inknhue.engine.options import EngineOptions  # noqa: E402
+from inknhue.engine.pipeline import STAGES, Engine  # noqa: E402
 from inknhue.networks import alignment  # noqa: E402
-from inknhue.pipeline import STAGES, Engine  # noqa: E402
 from inknhue.rough import RoughRequest, get_provider  # noqa: E402
+from inknhue.runtime import host_memory  # noqa: E402
 
 
 def synthetic_page(width=2480, height=3508, seed=0):

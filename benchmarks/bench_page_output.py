@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_flats import median_seconds  # noqa: E402
 from drawing import print_page, region_colours  # noqa: E402
-from inknhue import detail  # noqa: E402
-from inknhue.color import lab_to_rgb, rgb_to_lab  # noqa: E402
-from inknhue.imaging import working_size  # noqa: E402
+
+from inknhue.page import detail  # noqa: E402
+from inknhue.page.color import lab_to_rgb, rgb_to_lab  # noqa: E402
+from inknhue.page.imaging import working_size  # noqa: E402
 
 A4 = (2480, 3508)
 

@@ -9,7 +9,7 @@ for Krita's Python, the plugin's configuration). Safe to run again: it resumes a
 interrupted run and changes nothing when everything is in place. `--uninstall` removes
 what it installed, the environment included.
 
-The options of `inknhue install` are defined once, in `inknhue.installer.OPTIONS`, and
+The options of `inknhue install` are defined once, in `inknhue.install.installer.OPTIONS`, and
 offered here too (the backend's installer module is standard library only).
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "backend"), str(ROOT / "plugin")]
-from inknhue import installer  # noqa: E402  (standard library only)
+from inknhue.install import installer  # noqa: E402  (standard library only)
 from inknhue_krita.paths import user_data_dir  # noqa: E402  (standard library only)
 
 STAMP = "inknhue-source.sha256"

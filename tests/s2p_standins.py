@@ -108,8 +108,9 @@ def standins() -> dict[str, nn.Module]:
 
 
 def fake_keras(networks: dict[str, nn.Module] | None = None, converted: list | None = None) -> types.ModuleType:
-    """A stand-in `inknhue.networks.keras`: `convert` writes a small file naming the network
-    (and a JSON graph beside it) and records the call; `load` gives the stand-in by file name."""
+    """A stand-in for `inknhue.networks.keras` and its converter `inknhue.weights.convert.keras_h5`:
+    `convert` writes a small file naming the network (and a JSON graph beside it) and records
+    the call; `load` gives the stand-in by file name."""
     networks = networks if networks is not None else standins()
     calls = converted if converted is not None else []
     module = types.ModuleType("inknhue.networks.keras")
@@ -133,10 +134,11 @@ def fake_keras(networks: dict[str, nn.Module] | None = None, converted: list | N
 
 
 def install(monkeypatch, weights_dir: Path | None = None, networks: dict[str, nn.Module] | None = None):
-    """Stand the fake converter in for `inknhue.networks.keras`; with weights_dir, also put
-    'converted' files there, so the provider is available."""
+    """Stand the fake in for `inknhue.networks.keras` and the converter; with weights_dir,
+    also put 'converted' files there, so the provider is available."""
     keras = fake_keras(networks)
     monkeypatch.setitem(sys.modules, "inknhue.networks.keras", keras)
+    monkeypatch.setitem(sys.modules, "inknhue.weights.convert.keras_h5", keras)
     from inknhue.rough import style2paints
 
     monkeypatch.setattr(style2paints, "_networks", {})

@@ -12,14 +12,14 @@ import threading
 import numpy as np
 import pytest
 import torch
+from parity import case
 
-from inknhue.cache import StageCache, size_of
+from inknhue.engine.options import EngineOptions
+from inknhue.engine.pipeline import Cancelled, Engine, _interruptible
 from inknhue.networks import AlignmentVAE, AutoencoderConfig, banded
 from inknhue.networks.banded import Banding, BandPlan
-from inknhue.engine_options import EngineOptions
-from inknhue.pipeline import Cancelled, Engine, _interruptible
 from inknhue.rough import RoughRequest, get_provider
-from parity import case
+from inknhue.runtime.cache import StageCache, size_of
 
 ATOL = 1e-5
 
@@ -203,7 +203,7 @@ def test_engine_in_bands_reuses_cached_conditions_for_new_rough_colours(parity_w
 def test_bands_count_the_work_they_do_and_planned_it_on_the_meta_device(vae, rows, lean):
     """Progress (progress.py) sees the functional convolutions of bands as module calls, and
     the engine plans a banded stage's total (halos and recomputation included) on meta tensors."""
-    from inknhue.progress import measure_work
+    from inknhue.runtime.progress import measure_work
 
     def passes(net, x, z):
         conditions = []

@@ -13,12 +13,13 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from drawing import Page
-from inknhue import chapter, cli
-from inknhue.pipeline import Engine
+from PIL import Image
 from servers import INKNHUE, ServerProcess
+
+from inknhue import cli
+from inknhue.batch import chapter
+from inknhue.engine.pipeline import Engine
 
 #: name -> (width, height, hint colour)
 PAGES = {"p1": (100, 150, (220, 40, 40)), "p2": (104, 156, (40, 170, 60)), "p10": (96, 144, (40, 60, 220))}

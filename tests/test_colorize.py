@@ -4,13 +4,13 @@ import logging
 
 import numpy as np
 import pytest
+from parity import case
 from PIL import Image
 
 from inknhue import cli
+from inknhue.engine.pipeline import STAGES, Engine
 from inknhue.errors import DeviceError, InputError
-from inknhue.pipeline import Engine, STAGES
 from inknhue.rough import RoughRequest, get_provider
-from parity import case
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_models_are_loaded_once_per_process(parity_weights):
 def test_a_transparent_page_colorizes_like_the_same_page_on_white(parity_weights):
     engine = Engine(parity_weights, "cpu")
     page = case("page_rgb_uint8")
-    from inknhue.imaging import to_rgb
+    from inknhue.page.imaging import to_rgb
 
     ink = 255 - page[..., 0]  # line art on a transparent layer: alpha = ink
     layer = np.dstack([np.zeros_like(ink)] * 3 + [ink])

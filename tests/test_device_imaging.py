@@ -1,15 +1,15 @@
-"""The GPU twin of the published app's working-size resize (device_imaging.py) gives
+"""The GPU twin of the published app's working-size resize (imaging_gpu.py) gives
 Pillow's LANCZOS result, checked with torch on the CPU: at most one level apart, where a
 float32 sum falls within rounding of a half that Pillow's fixed point rounds the other way."""
 
 import numpy as np
 import pytest
 import torch
+from parity import level_differences
 from PIL import Image
 
-from inknhue import device_imaging
-from inknhue.imaging import to_working_size
-from parity import level_differences
+from inknhue.page import imaging_gpu
+from inknhue.page.imaging import to_working_size
 
 CPU = torch.device("cpu")
 
@@ -29,7 +29,7 @@ def image():
 
 @pytest.mark.parametrize("size", [(77, 100), (233, 150), (120, 301), (500, 640), (8, 8), (233, 301)])
 def test_the_resize_is_pillows_lanczos(image, size):
-    got = device_imaging.resize(torch.from_numpy(image), *size).numpy()
+    got = imaging_gpu.resize(torch.from_numpy(image), *size).numpy()
     assert got.shape == (size[1], size[0], 3)
     worst, share = level_differences(got, pillow(image, *size))
     assert worst <= 1 and share < 0.002, (worst, share)
@@ -37,7 +37,7 @@ def test_the_resize_is_pillows_lanczos(image, size):
 
 @pytest.mark.parametrize("max_size", [64, 128, 96, 400])
 def test_the_working_size_is_the_apps(image, max_size):
-    got = device_imaging.to_working_size(image, max_size, CPU)
+    got = imaging_gpu.to_working_size(image, max_size, CPU)
     expected = to_working_size(image, max_size)
     assert got.shape == expected.shape
     worst, share = level_differences(got, expected)
@@ -46,4 +46,4 @@ def test_the_working_size_is_the_apps(image, max_size):
 
 def test_a_page_already_at_the_working_size_is_left_as_it_is(image):
     page = image[:296, :232]
-    assert device_imaging.to_working_size(page, 400, CPU) is page
+    assert imaging_gpu.to_working_size(page, 400, CPU) is page

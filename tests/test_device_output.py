@@ -1,4 +1,4 @@
-"""The GPU fast path of the blend and the page-size result (device_output.py) computes
+"""The GPU fast path of the blend and the page-size result (color_gpu.py, detail_gpu.py) computes
 what the numpy reference computes, checked here with torch on the CPU.
 
 Tolerances: one 8-bit level (float32 pow/cbrt and grid_sample's weights round
@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from drawing import print_page, region_colours
-from inknhue import color, detail, device_output
-from inknhue.imaging import working_size
-from inknhue.pipeline import Colorization
 from parity import level_differences
+
+from inknhue.page import color, color_gpu, detail, detail_gpu
+from inknhue.page.imaging import working_size
+from inknhue.page.output import Colorization
 
 CPU = torch.device("cpu")
 
@@ -30,16 +30,16 @@ def colours():
 def test_cielab_matches_the_numpy_conversion(colours):
     image, _ = colours
     expected = color.rgb_to_lab(image)
-    got = device_output.rgb_to_lab(torch.from_numpy(image)).numpy()
+    got = color_gpu.rgb_to_lab(torch.from_numpy(image)).numpy()
     np.testing.assert_allclose(got, expected, atol=2e-3, rtol=0)
-    back = device_output.to_uint8(device_output.lab_to_srgb(torch.from_numpy(expected))).numpy()
+    back = color_gpu.to_uint8(color_gpu.lab_to_srgb(torch.from_numpy(expected))).numpy()
     assert level_differences(back, color.lab_to_rgb(expected))[0] <= 1
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 0.8, 1.0])
 def test_the_blend_on_a_device_is_the_blend(colours, ratio):
     generated, rough = colours
-    worst, share = level_differences(device_output.DeviceLabBlend(generated, rough, CPU)(ratio).numpy(),
+    worst, share = level_differences(color_gpu.DeviceLabBlend(generated, rough, CPU)(ratio).numpy(),
                            color.LabBlend(generated, rough)(ratio))
     assert worst <= 1 and share < 0.01
 
@@ -49,7 +49,7 @@ def test_the_blend_on_a_device_is_the_blend(colours, ratio):
 def test_gaussian_blur_is_opencvs(sigma, shape):
     image = np.random.default_rng(1).random((*shape, 3), dtype=np.float32)
     expected = cv2.GaussianBlur(image, (0, 0), sigma)
-    got = device_output.gaussian_blur(torch.from_numpy(image), sigma).numpy()
+    got = detail_gpu.gaussian_blur(torch.from_numpy(image), sigma).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
@@ -69,7 +69,7 @@ def test_the_colour_over_the_page_is_details(page):
     made = detail.PageDetail.make(grey, (1240, 1754), working)
     model = generated.astype(np.float32) / 255
     expected = detail.colour_over_page(model, made.page_w)
-    got = device_output.colour_over_page(torch.from_numpy(model), torch.from_numpy(made.page_w)).numpy()
+    got = detail_gpu.colour_over_page(torch.from_numpy(model), torch.from_numpy(made.page_w)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 

@@ -4,13 +4,13 @@ paths stay from the float32 reference (the parity fixtures' numbers)."""
 import numpy as np
 import pytest
 import torch
-
-from inknhue import engine_options
-from inknhue.engine_options import EngineOptions, resolve
-from inknhue.errors import DeviceError
-from inknhue.pipeline import Engine
-from inknhue.rough import RoughRequest, get_provider
 from parity import case
+
+from inknhue.engine import options
+from inknhue.engine.options import EngineOptions, resolve
+from inknhue.engine.pipeline import Engine
+from inknhue.errors import DeviceError
+from inknhue.rough import RoughRequest, get_provider
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -18,7 +18,7 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 @pytest.fixture
 def cpu_with(monkeypatch):
     def flags(*names):
-        monkeypatch.setattr(engine_options, "cpu_flags", lambda: frozenset(names))
+        monkeypatch.setattr(options, "cpu_flags", lambda: frozenset(names))
     return flags
 
 

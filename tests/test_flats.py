@@ -3,11 +3,11 @@
 
 import numpy as np
 import pytest
-
 from drawing import Page, circle_interior, rectangle_interior, share
-from inknhue.color import LabBlend
+
 from inknhue.errors import InputError
-from inknhue.imaging import luma
+from inknhue.page.color import LabBlend
+from inknhue.page.imaging import luma
 from inknhue.rough import RoughRequest, get_provider
 from inknhue.rough.flats import flats
 

@@ -7,13 +7,14 @@ import sys
 import textwrap
 
 import pytest
-
-from inknhue import cli, host_memory
-from inknhue.engine_options import EngineOptions
-from inknhue.networks.banded import Banding
-from inknhue.pipeline import Engine
-from inknhue.rough import RoughRequest, get_provider
 from parity import case
+
+from inknhue import cli
+from inknhue.engine.options import EngineOptions
+from inknhue.engine.pipeline import Engine
+from inknhue.networks.banded import Banding
+from inknhue.rough import RoughRequest, get_provider
+from inknhue.runtime import host_memory
 
 pytestmark = pytest.mark.skipif(host_memory._libc is None, reason="glibc's heap (Linux) only")
 

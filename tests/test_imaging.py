@@ -5,8 +5,17 @@ import pytest
 from PIL import Image
 
 from inknhue.errors import InputError
-from inknhue.imaging import (MAX_SIDE, open_image, read_rgb, resize_max, resize_pad, to_rgb, to_rgba,
-                             to_working_size, write_image)
+from inknhue.page.imaging import (
+    MAX_SIDE,
+    open_image,
+    read_rgb,
+    resize_max,
+    resize_pad,
+    to_rgb,
+    to_rgba,
+    to_working_size,
+    write_image,
+)
 
 
 def saved(tmp_path, image, name="page.png", **kwargs):

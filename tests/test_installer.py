@@ -21,9 +21,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from fakehub import FakeHub
 from fakeindex import IndexServer, closed_port, make_wheel, repack, simple_index
+
 from inknhue import weights
 
 ROOT = Path(__file__).parent.parent
@@ -192,7 +192,7 @@ def test_the_installed_plugin_works_in_a_real_krita(home, parity_weights, wheelh
 def test_an_upgrade_replaces_only_what_the_installer_put_there(tmp_path):
     import shutil
 
-    from inknhue.installer import KritaPlaces, Manifest, install_plugin
+    from inknhue.install.installer import KritaPlaces, Manifest, install_plugin
 
     source = tmp_path / "source"
     shutil.copytree(ROOT / "plugin", source / "plugin", ignore=shutil.ignore_patterns("__pycache__"))
@@ -348,7 +348,7 @@ def test_weights_that_cannot_be_downloaded_leave_the_rest_installed_and_one_clea
 
 
 def test_pip_failure_cause_is_the_unreachable_host_not_the_missing_package():
-    from inknhue.installer import pip_failure_cause
+    from inknhue.install.installer import pip_failure_cause
 
     pip23 = ("2026-11-30T05:40:28,858 Could not fetch URL https://download.pytorch.org/whl/cpu/filelock/: connection "
              "error: HTTPSConnectionPool(host='download.pytorch.org', port=443): Max retries exceeded with url: "
@@ -381,7 +381,7 @@ def test_pip_failure_cause_is_the_unreachable_host_not_the_missing_package():
 
 
 def test_a_refusing_hub_is_a_download_error_naming_the_host(monkeypatch):
-    from inknhue import hub
+    from inknhue.weights import hub
 
     with IndexServer() as refusing:  # 403 Forbidden for everything
         monkeypatch.setenv("HF_ENDPOINT", refusing.url)
@@ -440,7 +440,7 @@ def test_install_help_shows_every_option_and_the_readme_documents_exactly_those(
 
 
 def test_the_index_probe_says_in_a_few_words_why_an_index_cannot_be_used(tmp_path):
-    from inknhue.installer import unreachable
+    from inknhue.install.installer import unreachable
 
     assert unreachable(f"{closed_port()}/whl/cpu/torch/") == "Connection refused"
     with IndexServer() as refusing:

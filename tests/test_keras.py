@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from inknhue import cli
-from inknhue.convert import keras_h5
 from inknhue.errors import WeightsError
 from inknhue.networks import keras
+from inknhue.weights.convert import keras_h5
 
 DATA = Path(__file__).parent / "data" / "keras"
 BACKEND = Path(keras.__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_up_to_date(tmp_path):
     source = tmp_path / "tail.net"
     shutil.copy(DATA / "conv.h5", source)
     assert not keras.up_to_date(source, tmp_path / "converted" / "tail")
-    keras.convert(source, tmp_path / "converted" / "tail")
+    keras_h5.convert(source, tmp_path / "converted" / "tail")
     assert keras.up_to_date(source, tmp_path / "converted" / "tail")
     shutil.copy(DATA / "deconv.h5", source)  # the user replaced the file
     assert not keras.up_to_date(source, tmp_path / "converted" / "tail")
@@ -246,7 +246,7 @@ def test_no_code_from_model_files():
     importers = [p.relative_to(BACKEND).as_posix() for p in BACKEND.rglob("*.py")
                  if re.search(r"^\s*(import h5py|from h5py)", p.read_text(encoding="utf-8"), re.M)]
     # keras_reference.py is a standalone script for a TensorFlow venv, which nothing imports
-    assert sorted(importers) == ["inknhue/convert/keras_h5.py", "inknhue/convert/keras_reference.py"]
+    assert sorted(importers) == ["inknhue/weights/convert/keras_h5.py", "inknhue/weights/convert/keras_reference.py"]
     for path in BACKEND.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.Import, ast.ImportFrom)):

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from drawing import Page
-from inknhue.pipeline import Engine
+
+from inknhue.engine.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "installer"))
 from build_plugin_zip import build as build_plugin_zip  # noqa: E402
+
 ARTIFACTS = ROOT / "artifacts"
 INKNHUE = Path(sys.executable).parent / "inknhue"
 

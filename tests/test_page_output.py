@@ -9,11 +9,11 @@ as the VAE's output is. Then what the output stage adds or loses is all that is 
 import cv2
 import numpy as np
 import pytest
-
 from drawing import print_page, region_colours
-from inknhue.color import rgb_to_lab
-from inknhue.imaging import working_size
-from inknhue.pipeline import Colorization
+
+from inknhue.page.color import rgb_to_lab
+from inknhue.page.imaging import working_size
+from inknhue.page.output import Colorization
 
 A4 = (2480, 3508)
 

@@ -7,15 +7,15 @@ layouts, and loaded through the real loader (inknhue.weights), strictly.
 import numpy as np
 import pytest
 import torch
+from parity import case
 from PIL import Image
 
-from inknhue import checkpoints
-from inknhue.color import LabBlend
+from inknhue.engine.options import EngineOptions
+from inknhue.engine.pipeline import Engine
 from inknhue.networks import shading
-from inknhue.engine_options import EngineOptions
-from inknhue.pipeline import Engine
+from inknhue.page.color import LabBlend
 from inknhue.rough import RoughRequest, get_provider
-from parity import case
+from inknhue.weights import checkpoints
 
 
 def max_level_difference(a: np.ndarray, b: np.ndarray) -> int:

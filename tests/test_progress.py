@@ -5,12 +5,12 @@ import time
 
 import pytest
 import torch
-
 from drawing import Page
-from inknhue.engine_options import EngineOptions
-from inknhue.pipeline import STAGES, Engine
-from inknhue.progress import JobProgress, measure_work
+
+from inknhue.engine.options import EngineOptions
+from inknhue.engine.pipeline import STAGES, Engine
 from inknhue.rough import RoughRequest, get_provider
+from inknhue.runtime.progress import JobProgress, measure_work
 
 RED = (220, 40, 40)
 
@@ -58,9 +58,9 @@ def test_each_stage_is_timed_on_its_own(engine, monkeypatch):
 
 
 def test_network_stages_report_progress_within_them_and_the_time_left(engine, monkeypatch):
-    import inknhue.progress
+    import inknhue.runtime.progress
 
-    monkeypatch.setattr(inknhue.progress, "REPORT_EVERY_S", 0.0)  # every convolution, to see them all
+    monkeypatch.setattr(inknhue.runtime.progress, "REPORT_EVERY_S", 0.0)  # every convolution, to see them all
     _, events = run(engine, page_with_hints(), max_size=160)
     within = [e for e in events if e.fraction is not None]
     for stage in ("shade", "condition", "encode", "decode"):
@@ -75,10 +75,10 @@ def test_network_stages_report_progress_within_them_and_the_time_left(engine, mo
 def test_stages_run_in_row_bands_report_progress_to_their_end(parity_weights, monkeypatch):
     """Bands recompute part of their work: the engine plans with it, so the bar does not
     stop short of a stage's end and wait there."""
-    import inknhue.progress
+    import inknhue.runtime.progress
     from inknhue.networks.banded import Banding
 
-    monkeypatch.setattr(inknhue.progress, "REPORT_EVERY_S", 0.0)
+    monkeypatch.setattr(inknhue.runtime.progress, "REPORT_EVERY_S", 0.0)
     engine = Engine(parity_weights, "cpu", options=EngineOptions("reference", Banding(enabled=True, band_rows=8)))
     _, events = run(engine, page_with_hints(), max_size=160)
     for stage in ("condition", "encode", "decode"):
@@ -89,7 +89,7 @@ def test_stages_run_in_row_bands_report_progress_to_their_end(parity_weights, mo
 
 
 def test_stages_from_the_cache_are_not_waited_for(engine):
-    from inknhue.cache import StageCache
+    from inknhue.runtime.cache import StageCache
 
     cache = StageCache()
     page = page_with_hints()

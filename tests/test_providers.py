@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 import torch
+from drawing import Page
+from parity import case
 from PIL import Image
 
-from drawing import Page
-from inknhue.color import rgb_to_lab
 from inknhue.defaults import PROVIDER_NAMES
+from inknhue.engine.pipeline import Engine
 from inknhue.errors import InputError
-from inknhue.pipeline import Engine
+from inknhue.page.color import rgb_to_lab
 from inknhue.rough import PROVIDERS, RoughRequest, get_provider
 from inknhue.rough.shader import encode_hints, hints_at
 from inknhue.rough.transfer import transfer_colours
-from parity import case
 
 # The parity generator case: a 96x64 page padded to 128x64, a hint square of colour
 # (0.9, 0.25, 0.55) at rows 20-39, columns 10-29.

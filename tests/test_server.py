@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 import zmq
+from drawing import Page
+from servers import ServerProcess, array, curve_socket, in_process_server, raw
+
+from inknhue.engine.pipeline import Engine
+from inknhue.rough import RoughRequest, get_provider
 from inknhue_krita import paths, protocol
 from inknhue_krita.client import Client, ServerError
-
-from drawing import Page
-from inknhue.pipeline import Engine
-from inknhue.rough import RoughRequest, get_provider
-from servers import ServerProcess, array, curve_socket, in_process_server, raw
 
 RED, BLUE, GREEN = (220, 40, 40), (40, 60, 220), (40, 170, 60)
 

@@ -17,13 +17,13 @@ import time
 import numpy as np
 import pytest
 import zmq
+from drawing import Page
+from servers import ServerProcess, array, curve_socket, raw
+
+from inknhue.engine.pipeline import Engine
+from inknhue.rough import RoughRequest, get_provider
 from inknhue_krita import protocol
 from inknhue_krita.client import Client, ServerError
-
-from drawing import Page
-from inknhue.pipeline import Engine
-from inknhue.rough import RoughRequest, get_provider
-from servers import ServerProcess, array, curve_socket, raw
 
 RED, BLUE = (220, 40, 40), (40, 60, 220)
 #: glibc's first rand(): libzmq's first automatic routing id is 00 6b8b4567, then +1 per peer

@@ -12,18 +12,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from PIL import Image
-
 import s2p_standins
+import torch
 from drawing import Page
 from fakehub import FakeHub
+from PIL import Image
+from servers import in_process_server
+
 from inknhue import cli, weights
 from inknhue.errors import InputError, WeightsError
 from inknhue.rough import RoughRequest, get_provider
 from inknhue.rough import style2paints as s2p
-from inknhue import style2paints_weights
-from servers import in_process_server
+from inknhue.weights import style2paints as style2paints_weights
 
 RED, BLUE = (220, 40, 40), (40, 60, 220)
 
@@ -465,7 +465,7 @@ def test_without_the_converter_or_the_networks_the_provider_says_why(tmp_path, m
 
 
 def test_the_provider_runs_through_the_engine(tmp_path, monkeypatch):
-    from inknhue.pipeline import Engine
+    from inknhue.engine.pipeline import Engine
 
     s2p_standins.install(monkeypatch, tmp_path)
     page = page_with_strokes()
@@ -522,9 +522,10 @@ def local_server(weights_copy, tmp_path):
 
 
 def test_the_server_offers_style2paints_only_with_its_networks(local_server, weights_copy, monkeypatch):
-    from inknhue.pipeline import Engine
-    from inknhue_krita.client import Client, ServerError
     from servers import array, raw
+
+    from inknhue.engine.pipeline import Engine
+    from inknhue_krita.client import Client, ServerError
 
     s2p_standins.install(monkeypatch)
     page = page_with_strokes()
@@ -825,7 +826,7 @@ def test_the_provider_runs_end_to_end_on_networks_converted_from_keras_files(tmp
     assert download("--accept-terms", "--from", str(tmp_path / "mine"), weights_dir=tmp_path / "w") == 0
     provider = get_provider("style2paints")
     assert provider.unavailable(tmp_path / "w") is None
-    from inknhue.pipeline import Engine
+    from inknhue.engine.pipeline import Engine
 
     page = page_with_strokes()
     engine = Engine(tmp_path / "w", "cpu")

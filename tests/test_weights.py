@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from inknhue import checkpoints, weights
-from inknhue.errors import WeightsError
 from parity import manifest_parts
+
+from inknhue import weights
+from inknhue.errors import WeightsError
+from inknhue.weights import checkpoints
 
 
 def load_everything(directory: Path):

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from inknhue_krita.protocol import DEFAULT_PORT
 
-from . import __version__, host_memory, installer, weights
-from .defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PRECISIONS,
-                       PROVIDER_NAMES)
+from . import __version__, weights
+from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, DEVICE_CHOICES, LAYERS, OUTPUT_SIZES, PRECISIONS, PROVIDER_NAMES
 from .errors import InknhueError, InputError
+from .install import installer
 from .logs import LOG_NAME, log_dir, setup_logging
+from .runtime import host_memory
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,9 @@ def _add_precision_option(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_options(args):
-    from .engine_options import EngineOptions
+    from .engine.options import from_args
 
-    return EngineOptions(precision=getattr(args, "precision", "fast"))
+    return from_args(args)
 
 
 def _add_weights_option(parser: argparse.ArgumentParser) -> None:
@@ -225,7 +226,7 @@ def _add_style2paints_commands(commands) -> None:
     inspect.add_argument("directory", metavar="DIR", help="a folder of Keras .net / .h5 files (or one file)")
     inspect.add_argument("--reference", metavar="REF",
                          help="a folder of TensorFlow's outputs for the same files (written by "
-                              "inknhue/convert/keras_reference.py) to compare the conversion with")
+                              "inknhue/weights/convert/keras_reference.py) to compare the conversion with")
     inspect.add_argument("--bilinear", choices=("legacy", "half_pixel"),
                          help="UpSampling2D's bilinear rule: legacy (TF <= 1.14) or half_pixel (TF >= 1.15); "
                               "default: by the file's keras_version")
@@ -241,8 +242,8 @@ def _print_progress(event) -> None:
 
 def _rough_inputs(args):
     """Read what the artist gave; returns (page, provider, request)."""
-    from .imaging import check_work_size, check_writable, read_hints, read_rgb
-    from .pipeline import check_max_size
+    from .engine.pipeline import check_max_size
+    from .page.imaging import check_work_size, check_writable, read_hints, read_rgb
     from .rough import RoughRequest, get_provider
 
     check_max_size(args.max_size)
@@ -269,7 +270,7 @@ def _rough_inputs(args):
 
 
 def cmd_colorize(args) -> int:
-    from . import chapter
+    from .batch import chapter
 
     if chapter.is_chapter(args.pages, args.output):
         return chapter.run(args, say=_say)
@@ -278,8 +279,8 @@ def cmd_colorize(args) -> int:
 
 
 def _colorize_page(args) -> int:
-    from .imaging import write_image
-    from .pipeline import STAGES, Engine
+    from .engine.pipeline import STAGES, Engine
+    from .page.imaging import write_image
 
     page, provider, request = _rough_inputs(args)
     if args.server:
@@ -302,10 +303,11 @@ def _colorize_page(args) -> int:
 
 def _colorize_on_server(args, page, provider, request) -> int:
     import numpy as np
+
     from inknhue_krita.client import Client, ServerError
     from inknhue_krita.protocol import RawImage
 
-    from .imaging import write_image
+    from .page.imaging import write_image
 
     def raw(array):
         if array is None:
@@ -369,14 +371,14 @@ def cmd_install(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from . import doctor
+    from .install import doctor
 
     return doctor.run(args.krita_dir, weights.resolve_weights_dir(args.weights))
 
 
 def cmd_rough(args) -> int:
-    from .imaging import resize_to, write_image
-    from .pipeline import Engine
+    from .engine.pipeline import Engine
+    from .page.imaging import resize_to, write_image
 
     page, provider, request = _rough_inputs(args)
     engine = Engine(args.weights, args.device, engine_options(args))
@@ -399,7 +401,7 @@ def cmd_weights(args) -> int:
             return 1
         return 0
     if args.weights_command == "download" and args.style2paints:
-        from . import style2paints_weights
+        from .weights import style2paints as style2paints_weights
 
         style2paints_weights.agree(directory, args.from_dir, args.accept_terms, _say)
         style2paints_weights.obtain(directory, args.from_dir, args.revision, report=_say)
@@ -408,14 +410,14 @@ def cmd_weights(args) -> int:
     if args.weights_command == "download":
         if args.accept_terms or args.from_dir:
             raise InputError("--accept-terms and --from go with --style2paints")
-        from . import hub
+        from .weights import hub
 
         _say(f"downloading {weights.HF_REPO} into {directory}")
         hub.download(directory, args.revision, report=_say)
         _say("weights ready")
         return 0
     # check
-    from .checkpoints import load_alignment_vae, load_shading_generator
+    from .weights.checkpoints import load_alignment_vae, load_shading_generator
 
     started = time.perf_counter()
     load_shading_generator(directory)
@@ -425,7 +427,7 @@ def cmd_weights(args) -> int:
 
 
 def cmd_style2paints(args) -> int:
-    from .convert.keras_inspect import inspect_dir
+    from .weights.convert.keras_inspect import inspect_dir
 
     return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
 

@@ -9,7 +9,7 @@ MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 2048
 #: beyond it the VAE's full-resolution levels outgrow a 24 GB machine
 MAX_WORKING_PIXELS = 2048 * 3328
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-#: engine_options.py: the VAE in bfloat16 where native / as the published app / float32 throughout
+#: engine/options.py: the VAE in bfloat16 where native / as the published app / float32 throughout
 PRECISIONS = ("fast", "published", "reference")
 #: the rough-colour providers (inknhue.rough); style2paints runs only where its networks were fetched
 PROVIDER_NAMES = ("flats", "shader", "image", "style2paints")

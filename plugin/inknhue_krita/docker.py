@@ -1,21 +1,21 @@
-"""The "inkn'hue" docker: hints in, a colour layer out, a live blend slider."""
+"""The "inkn'hue" docker: hints in, a colour layer out, a live blend slider.
+
+Widgets and their bindings only: the run's flow (start, events, cancel, live looks, blends)
+is controller.py's, which this docker serves as its `View`.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 
 from krita import DockWidget
 
 from . import config, document
 from .backend import Backend
-from .live import POLL_S, Action, LiveScheduler, live_unavailable, rerun_estimate, seconds_text
-from .logic import (HINT_LAYER, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_LAYERS, RESULT_LAYER, BlendThrottle, Format,
-                    Rect, document_format, preview_size, progress_text, progress_value, ratio_to_slider,
-                    slider_to_ratio, snap_max_size, work_area)
-from .messages import PROVIDER_NEEDS
-from .session import Placement, Sessions
-from .protocol import RawImage
+from .controller import Choices, Controllers
+from .live import POLL_S, seconds_text
+from .logic import (HINT_LAYER, MAX_MAX_SIZE, MIN_MAX_SIZE, OUTPUT_LAYERS, RESULT_LAYER, document_format,
+                    ratio_to_slider, slider_to_ratio, snap_max_size)
 from .qt import Qt, QtCore, QtWidgets
 
 log = logging.getLogger("inknhue_krita")
@@ -59,14 +59,7 @@ class InknhueDocker(DockWidget):
         super().__init__()
         self.setWindowTitle(TITLE)
         self.backend = shared_backend()
-        self.sessions = Sessions()           # one per open document
-        self.throttle = BlendThrottle()
-        self.live = LiveScheduler()          # when a live run starts
-        self.rerun_s: float | None = None    # a re-run with new hints, measured on the last job
-        self._rerun_device = None            # ... on this backend device
-        self._rerun_cached = False           # jobs came back, all from the backend's cache: none measured
-        self._live_doc = None                # the document live colour watches (the active one)
-        self._live_seen = None               # its hint layer's fingerprint at the last poll
+        self.controllers = Controllers(self.backend, self, self.choices)  # the run's flow, per document
         self.live_timer = QtCore.QTimer(self)
         self.live_timer.setInterval(round(POLL_S * 1000))
         self.live_timer.timeout.connect(self._live_tick)
@@ -213,29 +206,85 @@ class InknhueDocker(DockWidget):
         self.live_switch.toggled.connect(self._on_live_toggled)
         self._update_live_offer()
 
+    # what the controllers show (controller.View) ------------------------------------------
+
     def say(self, text: str) -> None:
         self.message.setText(text)
         if text:
             log.info("%s", text)
 
-    # backend ----------------------------------------------------------------------------
+    def show_progress(self, value: int | None = None, stage: str | None = None) -> None:
+        if value is not None:
+            self.progress.setValue(value)
+        if stage is not None:
+            self.stage.setText(stage)
+
+    def job_running(self, running: bool, cancellable: bool = False) -> None:
+        self.cancel_button.setEnabled(running and cancellable)
+        self.colorize_button.setEnabled(not running and self.backend.connected)
+
+    def result_shown(self) -> None:
+        self.keep_button.setEnabled(True)
+        self._update_live_offer()
+
+    def offer_conversion(self, visible: bool) -> None:
+        self.convert.setVisible(visible)
+
+    def live_failed(self, reason: str) -> None:
+        self.live_switch.setChecked(False)
+        self.say(reason)
+
+    def later(self, fn) -> None:
+        QtCore.QTimer.singleShot(0, fn)
+
+    def choices(self) -> Choices:
+        """The panel's choices now, for a run."""
+        return Choices(provider=self.provider.currentData() or "flats", page_source=self.page_source.currentData(),
+                       hints_source=self.hints_source.currentData(), max_size=snap_max_size(self.max_size.value()),
+                       fill_all=self.fill_all.isChecked(), transfer=self.transfer.isChecked(),
+                       ratio=slider_to_ratio(self.ratio.value()), layer=self.output_layer.currentData() or "full",
+                       reference=self.reference.currentData() or "", reference_path=self.reference_path)
+
+    # the controllers' state, as the docker's tests read it ---------------------------------
+
+    @property
+    def sessions(self):
+        return self.controllers.sessions
+
+    @property
+    def live(self):
+        return self.controllers.live
+
+    @property
+    def throttle(self):
+        return self.controllers.throttle
+
+    @property
+    def rerun_s(self) -> float | None:
+        return self.controllers.rerun_s
+
+    @rerun_s.setter
+    def rerun_s(self, seconds: float | None) -> None:
+        self.controllers.rerun_s = seconds
 
     @property
     def running(self):
         """The session whose job is in flight (one at a time: one backend)."""
-        return self.sessions.busy()
+        return self.controllers.running
 
     @property
     def job(self) -> str | None:
         running = self.running
         return running.job if running else None
 
+    # backend ----------------------------------------------------------------------------
+
     def _on_state(self, state: str, detail: str) -> None:
         text = STATE_TEXT.get(state, state)
         self.status.setText(f"{text}\n{detail}" if detail else text)
         self.colorize_button.setEnabled(state == "connected" and self.running is None)
-        if state != "connected" and self.running is not None:
-            self._finish_job(self.running, f"Lost the backend during the job: {detail}")
+        if state != "connected":
+            self.controllers.backend_lost(detail)
 
     def _on_hello(self, hello: dict) -> None:
         limits = hello.get("limits", {}).get("max_size")
@@ -264,14 +313,15 @@ class InknhueDocker(DockWidget):
             self.output_layer.model().item(index).setEnabled(offered)
         if self.output_layer.currentData() not in layers:
             self.output_layer.setCurrentIndex(0)
-        device = hello.get("device") if isinstance(hello.get("device"), dict) else {}
-        if self._rerun_device is not None and device.get("name") != self._rerun_device:
-            self.rerun_s = None  # another backend: its speed is not known yet
+        self.controllers.hello_changed(hello)
         self._update_live_offer()
         if not hello.get("weights", {}).get("present", True):
             folder = hello.get("weights", {}).get("folder", "the weights folder")
             self.say(f"The networks' weights are missing in {folder}: run the inkn'hue installer again "
                      f"(it resumes), or add --weights-from DIR with the files downloaded elsewhere.")
+
+    def _on_event(self, event: dict, images) -> None:
+        self.controllers.on_event(event, images)
 
     # hints, reference, conversions -------------------------------------------------------
 
@@ -281,9 +331,9 @@ class InknhueDocker(DockWidget):
             return self.say("Open a page first.")
         fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
         if fmt is None:  # a greyscale layer cannot hold colour strokes
-            self.convert.setVisible(doc.colorModel() == "GRAYA")
+            self.offer_conversion(doc.colorModel() == "GRAYA")
             return self.say(problem)
-        self.convert.hide()
+        self.offer_conversion(False)
         existing = document.find_layer(doc, HINT_LAYER)
         if existing is not None:
             doc.setActiveNode(existing)
@@ -324,262 +374,22 @@ class InknhueDocker(DockWidget):
                 self.reference.addItem(f"Layer: {node.name()}", f"layer:{document.layer_id(node)}")
         self.reference.setCurrentIndex(max(0, self.reference.findData(chosen)))
 
-    def _reference_image(self, doc, fmt: Format) -> RawImage | None:
-        choice = self.reference.currentData() or ""
-        if choice.startswith("layer:"):
-            node = document.find_layer(doc, unique_id=choice[len("layer:"):])
-            if node is None:
-                self.say("The reference layer is gone; colorizing without it.")
-                return None
-            whole = Rect(0, 0, *document.size(doc))
-            return fmt.image(bytes(node.projectionPixelData(0, 0, whole.width, whole.height)),
-                             whole.width, whole.height)
-        if choice != "file" or not self.reference_path:
-            return None
-        loaded = document.load_reference_file(self.reference_path)
-        if loaded is None:
-            self.say(f"Cannot read the reference {self.reference_path}; colorizing without it.")
-            return None
-        width, height, data = loaded
-        return RawImage(width, height, "BGRA", data)
-
     # colorize ---------------------------------------------------------------------------
 
     def colorize(self) -> None:
         """The Colorize button (with Live on too: a run now)."""
-        self._start_run(live=False)
-
-    def _start_run(self, live: bool) -> bool:
-        """Colorize the active document; returns whether the job went out."""
-        started = time.monotonic()
-        doc = document.active_document()
-        if doc is None:
-            return self._refuse("Open a page first.")
-        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
-        if fmt is None:
-            self.convert.setVisible(doc.colorModel() == "GRAYA")
-            return self._refuse(problem)
-        self.convert.hide()
-        rect = work_area(document.size(doc), document.selection_rect(doc))
-        if rect.empty:
-            return self._refuse("The selection is outside the image.")
-        session = self.sessions.of(doc)
-        provider = self.provider.currentData() or "flats"
-        page_node = doc.activeNode()
-        source = self.page_source.currentData()
-        if live and source == "layer" and page_node is not None and document.is_plugin_layer(page_node) \
-                and session.placement is not None and session.placement.page_layer:
-            # painting on the hint layer makes it the active one: the page stays the last job's layer
-            page_node = document.find_layer(doc, unique_id=session.placement.page_layer) or page_node
-        hints_node = document.find_layer(doc, HINT_LAYER)
-        seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None else None
-        hints = None
-        if PROVIDER_NEEDS.get(provider) == "hints":
-            if self.hints_source.currentData() == "colorize_mask":
-                data = document.colorize_mask_hints(doc, rect)
-                if data is None:
-                    return self._refuse("This Krita does not give plugins a Colorize Mask's strokes: use a hint layer.")
-                hints = RawImage(rect.width, rect.height, "BGRA", data)
-            else:
-                if hints_node is None:
-                    return self._refuse("Add a hint layer and paint colour strokes on it first.")
-                if source == "layer" and page_node is not None and \
-                        document.layer_id(page_node) == document.layer_id(hints_node):
-                    return self._refuse("The active layer is the hint layer: select the page's layer.")
-                hints = fmt.image(document.layer_pixels(hints_node, rect), rect.width, rect.height)
-        images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
-        if hints is not None:
-            images["hints"] = hints
-        reference = self._reference_image(doc, fmt)
-        if reference is not None:
-            images["reference"] = reference
-        mask = document.selection_mask(doc, rect)
-        if mask is not None:
-            images["mask"] = RawImage(rect.width, rect.height, "L", mask)
-        kind = self.output_layer.currentData() or "full"
-        header = {"type": "colorize", "provider": provider, "ratio": slider_to_ratio(self.ratio.value()),
-                  "max_size": snap_max_size(self.max_size.value()), "fill_all": self.fill_all.isChecked(),
-                  "transfer": self.transfer.isChecked() and reference is not None,
-                  "output": fmt.output("page", kind)}
-        page_layer = document.layer_id(page_node) if source == "layer" and page_node is not None else ""
-        session.sent(Placement(rect, fmt, kind, page_layer), at=started, live=live, hints=seen)
-        self.live.started(started, live=live)
-        if self._live_doc is not None and self._live_doc == doc:
-            self._live_seen = seen  # these hints are on their way: no live run for them
-        try:
-            self.backend.request(header, images, callback=lambda reply, _: self._on_accepted(session, reply),
-                                 timeout=1.0)
-        except Exception as exc:
-            self._finish_job(session, f"Could not send the page: {exc}")
-            return False
-        self.colorize_button.setEnabled(False)
-        self.progress.setValue(0)
-        self.stage.setText("Live: sending the page…" if live else "Sending the page…")
-        self.say("")
-        return True
-
-    def _refuse(self, reason: str) -> bool:
-        self.say(reason)
-        return False
-
-    def _on_accepted(self, session, reply: dict) -> None:
-        if reply.get("type") == "error":
-            self.stage.setText("")
-            return self._finish_job(session, reply.get("message", "The backend refused the job."))
-        session.accepted(reply["job"], time.monotonic())
-        if session.cancelled:  # overtaken (or cancelled) while it was on its way
-            return self._send_cancel(session)
-        self.cancel_button.setEnabled(True)
-        self.stage.setText("Waiting for the backend…" if reply.get("position") else "Starting…")
+        controller = self.controllers.active()
+        if controller is None:
+            return self.say("Open a page first.")
+        controller.start(self.choices(), live=False)
 
     def cancel(self) -> None:
-        session = self.running
-        if session is not None:
-            self._cancel(session)
-
-    def _cancel(self, session, quiet: bool = False) -> None:
-        """Stop the session's job; its result, if it still comes, is dropped. `quiet`: for
-        newer hints (live colour), so no "Cancelled." for the artist."""
-        session.cancel(quiet)
-        self.live.cancelling()
-        if session.job:
-            self._send_cancel(session)
-        if not quiet:
-            self.stage.setText("Cancelling…")
-
-    def _send_cancel(self, session) -> None:
-        try:
-            self.backend.request({"type": "cancel", "job": session.job})
-        except Exception as exc:
-            self.say(f"Could not cancel: {exc}")
-
-    def _on_event(self, event: dict, images) -> None:
-        session = self.sessions.with_job(event.get("job"))
-        if session is None:
-            return
-        kind = event.get("type")
-        session.heard(time.monotonic())
-        on_screen = session.document == document.active_document()
-        if kind == "progress":
-            if on_screen and not session.cancelled:
-                self.progress.setValue(progress_value(event["index"], event["total"], event.get("seconds") is not None,
-                                                      event.get("done")))
-                self.stage.setText(progress_text(event["stage"], event["index"], event["total"],
-                                                 event.get("cached"), event.get("fraction"), event.get("eta")))
-        elif kind in ("result", "cancelled") and session.cancelled:  # a result is never written then
-            self._finish_job(session, "" if session.quiet else "Cancelled.", clear=True)
-        elif kind == "result":
-            if not any(session.document == d for d in document.open_documents()):
-                return self._finish_job(session, "The document was closed before its colours came back.")
-            live = session.live
-            session.show(event["job"], bytes(images["result"].data))
-            self._measured(session, event)
-            session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
-            self._finish_job(session, "")
-            if on_screen:
-                self.progress.setValue(100)
-                ran = event.get("ran", [])
-                self.stage.setText(("Live: done" if live else "Done") + f" in {event.get('seconds', 0):.1f} s"
-                                   + ("" if "shade" in ran else " (shading reused)"))
-                self.say(" ".join(session.warnings))
-            self.keep_button.setEnabled(True)
-            self._update_live_offer()
-        elif kind == "cancelled":
-            self._finish_job(session, "Cancelled.")
-        elif kind == "error":
-            self._finish_job(session, event.get("message", "The job failed."))
-
-    def _measured(self, session, event: dict) -> None:
-        """What a re-run with new hints costs here, from the job just written."""
-        timings = event.get("timings") if isinstance(event.get("timings"), dict) else {}
-        ran = event.get("ran") if isinstance(event.get("ran"), list) else []
-        estimate = rerun_estimate(time.monotonic() - session.sent_at, session.queued(), timings, ran)
-        if estimate is None:  # nothing computed on hints: the last measure stands
-            self._rerun_cached = self.rerun_s is None
-            return
-        self.rerun_s = estimate
-        device = self.backend.hello.get("device")
-        self._rerun_device = device.get("name") if isinstance(device, dict) else None
-
-    def _finish_job(self, session, message: str, clear: bool = False) -> None:
-        session.finished()
-        self.live.stopped()
-        self.cancel_button.setEnabled(False)
-        self.colorize_button.setEnabled(self.backend.connected)
-        if message or clear:
-            self.stage.setText("")
-            self.progress.setValue(0)
-            self.say(message)
-        if self.live.on:  # the newest hints may be waiting for this one to stop
-            QtCore.QTimer.singleShot(0, self._live_tick)
-
-    # live colour (the rules: live.py) ------------------------------------------------------
-
-    def _update_live_offer(self) -> None:
-        """Offer Live when a re-run with new hints is fast enough here, else say why; turn
-        it off when it stops being so, and on again when the artist had it on last time."""
-        reason = live_unavailable(self.rerun_s, self.backend.hello.get("device"),
-                                  self.provider.currentData() or self._wanted_provider,
-                                  self.hints_source.currentData(), self._rerun_cached)
-        self.live_switch.setEnabled(not reason)
-        self.live_switch.setToolTip(reason or LIVE_TIP.format(seconds_text(self.rerun_s)))
-        if reason and self.live_switch.isChecked():
-            self.live_switch.setChecked(False)
-            self.say(f"Live colour is off. {reason}")
-        elif not reason and not self.live_switch.isChecked() and config.read_setting("live"):
-            self.live_switch.setChecked(True)
-
-    def _on_live_toggled(self, on: bool) -> None:
-        config.write_setting("live", on)
-        if on:
-            self.live.turn_on()
-            self._live_doc = None  # the first look takes the active document's hints as they are
-            self.live_timer.start()
-            self._live_tick()
-        else:
-            self.live_timer.stop()
-            self._live_doc = self._live_seen = None
-            if self.live.turn_off() and self.running is not None:
-                self._cancel(self.running, quiet=True)
-
-    def _live_tick(self) -> None:
-        """Look at the active document's hint layer; start or overtake a run when due."""
-        if not self.live.on:
-            return
-        try:
-            self._live_look()
-        except Exception as exc:  # noqa: BLE001  (on a timer: one report, not one a quarter second)
-            log.exception("live colour failed")
-            self.live_switch.setChecked(False)
-            self.say(f"Live colour stopped: {exc}")
-
-    def _live_look(self) -> None:
-        now = time.monotonic()
-        doc = document.active_document()
-        if doc is None:
-            return
-        hints = document.find_layer(doc, HINT_LAYER)
-        seen = document.layer_fingerprint(doc, hints) if hints is not None else None
-        if self._live_doc is None or not self._live_doc == doc:
-            # newly watched: compare with the hints its last job had, if any
-            running = self.running
-            self.live.watch(running is None or running.document == doc)
-            self._live_doc = doc
-            self._live_seen = self.sessions.of(doc).hints or seen
-        if seen is not None and self._live_seen is not None and seen != self._live_seen:
-            self.live.changed(now)
-        self._live_seen = seen
-        action = self.live.due(now)
-        if action is Action.START and self.running is None and self.backend.connected and document.idle(doc):
-            if not self._start_run(live=True):
-                self.live.forget()  # tried again when the hints change
-        elif action is Action.CANCEL and self.running is not None:
-            self._cancel(self.running, quiet=True)
+        self.controllers.cancel()
 
     def keep_result(self) -> None:
         """Keep the current result as its own layer; the next Colorize starts a new one."""
-        doc = document.active_document()
-        name = self.sessions.of(doc).keep() if doc is not None else None
+        controller = self.controllers.active()
+        name = controller.keep() if controller is not None else None
         self.keep_button.setEnabled(False)
         self.say(f"Kept as \"{name}\". The next Colorize makes a new layer." if name else "No result to keep.")
 
@@ -592,6 +402,34 @@ class InknhueDocker(DockWidget):
             self.stage.setText("")
             self.say(" ".join(session.warnings) if session else "")
         self.keep_button.setEnabled(session is not None and session.shown is not None)
+
+    # live colour (the rules: live.py; the looks: controller.py) ------------------------------
+
+    def _update_live_offer(self) -> None:
+        """Offer Live when a re-run with new hints is fast enough here, else say why; turn
+        it off when it stops being so, and on again when the artist had it on last time."""
+        reason = self.controllers.live_unavailable(self.provider.currentData() or self._wanted_provider,
+                                                   self.hints_source.currentData())
+        self.live_switch.setEnabled(not reason)
+        self.live_switch.setToolTip(reason or LIVE_TIP.format(seconds_text(self.rerun_s)))
+        if reason and self.live_switch.isChecked():
+            self.live_switch.setChecked(False)
+            self.say(f"Live colour is off. {reason}")
+        elif not reason and not self.live_switch.isChecked() and config.read_setting("live"):
+            self.live_switch.setChecked(True)
+
+    def _on_live_toggled(self, on: bool) -> None:
+        config.write_setting("live", on)
+        if on:
+            self.controllers.live_on()
+            self.live_timer.start()
+            self._live_tick()
+        else:
+            self.live_timer.stop()
+            self.controllers.live_off()
+
+    def _live_tick(self) -> None:
+        self.controllers.live_tick()
 
     # the ratio slider -------------------------------------------------------------------
 
@@ -606,44 +444,7 @@ class InknhueDocker(DockWidget):
         config.write_setting("ratio", slider_to_ratio(self.ratio.value()))
         self._blend(slider_to_ratio(self.ratio.value()), final=True)
 
-    def _shown(self):
-        doc = document.active_document()
-        session = self.sessions.of(doc) if doc is not None else None
-        return (session, session.shown) if session is not None and session.shown is not None else (None, None)
-
     def _blend(self, ratio: float, final: bool) -> None:
-        session, shown = self._shown()
-        if shown is None or not self.backend.connected:
-            return
-        request = self.throttle.request(ratio, final)
-        if request is None:
-            return
-        ratio, final = request
-        rect, fmt = shown.placement.rect, shown.placement.format
-        # previews are 8-bit and upscaled here; other depths blend at full size
-        size = "page" if final or fmt.dtype != "uint8" else preview_size(rect.width, rect.height)
-        header = {"type": "blend", "job": shown.job, "ratio": ratio, **fmt.output(size, shown.placement.kind)}
-        try:
-            self.throttle.sent(self.backend.request(
-                header, callback=lambda reply, images: self._on_blended(session, shown, reply, images)))
-        except Exception as exc:
-            self.throttle.done()
-            self.say(f"Could not blend: {exc}")
-
-    def _on_blended(self, session, shown, reply: dict, images) -> None:
-        following = self.throttle.done()
-        if reply.get("type") == "error":
-            self.say(reply.get("message", "The blend failed."))
-        elif session.shown is shown:  # still the working result (not kept, not replaced)
-            rect = shown.placement.rect
-            node = document.find_layer(session.document, unique_id=shown.layer)
-            if node is None:
-                self.say("The colour layer is gone: Colorize again to get a new one.")
-            else:
-                image = images["result"]
-                data = bytes(image.data)
-                if (image.width, image.height) != (rect.width, rect.height):
-                    data = document.scale_bgra(data, image.width, image.height, rect.width, rect.height)
-                document.write_pixels(session.document, node, data, rect)
-        if following is not None:
-            self._blend(*following)
+        controller = self.controllers.active()
+        if controller is not None:
+            controller.blend(ratio, final)

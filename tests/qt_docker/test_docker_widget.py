@@ -9,12 +9,12 @@ from pathlib import Path
 import krita
 import numpy as np
 import pytest
-
 from drawing import Page
-from inknhue.pipeline import Engine
-from inknhue_krita.qt import Qt
-from inknhue.rough import RoughRequest, get_provider
 from parity import write_released_layout
+
+from inknhue.engine.pipeline import Engine
+from inknhue.rough import RoughRequest, get_provider
+from inknhue_krita.qt import Qt
 
 RED, BLUE = (220, 40, 40), (40, 60, 220)
 INKNHUE = Path(sys.executable).parent / "inknhue"

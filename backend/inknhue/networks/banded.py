@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..host_memory import give_back_freed_memory
-from ..progress import count_convolution
-from .alignment import AlignmentVAE, ConditionalDecoder, ConditionalEncoder, Encoder, LOGVAR_RANGE
+from ..runtime.host_memory import give_back_freed_memory
+from ..runtime.progress import count_convolution
+from .alignment import LOGVAR_RANGE, AlignmentVAE, ConditionalDecoder, ConditionalEncoder, Encoder
 
 #: levels run in bands: full and half resolution (the coarser ones are small, and the
 #: mid block's attention is global)

@@ -1,9 +1,9 @@
 """Keras functional networks run by torch, from a converted graph (JSON) and its weights (safetensors).
 
-`convert(src, dst)` turns a whole-model Keras HDF5 file (e.g. Style2Paints' `*.net`) into
-`dst.json` (the graph: layers, their normalized configs, the wiring as Keras's inbound nodes
-give it, the input and output order) and `dst.safetensors` (the weights, in torch layout); it
-delegates to `inknhue.convert.keras_h5`, the only module that reads HDF5. `load(dst)` reads
+`inknhue.weights.convert.keras_h5.convert(src, dst)` turns a whole-model Keras HDF5 file
+(e.g. Style2Paints' `*.net`) into `dst.json` (the graph: layers, their normalized configs, the
+wiring as Keras's inbound nodes give it, the input and output order) and `dst.safetensors`
+(the weights, in torch layout); it is the only module that reads HDF5. `load(dst)` reads
 those two files only (JSON and safetensors: no pickle, no code from any file) and returns a
 `KerasGraph`, an `nn.Module` whose forward takes NHWC float tensors, one per model input in
 the model's input order, and returns a list of NHWC tensors, one per model output.
@@ -1249,14 +1249,6 @@ def up_to_date(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
         return source.get("sha256") == digest.hexdigest()
     except (WeightsError, OSError):
         return False
-
-
-def convert(src: str | os.PathLike, dst: str | os.PathLike, bilinear: str | None = None):
-    """Convert a whole-model Keras HDF5 file to `dst.json` + `dst.safetensors` (see
-    `inknhue.convert.keras_h5.convert`); `load(dst)` then runs it."""
-    from ..convert.keras_h5 import convert as _convert
-
-    return _convert(src, dst, bilinear=bilinear)
 
 
 def parameter_count(model: nn.Module) -> int:

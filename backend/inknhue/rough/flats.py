@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..imaging import luma
-from . import RoughProvider, RoughRequest, empty_hints_warning, register
+from ..page.imaging import luma
+from .base import RoughProvider, RoughRequest, empty_hints_warning, register
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def _reference_colours(grey: np.ndarray, regions: np.ndarray, ids: np.ndarray,
                        reference: np.ndarray) -> np.ndarray:
     """Colours for unhinted regions from the reference's palette, matched by lightness;
     regions touching the page border (margins, gutters) stay paper."""
-    from ..color import rgb_to_lab
+    from ..page.color import rgb_to_lab
 
     small = cv2.resize(reference, (128, 128), interpolation=cv2.INTER_AREA)
     samples = rgb_to_lab(small).reshape(-1, 3).astype(np.float32)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..imaging import aspect_mismatch
-from . import RoughProvider, RoughRequest, register
+from ..page.imaging import aspect_mismatch
+from .base import RoughProvider, RoughRequest, register
 
 #: how far the rough image's aspect ratio may differ from the page's
 MAX_ASPECT_MISMATCH = 0.01

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..imaging import luma, resize_pad
-from . import RoughProvider, RoughRequest, empty_hints_warning, register
+from ..page.imaging import luma, resize_pad
+from .base import RoughProvider, RoughRequest, empty_hints_warning, register
 from .flats import check_hints
 
 #: a downscaled stroke pixel counts as hinted when at least this opaque

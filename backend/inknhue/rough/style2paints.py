@@ -49,7 +49,7 @@ import torch
 
 from .. import weights
 from ..errors import InknhueError, WeightsError
-from . import RoughProvider, RoughRequest, register
+from .base import RoughProvider, RoughRequest, register
 from .flats import check_hints
 
 log = logging.getLogger(__name__)

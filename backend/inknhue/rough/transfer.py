@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..color import lab_to_rgb, rgb_to_lab
+from ..page.color import lab_to_rgb, rgb_to_lab
 
 #: chroma (C*ab) below which a pixel is neutral, and over which the transfer is full
 NEUTRAL, FULL = 4.0, 16.0

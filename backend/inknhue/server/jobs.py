@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+
 from inknhue_krita import protocol
 from inknhue_krita.messages import ColorizeRequest
 from inknhue_krita.protocol import ProtocolError, RawImage
 
-from ..pipeline import Colorization
+from ..page.output import Colorization
 
 #: finished jobs kept for `blend` (their intermediates are a few tens of MB each)
 KEEP_FINISHED_JOBS = 8

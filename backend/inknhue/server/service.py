@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import zmq
+
 from inknhue_krita import protocol
 from inknhue_krita.connection_file import read_connection_file, write_connection_file
 from inknhue_krita.messages import BlendRequest, ColorizeRequest, job_field
@@ -31,18 +32,25 @@ from inknhue_krita.paths import connection_file as default_connection_file
 from inknhue_krita.protocol import ProtocolError, RawImage, shown
 
 from .. import __version__, weights
-from ..cache import StageCache
-from ..defaults import (DEFAULT_MAX_SIZE, DEFAULT_RATIO, LAYERS, MAX_MAX_SIZE, MAX_WORKING_PIXELS, MIN_MAX_SIZE,
-                        PROVIDER_NAMES)
-from ..engine_options import EngineOptions
+from ..defaults import (
+    DEFAULT_MAX_SIZE,
+    DEFAULT_RATIO,
+    LAYERS,
+    MAX_MAX_SIZE,
+    MAX_WORKING_PIXELS,
+    MIN_MAX_SIZE,
+    PROVIDER_NAMES,
+)
+from ..engine.options import EngineOptions
+from ..engine.pipeline import STAGES, Cancelled, Engine, StageEvent
 from ..errors import InknhueError
-from ..host_memory import give_back_freed_memory
-from ..imaging import check_work_size
 from ..logs import RateLimitedLog
-from ..output import render
-from ..pipeline import STAGES, Cancelled, Engine, StageEvent
-from ..pixels import to_array, to_rgb, to_rgba
+from ..page.imaging import check_work_size
+from ..page.output import render
+from ..page.pixels import to_array, to_rgb, to_rgba
 from ..rough import PROVIDERS, RoughRequest, get_provider
+from ..runtime.cache import StageCache
+from ..runtime.host_memory import give_back_freed_memory
 from .jobs import Job, JobState, JobTable
 from .security import Gatekeeper
 

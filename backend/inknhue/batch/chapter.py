@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .errors import InknhueError, InputError, WeightsError
+from .. import __version__
+from ..errors import InknhueError, InputError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +257,9 @@ def discover_pages(given: list[str]) -> tuple[list[Path], list[Path]]:
 
 def make_plan(args) -> Plan:
     """Everything checked before any slow stage; raises InputError, one line, at the first problem."""
-    from .imaging import aspect_mismatch, check_work_size, check_writable, read_header
-    from .pipeline import check_max_size
-    from .rough.image import MAX_ASPECT_MISMATCH
+    from ..engine.pipeline import check_max_size
+    from ..page.imaging import aspect_mismatch, check_work_size, check_writable, read_header
+    from ..rough.image import MAX_ASPECT_MISMATCH
 
     check_max_size(args.max_size)
     prior = args.prior or ("image" if args.rough else "flats")
@@ -391,9 +391,9 @@ class _Here:
     """The networks in this process, loaded once for the whole chapter."""
 
     def __init__(self, args, plan: Plan, say: Callable[[str], None]):
-        from .cli import engine_options
-        from .pipeline import Engine
-        from .rough import get_provider
+        from ..engine.options import from_args as engine_options
+        from ..engine.pipeline import Engine
+        from ..rough import get_provider
 
         self.args, self.say = args, say
         self.engine = Engine(args.weights, args.device, engine_options(args))
@@ -438,6 +438,7 @@ class _OnServer:
 
     def colorize(self, request, stage: StageReport):
         import numpy as np
+
         from inknhue_krita.client import ServerError
         from inknhue_krita.protocol import RawImage
 
@@ -518,7 +519,7 @@ def _page_failure(exc: Exception) -> str:
     (the weights, or the backend gone: every page would fail the same way)."""
     from inknhue_krita.client import ServerError
 
-    from .logs import LOG_NAME, log_dir
+    from ..logs import LOG_NAME, log_dir
 
     if isinstance(exc, ServerError):
         if exc.code in PAGE_ERROR_CODES:
@@ -536,8 +537,8 @@ def run(args, say: Callable[[str], None]) -> int:
     """`inknhue colorize` for a chapter; returns the exit code (0, 1 if a page failed, 130 on Ctrl-C)."""
     from tqdm import tqdm
 
-    from .imaging import read_hints, read_rgb, write_image
-    from .rough import RoughRequest
+    from ..page.imaging import read_hints, read_rgb, write_image
+    from ..rough import RoughRequest
 
     plan = make_plan(args)
     todo = [page for page in plan.pages if not page.skip]

@@ -6,8 +6,8 @@ from contextlib import contextmanager
 
 import torch
 
-from .defaults import DEVICE_CHOICES, MIN_MAX_SIZE
-from .errors import DeviceError
+from ..defaults import DEVICE_CHOICES, MIN_MAX_SIZE
+from ..errors import DeviceError
 
 
 def _mps_available() -> bool:

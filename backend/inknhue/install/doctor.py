@@ -13,7 +13,7 @@ from pathlib import Path
 
 from inknhue_krita.paths import user_data_dir
 
-from . import weights
+from .. import weights
 from .installer import KRITA_PYTHONS, KRITARC_KEY, MANIFEST, PLUGIN, Manifest, krita_places
 
 
@@ -105,7 +105,7 @@ def check_backend(weights_dir: Path) -> list[Check]:
     try:
         import torch
 
-        from .devices import describe, pick_device
+        from ..runtime.devices import describe, pick_device
 
         device = describe(pick_device("auto"))
         memory = f", {device['memory_bytes'] / 2**30:.0f} GiB" if device["memory_bytes"] else ""
@@ -120,7 +120,7 @@ def check_backend(weights_dir: Path) -> list[Check]:
                             f"DIR and add --weights-from DIR"))
     else:
         try:
-            from .checkpoints import load_alignment_vae, load_shading_generator
+            from ..weights.checkpoints import load_alignment_vae, load_shading_generator
 
             load_shading_generator(weights_dir)
             load_alignment_vae(weights_dir)

@@ -47,8 +47,8 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from ..errors import WeightsError
-from ..networks import keras as runtime
+from ...errors import WeightsError
+from ...networks import keras as runtime
 
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
 _TF_ERA_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(.*)$")

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .errors import WeightsError
-from .networks import AlignmentVAE, AutoencoderConfig, ShadingGenerator
-from .weights import CONDITIONAL, KL_F8, KL_F8_CONFIG, REPLACE, SHADER, require
+from ..errors import WeightsError
+from ..networks import AlignmentVAE, AutoencoderConfig, ShadingGenerator
+from . import CONDITIONAL, KL_F8, KL_F8_CONFIG, REPLACE, SHADER, require
 
 log = logging.getLogger(__name__)
 

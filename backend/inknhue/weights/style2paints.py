@@ -4,8 +4,8 @@ The author keeps all rights to the trained models, so inkn'hue never ships them 
 fetches them on its own: `inknhue weights download --style2paints` shows where they come
 from and their terms, asks (or takes `--accept-terms`), then fetches the four `.net` files
 used (resumable, verified against the mirror's own digests; or takes them from `--from
-DIR`) and converts them on this machine with `inknhue.networks.keras.convert` into the
-weights folder's `style2paints/` (layout in `weights.py`).
+DIR`) and converts them on this machine with `inknhue.weights.convert.keras_h5` into the
+weights folder's `style2paints/` (layout in `weights/__init__.py`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import weights
-from .errors import InknhueError, InputError, WeightsError
+from .. import weights
+from ..errors import InknhueError, InputError, WeightsError
 
 NETWORKS = weights.STYLE2PAINTS_NETWORKS
 MIRROR_REPO = "HighCWu/Style2Paints-4.5-Gradio"   #: a Hugging Face Space holding the V4.5 networks
@@ -78,11 +78,13 @@ def agree(weights_dir: Path, from_dir: Path | None, accept_terms: bool, say: Cal
 
 
 def converter():
-    """`inknhue.networks.keras` (imported by name, so a test can stand one in)."""
+    """The Keras converter (`inknhue.weights.convert.keras_h5`), and the runtime it converts
+    for (`inknhue.networks.keras`), both imported by name so a test can stand them in."""
     try:
-        return importlib.import_module("inknhue.networks.keras")
+        importlib.import_module("inknhue.networks.keras")
+        return importlib.import_module("inknhue.weights.convert.keras_h5")
     except ImportError as exc:
-        raise WeightsError(f"this inkn'hue cannot convert Keras networks yet (inknhue.networks.keras: {exc}); "
+        raise WeightsError(f"this inkn'hue cannot convert Keras networks yet ({exc}); "
                            f"nothing was downloaded: update inkn'hue, then run `{again_command()}`") from exc
 
 

@@ -7,6 +7,7 @@ light) and ask for what they need back; the conversions happen here, on the serv
 from __future__ import annotations
 
 import numpy as np
+
 from inknhue_krita.protocol import CHANNELS, ProtocolError, RawImage
 
 from .imaging import luma

@@ -23,28 +23,40 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from . import checkpoints, device_imaging, host_memory, weights
-from .cache import StageCache, digest
-from .color import LabBlend, check_ratio
-from .defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
-from .devices import describe, free_memory, out_of_memory_as_error, pick_device
-from .engine_options import EngineOptions, resolve
-from .errors import InputError, WeightsError
-from .output import render_float, render_uint8
-from .imaging import (check_size, check_work_size, grey_to_rgb, luma, resize_pad, resize_to, shading_size,
-                      to_working_size, working_size)
-from .networks import banded
-from .networks.alignment import AlignmentVAE
-from .networks.shading import ShadingGenerator
-from .progress import JobProgress, measure_work
-from .rough import RoughProvider, RoughRequest
+from .. import weights
+from ..defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
+from ..errors import InputError, WeightsError
+from ..networks import banded
+from ..networks.alignment import AlignmentVAE
+from ..networks.shading import ShadingGenerator
+from ..page import imaging_gpu
+from ..page.color import check_ratio
+from ..page.imaging import (
+    check_size,
+    check_work_size,
+    grey_to_rgb,
+    luma,
+    resize_pad,
+    resize_to,
+    shading_size,
+    to_working_size,
+    working_size,
+)
+from ..page.output import Colorization
+from ..rough import RoughProvider, RoughRequest
+from ..runtime import host_memory
+from ..runtime.cache import StageCache, digest
+from ..runtime.devices import describe, free_memory, out_of_memory_as_error, pick_device
+from ..runtime.progress import JobProgress, measure_work
+from ..weights import checkpoints
+from .options import EngineOptions, resolve
 
 log = logging.getLogger(__name__)
 
@@ -106,57 +118,6 @@ def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: tor
             log.info("loaded %s from %s on %s in %.2f s", kind, weights_dir, device,
                      time.perf_counter() - started)
         return _models[key]
-
-
-# --- results ---------------------------------------------------------------------------
-
-@dataclass
-class Colorization:
-    """One page's intermediates at the working size, and the result at any ratio and size."""
-
-    page_size: tuple[int, int]   #: (width, height) of the page as given
-    shaded: np.ndarray           #: the shading stage's grey, as RGB
-    rough: np.ndarray            #: the rough colours
-    generated: np.ndarray        #: the alignment VAE's output (ratio 0)
-    page_grey: np.ndarray | None = None  #: the page's own grey at its size: its ink, for page-size results
-    timings: dict[str, float] = field(default_factory=dict)
-    ran: list[str] = field(default_factory=list)  #: the stages computed (not from the cache)
-    warnings: list[str] = field(default_factory=list)  #: for the artist: inputs that look like a mistake
-    #: where blends and page-size results are computed: None for numpy on the CPU (the
-    #: reference), a GPU for device_output.py's torch twins
-    device: torch.device | None = None
-    _blend: LabBlend | None = field(default=None, repr=False)
-    _last: tuple[float, np.ndarray] | None = field(default=None, repr=False)
-    _device_blend: object | None = field(default=None, repr=False)
-
-    @property
-    def working_size(self) -> tuple[int, int]:
-        return self.generated.shape[1], self.generated.shape[0]
-
-    def blend(self, ratio: float) -> np.ndarray:
-        """The final colours at the working size (the LAB conversions are done once)."""
-        ratio = check_ratio(ratio)
-        if self._last is None or self._last[0] != ratio:
-            if self._blend is None:
-                self._blend = LabBlend(self.generated, self.rough)
-            self._last = (ratio, self._blend(ratio))
-        return self._last[1]
-
-    def blend_on_device(self, ratio: float) -> torch.Tensor:
-        """The blend as a uint8 H x W x 3 tensor on `device` (device_output.DeviceLabBlend)."""
-        from .device_output import DeviceLabBlend
-
-        if self._device_blend is None:
-            self._device_blend = DeviceLabBlend(self.generated, self.rough, self.device)
-        return self._device_blend(ratio)
-
-    def render(self, ratio: float, size: str | tuple[int, int] = "page", layer: str = "full") -> np.ndarray:
-        """The result as H x W x 3 float32 in [0, 1] (see output.py for the sizes and layers)."""
-        return render_float(self, ratio, size, layer)
-
-    def final(self, ratio: float, size: str | tuple[int, int] = "page", layer: str = "full") -> np.ndarray:
-        """The result as H x W x 3 uint8: at the working size exactly the published app's."""
-        return render_uint8(self, ratio, size, layer)
 
 
 # --- the engine ------------------------------------------------------------------------
@@ -290,7 +251,7 @@ class Engine:
         """imaging.to_working_size (the app's LANCZOS), on the GPU when the engine runs on one."""
         if self.device.type == "cpu":
             return to_working_size(rgb, max_size)
-        return device_imaging.to_working_size(rgb, max_size, self.device)
+        return imaging_gpu.to_working_size(rgb, max_size, self.device)
 
     def band_plan(self, height: int, width: int) -> banded.BandPlan | None:
         """How the VAE runs on a height x width working image: in bands, or None (untiled)."""

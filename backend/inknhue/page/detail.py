@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .cache import StageCache, digest
+from ..runtime.cache import StageCache, digest
 
 #: a page pixel darker than this is ink (or a screentone dot): colour is sampled beside it
 INK_LEVEL = 0.5
@@ -196,19 +196,11 @@ class PageDetail:
         return cls(grey, page_w, _sampling_maps(grey, tuple(working)))
 
     def __post_init__(self):
-        self._devices: dict = {}  # device -> device_output.DevicePageDetail, made on first use
+        self.twins: dict = {}  # device -> detail_gpu.DevicePageDetail, made on first use there
 
     @property
     def nbytes(self) -> int:  # host memory (what the cache's budget counts)
         return self.page.nbytes + self.page_w.nbytes + sum(m.nbytes for m in self.maps)
-
-    def on_device(self, device):
-        """This page's per-ratio work on a GPU (device_output.DevicePageDetail), kept with it."""
-        if str(device) not in self._devices:
-            from .device_output import DevicePageDetail
-
-            self._devices[str(device)] = DevicePageDetail(self, device)
-        return self._devices[str(device)]
 
     def colour_layer(self, model: np.ndarray) -> np.ndarray:
         """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]."""

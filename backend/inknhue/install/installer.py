@@ -26,8 +26,8 @@ from pathlib import Path
 
 from inknhue_krita.paths import user_data_dir
 
-from . import weights
-from .errors import InknhueError
+from .. import weights
+from ..errors import InknhueError
 
 MANIFEST = "install-manifest.json"
 PLUGIN = "inknhue_krita"
@@ -399,7 +399,7 @@ def _satisfied(requirement: str) -> bool:
 def install_weights(manifest: Manifest, target: Path, source: Path | None) -> str | None:
     """Copy the weights from `source`, or download them; returns None when they are in place,
     else why the download failed (everything else can still be installed)."""
-    from . import hub
+    from ..weights import hub
 
     if source is not None:
         missing = weights.missing_files(source)
@@ -433,7 +433,7 @@ def install_weights(manifest: Manifest, target: Path, source: Path | None) -> st
             for part in (downloads.rglob("*.part") if downloads.is_dir() else ()):
                 manifest.files.setdefault(str(part), "partial download")
             manifest.save()
-    from .checkpoints import load_alignment_vae, load_shading_generator
+    from ..weights.checkpoints import load_alignment_vae, load_shading_generator
 
     load_shading_generator(target)
     load_alignment_vae(target)
@@ -778,7 +778,7 @@ def _drop_empty_section(lines: list[str], section: str) -> list[str]:
 
 
 def remove_logs() -> None:
-    from .logs import log_dir
+    from ..logs import log_dir
 
     try:
         folder = log_dir()

@@ -16,8 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inknhue_krita.protocol import MAX_PIXELS, MAX_SIDE
 
-from .defaults import MAX_WORKING_PIXELS, MIN_MAX_SIZE
-from .errors import InputError
+from ..defaults import MAX_WORKING_PIXELS, MIN_MAX_SIZE
+from ..errors import InputError
 
 # Largest image accepted anywhere (pages, hints, references): the protocol's limits.
 # Let Pillow open up to our own limit, and stop it (instead of warning) beyond twice that.

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import weights
-from .errors import WeightsError
+from .. import weights
+from ..errors import WeightsError
 
 log = logging.getLogger(__name__)
 

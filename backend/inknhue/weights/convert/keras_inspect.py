@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import InputError, WeightsError
-from ..networks import keras as runtime
+from ...errors import InputError, WeightsError
+from ...networks import keras as runtime
 from . import keras_h5
 
 #: the side of the spatial axes a model without fixed sizes is run at once (Style2Paints works at

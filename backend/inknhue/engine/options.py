@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from .defaults import PRECISIONS
-from .errors import DeviceError
-from .networks.banded import Banding
+from ..defaults import PRECISIONS
+from ..errors import DeviceError
+from ..networks.banded import Banding
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,11 @@ class EngineOptions:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise DeviceError(f"unknown precision '{self.precision}' (choose from {', '.join(PRECISIONS)})")
+
+
+def from_args(args) -> EngineOptions:
+    """The options a command line asked for (`--precision`; commands without it get the default)."""
+    return EngineOptions(precision=getattr(args, "precision", "fast"))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""The weights folder: where it is and what it holds (loading is in `checkpoints`).
+"""The weights folder: where it is and what it holds.
+
+This package is where weights come from and how they are read: `checkpoints` (reading the
+released checkpoints safely, loading them strictly), `hub` (downloads from the Hugging Face
+hub), `style2paints` (Style2Paints' networks, with the user's agreement), `convert/`
+(foreign formats to files loaded safely).
 
 The folder mirrors the Hugging Face repo `rossiyareich/inknhue`:
 
@@ -10,7 +15,7 @@ The folder mirrors the Hugging Face repo `rossiyareich/inknhue`:
 and, only where the user fetched them (`inknhue weights download --style2paints`), the
 Style2Paints V4.5 networks of the `style2paints` rough-colour provider:
 
-    style2paints/{tail,reader,head,neck}.safetensors   converted by inknhue.networks.keras
+    style2paints/{tail,reader,head,neck}.safetensors   converted by inknhue.weights.convert
                                                         (with whatever it writes beside them)
     style2paints/original/nets/*.net                    the author's Keras files as downloaded,
                                                         kept to convert again; not read at run time
@@ -22,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 HF_REPO = "rossiyareich/inknhue"
 SHADER = "pretrained_nets/shader.ckpt"
@@ -84,7 +89,7 @@ def require(weights_dir: Path, name: str) -> Path:
 
 
 def style2paints_file(weights_dir: Path, network: str) -> Path:
-    """Where a converted Style2Paints network lies (what `inknhue.networks.keras.convert` writes
+    """Where a converted Style2Paints network lies (what `inknhue.weights.convert.keras_h5.convert` writes
     as `dst` and `inknhue.networks.keras.load` reads)."""
     return weights_dir / STYLE2PAINTS / f"{network}.safetensors"
 

@@ -1,0 +1,409 @@
+"""The run's flow, without widgets: start, accept, events, finish, cancel, live ticks, blends.
+
+One `Controller` per open document drives its `Session` (session.py: the job and the result
+layers): it reads the page and the hints when a run starts, sends the job, follows its
+events and writes the result. `Controllers` holds what the documents share: the backend
+link (one job at a time), the live-colour scheduler (live.py), which watches the active
+document, and what a re-run with new hints has been measured to cost here.
+
+The docker (docker.py) only binds widgets: it gives a controller the panel's choices as a
+`Choices` when a run starts and shows what the controller tells its `View`. So this flow is
+tested with a fake view and a fake backend, as logic.py and live.py are. Krita is reached
+only through document.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from . import document
+from .live import Action, LiveScheduler, live_unavailable, rerun_estimate
+from .logic import (HINT_LAYER, BlendThrottle, Format, Rect, document_format, preview_size, progress_text,
+                    progress_value, work_area)
+from .messages import PROVIDER_NEEDS
+from .protocol import RawImage
+from .session import Placement, Session, Sessions
+
+log = logging.getLogger("inknhue_krita")
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the panel says when a run starts."""
+
+    provider: str = "flats"
+    page_source: str = "visible"   #: "visible" (the image as seen) or "layer" (the active layer)
+    hints_source: str = "layer"    #: "layer" (the hint layer) or "colorize_mask"
+    max_size: int = 768
+    fill_all: bool = False
+    transfer: bool = False         #: match the reference's colours
+    ratio: float = 0.8
+    layer: str = "full"            #: an OUTPUT_LAYERS kind
+    reference: str = ""            #: "", "file" or "layer:<id>"
+    reference_path: str = ""
+
+
+class View(Protocol):
+    """What the controllers show; the docker is one."""
+
+    def say(self, text: str) -> None: ...
+    def show_progress(self, value: int | None = None, stage: str | None = None) -> None:
+        """Set the bar and/or the stage line (None: leave as it is)."""
+    def job_running(self, running: bool, cancellable: bool = False) -> None:
+        """A job went out (Colorize off) or ended (Colorize on if the backend is there)."""
+    def result_shown(self) -> None:
+        """A result was written: Keep becomes possible, and Live may be offered now."""
+    def offer_conversion(self, visible: bool) -> None:
+        """The one-click conversion of a greyscale document to RGB."""
+    def live_failed(self, reason: str) -> None:
+        """Live colour stops (its switch off), saying why."""
+    def later(self, fn: Callable[[], None]) -> None:
+        """Call fn once the current event is handled."""
+
+
+class Backend(Protocol):
+    """What the controllers use of backend.Backend."""
+
+    hello: dict
+
+    @property
+    def connected(self) -> bool: ...
+    def request(self, header: dict, images=None, callback=None, timeout: float = 0.0) -> str: ...
+
+
+class Controllers:
+    """The documents' controllers and what they share."""
+
+    def __init__(self, backend: Backend, view: View, choices: Callable[[], Choices]):
+        self.backend, self.view = backend, view
+        self.choices = choices               # the panel's choices now (for live runs)
+        self.sessions = Sessions()           # one per open document
+        self.throttle = BlendThrottle()      # one blend in flight
+        self.live = LiveScheduler()          # when a live run starts
+        self.rerun_s: float | None = None    # a re-run with new hints, measured on the last job
+        self.rerun_device = None             # ... on this backend device
+        self.rerun_cached = False            # jobs came back, all from the backend's cache: none measured
+        self._live_doc = None                # the document live colour watches (the active one)
+        self._live_seen = None               # its hint layer's fingerprint at the last poll
+
+    def of(self, doc) -> Controller:
+        return Controller(self, self.sessions.of(doc))
+
+    @property
+    def running(self) -> Session | None:
+        """The session whose job is in flight (one at a time: one backend)."""
+        return self.sessions.busy()
+
+    def active(self) -> Controller | None:
+        doc = document.active_document()
+        return self.of(doc) if doc is not None else None
+
+    # the backend ------------------------------------------------------------------------
+
+    def backend_lost(self, detail: str) -> None:
+        if self.running is not None:
+            self.of(self.running.document).finish(f"Lost the backend during the job: {detail}")
+
+    def hello_changed(self, hello: dict) -> None:
+        device = hello.get("device") if isinstance(hello.get("device"), dict) else {}
+        if self.rerun_device is not None and device.get("name") != self.rerun_device:
+            self.rerun_s = None  # another backend: its speed is not known yet
+
+    def on_event(self, event: dict, images) -> None:
+        session = self.sessions.with_job(event.get("job"))
+        if session is not None:
+            Controller(self, session).on_event(event, images)
+
+    def cancel(self) -> None:
+        if self.running is not None:
+            self.of(self.running.document).cancel()
+
+    # what a re-run costs here -------------------------------------------------------------
+
+    def measured(self, session: Session, event: dict) -> None:
+        """What a re-run with new hints costs here, from the job just written."""
+        timings = event.get("timings") if isinstance(event.get("timings"), dict) else {}
+        ran = event.get("ran") if isinstance(event.get("ran"), list) else []
+        estimate = rerun_estimate(time.monotonic() - session.sent_at, session.queued(), timings, ran)
+        if estimate is None:  # nothing computed on hints: the last measure stands
+            self.rerun_cached = self.rerun_s is None
+            return
+        self.rerun_s = estimate
+        device = self.backend.hello.get("device")
+        self.rerun_device = device.get("name") if isinstance(device, dict) else None
+
+    def live_unavailable(self, provider: str, hints_source: str) -> str:
+        """Why Live is not offered now ("" when it is)."""
+        return live_unavailable(self.rerun_s, self.backend.hello.get("device"), provider, hints_source,
+                                self.rerun_cached)
+
+    # live colour (the rules: live.py) ------------------------------------------------------
+
+    def live_on(self) -> None:
+        self.live.turn_on()
+        self._live_doc = None  # the first look takes the active document's hints as they are
+
+    def live_off(self) -> None:
+        self._live_doc = self._live_seen = None
+        if self.live.turn_off() and self.running is not None:
+            self.of(self.running.document).cancel(quiet=True)
+
+    def live_sent(self, doc, seen) -> None:
+        """A run went out for doc with these hints: no live run for them."""
+        if self._live_doc is not None and self._live_doc == doc:
+            self._live_seen = seen
+
+    def live_tick(self) -> None:
+        """Look at the active document's hint layer; start or overtake a run when due."""
+        if not self.live.on:
+            return
+        try:
+            self._live_look()
+        except Exception as exc:  # noqa: BLE001  (on a timer: one report, not one a quarter second)
+            log.exception("live colour failed")
+            self.view.live_failed(f"Live colour stopped: {exc}")
+
+    def _live_look(self) -> None:
+        now = time.monotonic()
+        doc = document.active_document()
+        if doc is None:
+            return
+        hints = document.find_layer(doc, HINT_LAYER)
+        seen = document.layer_fingerprint(doc, hints) if hints is not None else None
+        if self._live_doc is None or not self._live_doc == doc:
+            # newly watched: compare with the hints its last job had, if any
+            running = self.running
+            self.live.watch(running is None or running.document == doc)
+            self._live_doc = doc
+            self._live_seen = self.sessions.of(doc).hints or seen
+        if seen is not None and self._live_seen is not None and seen != self._live_seen:
+            self.live.changed(now)
+        self._live_seen = seen
+        action = self.live.due(now)
+        if action is Action.START and self.running is None and self.backend.connected and document.idle(doc):
+            if not self.of(doc).start(self.choices(), live=True):
+                self.live.forget()  # tried again when the hints change
+        elif action is Action.CANCEL and self.running is not None:
+            self.of(self.running.document).cancel(quiet=True)
+
+
+class Controller:
+    """One document's runs: what its session does, step by step."""
+
+    def __init__(self, shared: Controllers, session: Session):
+        self.shared, self.session = shared, session
+        self.view, self.backend = shared.view, shared.backend
+
+    @property
+    def doc(self):
+        return self.session.document
+
+    @property
+    def on_screen(self) -> bool:
+        return self.doc == document.active_document()
+
+    def refuse(self, reason: str) -> bool:
+        self.view.say(reason)
+        return False
+
+    # starting ---------------------------------------------------------------------------
+
+    def start(self, choices: Choices, live: bool = False) -> bool:
+        """Colorize the document; returns whether the job went out."""
+        started = time.monotonic()
+        doc, session = self.doc, self.session
+        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        if fmt is None:
+            self.view.offer_conversion(doc.colorModel() == "GRAYA")
+            return self.refuse(problem)
+        self.view.offer_conversion(False)
+        rect = work_area(document.size(doc), document.selection_rect(doc))
+        if rect.empty:
+            return self.refuse("The selection is outside the image.")
+        page_node = doc.activeNode()
+        source = choices.page_source
+        if live and source == "layer" and page_node is not None and document.is_plugin_layer(page_node) \
+                and session.placement is not None and session.placement.page_layer:
+            # painting on the hint layer makes it the active one: the page stays the last job's layer
+            page_node = document.find_layer(doc, unique_id=session.placement.page_layer) or page_node
+        hints_node = document.find_layer(doc, HINT_LAYER)
+        seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None else None
+        hints = None
+        if PROVIDER_NEEDS.get(choices.provider) == "hints":
+            if choices.hints_source == "colorize_mask":
+                data = document.colorize_mask_hints(doc, rect)
+                if data is None:
+                    return self.refuse("This Krita does not give plugins a Colorize Mask's strokes: use a hint layer.")
+                hints = RawImage(rect.width, rect.height, "BGRA", data)
+            else:
+                if hints_node is None:
+                    return self.refuse("Add a hint layer and paint colour strokes on it first.")
+                if source == "layer" and page_node is not None and \
+                        document.layer_id(page_node) == document.layer_id(hints_node):
+                    return self.refuse("The active layer is the hint layer: select the page's layer.")
+                hints = fmt.image(document.layer_pixels(hints_node, rect), rect.width, rect.height)
+        images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
+        if hints is not None:
+            images["hints"] = hints
+        reference = self.reference_image(choices, fmt)
+        if reference is not None:
+            images["reference"] = reference
+        mask = document.selection_mask(doc, rect)
+        if mask is not None:
+            images["mask"] = RawImage(rect.width, rect.height, "L", mask)
+        header = {"type": "colorize", "provider": choices.provider, "ratio": choices.ratio,
+                  "max_size": choices.max_size, "fill_all": choices.fill_all,
+                  "transfer": choices.transfer and reference is not None,
+                  "output": fmt.output("page", choices.layer)}
+        page_layer = document.layer_id(page_node) if source == "layer" and page_node is not None else ""
+        session.sent(Placement(rect, fmt, choices.layer, page_layer), at=started, live=live, hints=seen)
+        self.shared.live.started(started, live=live)
+        self.shared.live_sent(doc, seen)
+        try:
+            self.backend.request(header, images, callback=lambda reply, _: self.accepted(reply), timeout=1.0)
+        except Exception as exc:
+            self.finish(f"Could not send the page: {exc}")
+            return False
+        self.view.job_running(True)
+        self.view.show_progress(0, "Live: sending the page…" if live else "Sending the page…")
+        self.view.say("")
+        return True
+
+    def reference_image(self, choices: Choices, fmt: Format) -> RawImage | None:
+        if choices.reference.startswith("layer:"):
+            node = document.find_layer(self.doc, unique_id=choices.reference[len("layer:"):])
+            if node is None:
+                self.view.say("The reference layer is gone; colorizing without it.")
+                return None
+            whole = Rect(0, 0, *document.size(self.doc))
+            return fmt.image(bytes(node.projectionPixelData(0, 0, whole.width, whole.height)),
+                             whole.width, whole.height)
+        if choices.reference != "file" or not choices.reference_path:
+            return None
+        loaded = document.load_reference_file(choices.reference_path)
+        if loaded is None:
+            self.view.say(f"Cannot read the reference {choices.reference_path}; colorizing without it.")
+            return None
+        width, height, data = loaded
+        return RawImage(width, height, "BGRA", data)
+
+    # the job ----------------------------------------------------------------------------
+
+    def accepted(self, reply: dict) -> None:
+        session = self.session
+        if reply.get("type") == "error":
+            self.view.show_progress(stage="")
+            return self.finish(reply.get("message", "The backend refused the job."))
+        session.accepted(reply["job"], time.monotonic())
+        if session.cancelled:  # overtaken (or cancelled) while it was on its way
+            return self._send_cancel()
+        self.view.job_running(True, cancellable=True)
+        self.view.show_progress(stage="Waiting for the backend…" if reply.get("position") else "Starting…")
+
+    def cancel(self, quiet: bool = False) -> None:
+        """Stop the job; its result, if it still comes, is dropped. `quiet`: for newer hints
+        (live colour), so no "Cancelled." for the artist."""
+        self.session.cancel(quiet)
+        self.shared.live.cancelling()
+        if self.session.job:
+            self._send_cancel()
+        if not quiet:
+            self.view.show_progress(stage="Cancelling…")
+
+    def _send_cancel(self) -> None:
+        try:
+            self.backend.request({"type": "cancel", "job": self.session.job})
+        except Exception as exc:
+            self.view.say(f"Could not cancel: {exc}")
+
+    def on_event(self, event: dict, images) -> None:
+        session = self.session
+        kind = event.get("type")
+        session.heard(time.monotonic())
+        on_screen = self.on_screen
+        if kind == "progress":
+            if on_screen and not session.cancelled:
+                self.view.show_progress(
+                    progress_value(event["index"], event["total"], event.get("seconds") is not None,
+                                   event.get("done")),
+                    progress_text(event["stage"], event["index"], event["total"], event.get("cached"),
+                                  event.get("fraction"), event.get("eta")))
+        elif kind in ("result", "cancelled") and session.cancelled:  # a result is never written then
+            self.finish("" if session.quiet else "Cancelled.", clear=True)
+        elif kind == "result":
+            if not any(self.doc == d for d in document.open_documents()):
+                return self.finish("The document was closed before its colours came back.")
+            live = session.live
+            session.show(event["job"], bytes(images["result"].data))
+            self.shared.measured(session, event)
+            session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
+            self.finish("")
+            if on_screen:
+                ran = event.get("ran", [])
+                self.view.show_progress(100, ("Live: done" if live else "Done") + f" in {event.get('seconds', 0):.1f} s"
+                                        + ("" if "shade" in ran else " (shading reused)"))
+                self.view.say(" ".join(session.warnings))
+            self.view.result_shown()
+        elif kind == "cancelled":
+            self.finish("Cancelled.")
+        elif kind == "error":
+            self.finish(event.get("message", "The job failed."))
+
+    def finish(self, message: str, clear: bool = False) -> None:
+        self.session.finished()
+        self.shared.live.stopped()
+        self.view.job_running(False)
+        if message or clear:
+            self.view.show_progress(0, "")
+            self.view.say(message)
+        if self.shared.live.on:  # the newest hints may be waiting for this one to stop
+            self.view.later(self.shared.live_tick)
+
+    # the result -------------------------------------------------------------------------
+
+    def keep(self) -> str | None:
+        """Keep the current result as its own layer; the next Colorize starts a new one."""
+        return self.session.keep()
+
+    def blend(self, ratio: float, final: bool) -> None:
+        """Show the result at another ratio: a reduced 8-bit preview while dragging, the
+        whole page when `final`; one blend in flight at a time."""
+        throttle = self.shared.throttle
+        shown = self.session.shown
+        if shown is None or not self.backend.connected:
+            return
+        request = throttle.request(ratio, final)
+        if request is None:
+            return
+        ratio, final = request
+        rect, fmt = shown.placement.rect, shown.placement.format
+        # previews are 8-bit and upscaled here; other depths blend at full size
+        size = "page" if final or fmt.dtype != "uint8" else preview_size(rect.width, rect.height)
+        header = {"type": "blend", "job": shown.job, "ratio": ratio, **fmt.output(size, shown.placement.kind)}
+        try:
+            throttle.sent(self.backend.request(
+                header, callback=lambda reply, images: self._blended(shown, reply, images)))
+        except Exception as exc:
+            throttle.done()
+            self.view.say(f"Could not blend: {exc}")
+
+    def _blended(self, shown, reply: dict, images) -> None:
+        following = self.shared.throttle.done()
+        if reply.get("type") == "error":
+            self.view.say(reply.get("message", "The blend failed."))
+        elif self.session.shown is shown:  # still the working result (not kept, not replaced)
+            rect = shown.placement.rect
+            node = document.find_layer(self.doc, unique_id=shown.layer)
+            if node is None:
+                self.view.say("The colour layer is gone: Colorize again to get a new one.")
+            else:
+                image = images["result"]
+                data = bytes(image.data)
+                if (image.width, image.height) != (rect.width, rect.height):
+                    data = document.scale_bgra(data, image.width, image.height, rect.width, rect.height)
+                document.write_pixels(self.doc, node, data, rect)
+        if following is not None:
+            self.blend(*following)

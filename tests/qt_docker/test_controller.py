@@ -1,0 +1,172 @@
+"""The run's flow (plugin/inknhue_krita/controller.py) without widgets: a fake view records
+what the docker would show, a fake backend records what would go out and answers by hand."""
+
+import krita
+import numpy as np
+import pytest
+
+from inknhue_krita.controller import Choices, Controllers
+from inknhue_krita.logic import HINT_LAYER, RESULT_LAYER
+from inknhue_krita.protocol import RawImage
+
+
+class View:
+    def __init__(self):
+        self.said, self.progress, self.stage, self.shown, self.conversion = [], None, None, 0, None
+        self.running = self.cancellable = False
+        self.queued = []
+
+    def say(self, text):
+        self.said.append(text)
+
+    def show_progress(self, value=None, stage=None):
+        self.progress = value if value is not None else self.progress
+        self.stage = stage if stage is not None else self.stage
+
+    def job_running(self, running, cancellable=False):
+        self.running, self.cancellable = running, cancellable
+
+    def result_shown(self):
+        self.shown += 1
+
+    def offer_conversion(self, visible):
+        self.conversion = visible
+
+    def live_failed(self, reason):
+        self.said.append(reason)
+
+    def later(self, fn):
+        self.queued.append(fn)
+
+
+class Backend:
+    def __init__(self):
+        self.hello = {"device": {"device": "cpu", "name": "cpu"}}
+        self.connected = True
+        self.sent = []  # (header, images, callback)
+
+    def request(self, header, images=None, callback=None, timeout=0.0):
+        self.sent.append((header, images, callback))
+        return f"request-{len(self.sent)}"
+
+
+@pytest.fixture
+def setup():
+    krita.application()
+    app = krita.Krita.instance()
+    doc = app.createDocument(40, 30, "page", "RGBA", "U8", "", 300.0)
+    ink = doc.createNode("ink", "paintlayer")
+    ink.pixels[...] = 255
+    doc.rootNode().addChildNode(ink, doc.topLevelNodes()[-1])
+    hints = doc.createNode(HINT_LAYER, "paintlayer")
+    hints.pixels[10:14, 10:20] = (40, 40, 220, 255)
+    doc.rootNode().addChildNode(hints, ink)
+    doc.setActiveNode(ink)
+    view, backend = View(), Backend()
+    choices = Choices(provider="flats", max_size=64, ratio=0.5)
+    yield Controllers(backend, view, lambda: choices), doc, view, backend
+    app.close(doc)
+
+
+def result_image(doc, colour=(10, 200, 30)):
+    pixels = np.zeros((doc.height(), doc.width(), 4), np.uint8)
+    pixels[...] = (*colour, 255)
+    return {"result": RawImage(doc.width(), doc.height(), "BGRA", pixels.tobytes())}
+
+
+def layer(doc, name):
+    return next((n for n in doc.topLevelNodes() if n.name() == name), None)
+
+
+def test_a_run_sends_the_page_and_hints_as_the_choices_say_and_writes_its_result(setup):
+    controllers, doc, view, backend = setup
+    assert controllers.of(doc).start(Choices(provider="flats", max_size=96, ratio=0.3, fill_all=True))
+    header, images, accepted = backend.sent[0]
+    assert header["type"] == "colorize" and header["max_size"] == 96 and header["ratio"] == 0.3
+    assert header["fill_all"] and header["provider"] == "flats" and set(images) == {"page", "hints"}
+    assert view.running and not view.cancellable and view.stage == "Sending the page…"
+    assert controllers.running is not None and layer(doc, RESULT_LAYER) is None
+
+    accepted({"type": "accepted", "job": "j1"}, None)
+    assert view.cancellable and view.stage == "Starting…"
+    controllers.on_event({"type": "progress", "job": "j1", "stage": "shade", "index": 2, "total": 6,
+                          "seconds": None}, None)
+    assert 0 < view.progress < 100 and "Shading" in view.stage
+    controllers.on_event({"type": "result", "job": "j1", "seconds": 1.5, "ran": ["rough", "shade", "decode"],
+                          "timings": {"shade": 0.5}}, result_image(doc))
+    written = layer(doc, RESULT_LAYER)
+    assert written is not None and tuple(written.pixels[5, 5]) == (10, 200, 30, 255)
+    assert controllers.running is None and not view.running and view.shown == 1
+    assert view.progress == 100 and view.stage.startswith("Done in 1.5 s")
+    assert controllers.rerun_s is not None  # measured on this job
+
+
+def test_a_job_cancelled_before_it_was_accepted_is_stopped_and_its_result_never_written(setup):
+    controllers, doc, view, backend = setup
+    controllers.of(doc).start(controllers.choices())
+    controllers.cancel()
+    assert view.stage == "Cancelling…"
+    backend.sent[0][2]({"type": "accepted", "job": "j2"}, None)
+    assert backend.sent[-1][0] == {"type": "cancel", "job": "j2"}
+    controllers.on_event({"type": "result", "job": "j2", "ran": []}, result_image(doc))
+    assert layer(doc, RESULT_LAYER) is None and controllers.running is None
+    assert view.said[-1] == "Cancelled."
+
+
+def test_a_refused_job_ends_with_the_backends_message(setup):
+    controllers, doc, view, backend = setup
+    controllers.of(doc).start(controllers.choices())
+    backend.sent[0][2]({"type": "error", "message": "max size too large"}, None)
+    assert controllers.running is None and view.said[-1] == "max size too large" and not view.running
+
+
+def test_without_a_hint_layer_nothing_is_sent_and_the_artist_is_told_why(setup):
+    controllers, doc, view, backend = setup
+    layer(doc, HINT_LAYER).remove()
+    assert not controllers.of(doc).start(controllers.choices())
+    assert backend.sent == [] and "Add a hint layer" in view.said[-1]
+
+
+def test_a_greyscale_page_is_refused_with_the_conversion_offered(setup):
+    controllers, doc, view, backend = setup
+    doc.setColorSpace("GRAYA", "U8", "")
+    assert not controllers.of(doc).start(controllers.choices())
+    assert backend.sent == [] and view.conversion is True
+
+
+def test_losing_the_backend_ends_the_job_in_flight_with_the_reason(setup):
+    controllers, doc, view, backend = setup
+    controllers.of(doc).start(controllers.choices())
+    controllers.backend_lost("the backend process ended")
+    assert controllers.running is None and "Lost the backend during the job" in view.said[-1]
+
+
+def test_the_slider_blends_the_result_shown_one_request_at_a_time(setup):
+    controllers, doc, view, backend = setup
+    controllers.of(doc).start(controllers.choices())
+    backend.sent[0][2]({"type": "accepted", "job": "j3"}, None)
+    controllers.on_event({"type": "result", "job": "j3", "ran": []}, result_image(doc))
+    controller = controllers.of(doc)
+    controller.blend(0.2, final=False)
+    controller.blend(0.4, final=False)  # waits for the first
+    controller.blend(0.9, final=True)
+    blends = [h for h, _, _ in backend.sent if h["type"] == "blend"]
+    assert [b["ratio"] for b in blends] == [0.2]
+    backend.sent[-1][2]({"type": "blend"}, result_image(doc, (1, 2, 3)))
+    blends = [h for h, _, _ in backend.sent if h["type"] == "blend"]
+    assert [b["ratio"] for b in blends] == [0.2, 0.9] and blends[-1]["size"] == "page"  # the final one, whole
+    assert tuple(layer(doc, RESULT_LAYER).pixels[0, 0]) == (1, 2, 3, 255)
+
+
+def test_live_starts_a_run_when_the_hints_change_and_rest(setup):
+    controllers, doc, view, backend = setup
+    controllers.live.grace = 0.0
+    controllers.live_on()
+    controllers.live_tick()  # the first look takes the hints as they are
+    assert backend.sent == []
+    layer(doc, HINT_LAYER).pixels[20:22, 5:9] = (220, 40, 40, 255)
+    controllers.live_tick()  # changed
+    controllers.live_tick()  # and still: a run
+    assert len(backend.sent) == 1 and controllers.running.live
+    controllers.live_off()
+    assert controllers.running.cancelled  # turning Live off stops its run
