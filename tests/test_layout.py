@@ -154,6 +154,6 @@ def test_the_plugin_holds_no_backend_import():
 def test_every_room_is_a_package_that_the_install_finds():
     """pyproject's package discovery takes only folders with an __init__.py: a room without one
     would work from a checkout and be missing from an installed backend."""
-    for package, root in PACKAGES.items():
+    for root in PACKAGES.values():
         for folder in {p.parent for p in root.rglob("*.py")} - {root}:
             assert (folder / "__init__.py").is_file(), f"{folder.relative_to(ROOT)} has no __init__.py"
