@@ -26,7 +26,7 @@ def run_child(body: str) -> dict:
         import resource, threading, re
         from pathlib import Path
         import torch
-        from inknhue import host_memory
+        from inknhue.runtime import host_memory
 
         def faults():
             return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
