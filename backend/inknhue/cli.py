@@ -16,6 +16,7 @@ from .errors import InknhueError, InputError
 from .install import installer
 from .logs import LOG_NAME, log_dir, setup_logging
 from .runtime import host_memory
+from .runtime.termination import Terminated
 
 log = logging.getLogger(__name__)
 
@@ -427,9 +428,11 @@ def cmd_weights(args) -> int:
 
 
 def cmd_style2paints(args) -> int:
+    from .runtime.termination import signals_raise
     from .weights.convert.keras_inspect import inspect_dir
 
-    return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
+    with signals_raise():  # a SIGTERM or a timeout cleans the scratch folder up too
+        return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -451,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("inknhue: interrupted")
         return 130
+    except Terminated as exc:
+        log.info("%s", exc)
+        _say(f"inknhue: {exc}")
+        return exc.exit_code
     except Exception:
         log.exception("unexpected failure")
         _say(f"inknhue: unexpected failure; details in {log_file}")
