@@ -678,3 +678,83 @@ def test_only_regular_files_are_read(tmp_path, conv_copy):
     os.mkfifo(graph)
     with pytest.raises(WeightsError, match="is a FIFO"):
         keras.load(conv_copy)
+
+
+def write_conv_stack(path: Path, layers: int, channels: int) -> None:
+    """A Sequential of `layers` 3x3 Conv2D layers of `channels` channels (slow on a large input)."""
+    import h5py
+
+    config = [{"class_name": "Conv2D", "config": {
+        "name": f"conv_{i}", "filters": channels, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
+        "data_format": "channels_last", "dilation_rate": [1, 1], "activation": "relu", "use_bias": True,
+        **({"batch_input_shape": [None, None, None, channels]} if i == 0 else {})}} for i in range(layers)]
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.2.4"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": config}).encode()
+        for i in range(layers):
+            group = f.create_group(f"model_weights/conv_{i}")
+            group.attrs["weight_names"] = [f"conv_{i}/kernel:0".encode(), f"conv_{i}/bias:0".encode()]
+            group[f"conv_{i}/kernel:0"] = rng.normal(0, 0.1, (3, 3, channels, channels)).astype(np.float32)
+            group[f"conv_{i}/bias:0"] = np.zeros(channels, np.float32)
+
+
+def test_sigterm_during_inspect_leaves_no_scratch_folder(tmp_path):
+    """A timeout or a kill (SIGTERM) while inspect runs a model: the scratch folder goes with it."""
+    import signal
+    import subprocess
+    import sys
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    path = tmp_path / "slow.net"
+    write_conv_stack(path, layers=40, channels=16)
+    env = dict(os.environ, TMPDIR=str(scratch_root), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([str(Path(sys.executable).parent / "inknhue"), "style2paints", "inspect", str(path),
+                                "--size", "2048"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stdout:  # converted: now it runs the model for minutes
+            if "result:" in line:
+                break
+        assert "result: converted" in line
+        left = list(scratch_root.glob("inknhue-keras-*"))
+        assert len(left) == 1 and any(left[0].glob("*.safetensors"))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert list(scratch_root.glob("inknhue-keras-*")) == [], f"left behind (exit status {process.returncode})"
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "inknhue: stopped by SIGTERM" in err
+    assert left[0].name.startswith(f"inknhue-keras-{process.pid}-")  # whose it was, for a later sweep
+
+
+def test_the_next_inspect_sweeps_the_scratch_folders_of_killed_runs(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    killed = root / f"inknhue-keras-{dead}-k1ll3d00"  # a run killed outright (SIGKILL): its pid is gone
+    killed.mkdir()
+    (killed / "head.safetensors").write_bytes(b"\0" * 4096)
+    running = root / f"inknhue-keras-{os.getpid()}-runn1ng0"  # another inspect that still runs
+    running.mkdir()
+    old = root / "inknhue-keras-0ld2ab_c"  # unnamed, from before scratch folders said whose they are
+    old.mkdir()
+    os.utime(old, (time.time() - 3 * 86400,) * 2)
+    recent = root / "inknhue-keras-r3cent_x"
+    recent.mkdir()
+    shutil.copy(DATA / "conv.h5", tmp_path / "tail.net")
+    assert cli.main(["style2paints", "inspect", str(tmp_path / "tail.net")]) == 0
+    assert sorted(p.name for p in root.glob("inknhue-keras-*")) == sorted([running.name, recent.name])
+    report = capsys.readouterr().out
+    assert f"removed {killed}, left behind by an inspect that was killed" in report and str(old) in report
