@@ -1,4 +1,4 @@
-"""`batch.lock.FileLock`: one holder at a time, a message naming it, stale locks recognised.
+"""`runtime.lock.FileLock`: one holder at a time, a message naming it, stale locks recognised.
 
 The chapters' use of it, with real processes, is in test_chapter.py.
 """
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from inknhue.batch.lock import FileLock, Locked
 from inknhue.errors import InknhueError
+from inknhue.runtime.lock import FileLock, Locked
 from inknhue.runtime.processes import pid_alive, process_start, this_host
 
 
@@ -103,7 +103,7 @@ def test_release_removes_only_its_own_lock_file(tmp_path):
 
 def test_a_killed_holder_process_leaves_a_lock_that_is_taken_over(tmp_path):
     """A real process holds the lock and is killed outright (SIGKILL)."""
-    script = ("import sys, time; from inknhue.batch.lock import FileLock; lock = FileLock(sys.argv[1]); "
+    script = ("import sys, time; from inknhue.runtime.lock import FileLock; lock = FileLock(sys.argv[1]); "
               "lock.acquire(); print('held', flush=True); time.sleep(600)")
     holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "x.lock")], stdout=subprocess.PIPE,
                               text=True)

@@ -20,7 +20,7 @@ A chapter is a plan, checked in full before the first slow stage, then a loop ov
   place), so a file under an output's name is always whole. Then `Manifest` records it in
   FOLDER/.inknhue-chapter.json: the digests of its input files, the settings that change
   its pixels (`look`), and the digest of the file written. One run at a time: the run
-  locks the manifest (`batch.lock`, FOLDER/.inknhue-chapter.json.lock) before reading it
+  locks the manifest (`runtime.lock`, FOLDER/.inknhue-chapter.json.lock) before reading it
   and until it ends, and a second run into the folder refuses, naming the first (pid, host,
   command, start); the lock of a run that was killed is recognised and taken over. The
   manifest is read as a regular file of at most 64 MiB nested at most 64 deep: anything
@@ -65,7 +65,7 @@ from typing import Callable
 from .. import __version__
 from ..errors import InknhueError, InputError, WeightsError
 from ..runtime.small_files import parse_json, read_small_file
-from .lock import FileLock, Holder
+from ..runtime.lock import FileLock, Holder
 
 log = logging.getLogger(__name__)
 

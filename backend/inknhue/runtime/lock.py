@@ -1,13 +1,36 @@
 """One writer at a time: `FileLock`, a lock file beside what it guards, naming its holder.
 
-    lock = FileLock(folder / ".inknhue-chapter.json.lock", "the manifest " + str(manifest))
-    with lock:          # or: stale = lock.acquire() ... lock.release()
-        ...             # read, change and write what the lock guards
+    from inknhue.runtime.lock import FileLock, Locked
 
-A second run refuses with `Locked`, whose message names the holder: its pid, host, command
-and when it started (and `Locked.holder` keeps them). Chapters lock their manifest with it
-(`batch.chapter.Manifest.lock`); so can anything else that writes one output folder (a
-cluster driver: "two drivers on one output folder: the second refuses").
+    lock = FileLock(folder / ".inknhue-chapter.json.lock", f"the manifest {manifest}")
+    stale = lock.acquire()   # raises Locked (an InknhueError: one line for the user)
+    try:
+        ...                  # read, change and write what the lock guards
+    finally:
+        lock.release()
+    # or: with FileLock(path, what): ...   (the holder of a stale lock is then not returned)
+
+The API, all of it:
+- `FileLock(path, what=None)`: the lock kept in the file `path`; `what` names what it guards
+  in messages ("the manifest OUT/.inknhue-chapter.json"). One object per holding, in one
+  thread; not re-entrant (a second `acquire` on a held object is a RuntimeError, and a
+  second FileLock on the same path in the same process is refused like anyone else).
+- `acquire() -> Holder | None`: takes it, or raises `Locked`. Returns the `Holder` of a
+  stale lock it took over (its process is gone), so the caller can say so, else None.
+- `release()`: gives it back (removes the file only if it is still this holding's; a
+  no-op when not held). Ctrl-C and errors: release in a `finally`; a process killed
+  outright leaves the file, and the next `acquire` on this host takes it over.
+- `held`, `holder() -> Holder | None` (who the file names, or None: no file, unreadable).
+- `Locked(InknhueError)`: `.path`, `.holder` (None when the file cannot be read); its
+  message names the holder and what to do, and `code` is "locked".
+- `Holder`: `pid`, `host`, `command`, `started` (seconds since the epoch),
+  `process_started` (Linux); `describe()` (for messages), `alive()` (True/False on this
+  host, None from another: unknown).
+
+Chapters lock their manifest with it (`batch.chapter.Manifest.lock`, held from the plan's
+reading of the manifest to the run's end); so should anything else that writes one output
+folder (a cluster driver: "two drivers on one output folder: the second refuses"). The
+driver holds it on its own host, for the whole run; workers never touch it.
 
 How it works, so that it also holds on a shared folder:
 - The lock file is written whole under a unique name, then hard-linked to the lock's name
@@ -37,8 +60,8 @@ from pathlib import Path
 
 from ..errors import InknhueError
 from ..logs import one_line
-from ..runtime.processes import pid_alive, process_start, this_host
-from ..runtime.small_files import parse_json, read_small_file
+from .processes import pid_alive, process_start, this_host
+from .small_files import parse_json, read_small_file
 
 try:
     import fcntl
