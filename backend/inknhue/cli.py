@@ -291,11 +291,15 @@ def _colorize_page(args) -> int:
     provider.require(engine.weights_dir)
     _say(f"loading weights from {engine.weights_dir} on {engine.device.type}")
     _say(f"[0/{len(STAGES)}] load      {engine.load():6.2f} s")
+    said = engine.weights_warnings  # NaN weights, said at load (and not again below)
+    for warning in said:
+        _say(f"warning: {warning}")
     started = time.perf_counter()
     result = engine.colorize(page, provider, request, max_size=args.max_size, ratio=args.ratio,
                              progress=_print_progress)
     for warning in result.warnings:
-        _say(f"warning: {warning}")
+        if warning not in said:
+            _say(f"warning: {warning}")
     final = result.final(args.ratio, args.output_size, args.layer)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")

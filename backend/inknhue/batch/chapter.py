@@ -425,6 +425,7 @@ class _Here:
         self.provider = get_provider(plan.prior)
         self.provider.require(self.engine.weights_dir)
         self.loaded = False
+        self.said: set[str] = set()  #: weights warnings said in this run
 
     def colorize(self, request, stage: StageReport):
         if not self.loaded:
@@ -432,6 +433,7 @@ class _Here:
             seconds = self.engine.load()
             self.say(f"loaded the models from {self.engine.weights_dir} on {self.engine.device.type} "
                      f"in {seconds:.2f} s")
+            self._say_weights(self.engine.weights_warnings)
             self.loaded = True
 
         def progress(event):
@@ -440,7 +442,19 @@ class _Here:
 
         result = self.engine.colorize(request.page, self.provider, request, max_size=self.args.max_size,
                                       ratio=self.args.ratio, progress=progress)
-        return result.final(self.args.ratio, self.args.output_size, self.args.layer), result.ran, result.warnings
+        # NaN weights (every result carries them): said once a run, as soon as they are known
+        # (the engine's at load, a provider's networks at its first page), not with each page
+        weights = [*self.engine.weights_warnings,
+                   *self.provider.weights_warnings(self.engine.weights_dir, self.engine.device)]
+        self._say_weights(weights)
+        page = [w for w in result.warnings if w not in weights]
+        return result.final(self.args.ratio, self.args.output_size, self.args.layer), result.ran, page
+
+    def _say_weights(self, warnings: list[str]) -> None:
+        for warning in warnings:
+            if warning not in self.said:
+                self.say(f"warning: {warning}")
+                self.said.add(warning)
 
     def close(self) -> None:
         pass

@@ -1237,7 +1237,7 @@ def load(dst: str | os.PathLike, device: str | torch.device = "cpu", dtype: torc
         if not tensor.is_floating_point():
             raise WeightsError(f"{weights_path}: {key} is {tensor.dtype}, not floating point")
     bad = nonfinite_tensors(tensors)
-    model.warnings = [nonfinite_warning(f"{weights_path}", bad, len(tensors),
+    model.warnings = [nonfinite_warning(str(weights_path), bad, len(tensors),
                                         "convert the Keras model again from a sound file")] if bad else []
     for warning in model.warnings:
         log.warning("%s", warning)

@@ -1,10 +1,13 @@
 """Weights that hold NaN or infinite values: found at load, said in one line.
 
 A network whose weights hold NaN gives NaN (black or garbage pixels) for every page; a file
-damaged that way still loads strictly, since its names and shapes are right. The loaders
-(`weights.checkpoints` for the released networks, `networks.keras.load` for converted ones)
-look at every floating-point tensor once (a fraction of a second for the released weights)
-and warn, naming the file and the first tensors affected.
+damaged that way still loads strictly, since its names and shapes are right. What loads
+them looks at every floating-point tensor once, as read (a fraction of a second for the
+released weights), and warns, naming the file and the first tensors affected: the engine
+for the released networks (`Engine.weights_warnings`, said at load by `inknhue colorize`,
+by chapters once a run, and with every result of the engine and the server), and
+`networks.keras.load` for converted ones (`model.warnings`: said by `inspect`, and by the
+Style2Paints provider's `weights_warnings` with every result).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def nonfinite_tensors(tensors: Mapping[str, torch.Tensor] | nn.Module) -> list[s
 
 
 def nonfinite_warning(what: str, names: list[str], total: int, remedy: str) -> str:
-    """One line: `what` holds NaN or infinite values in these tensors; results will be wrong."""
+    """One line: in `what` (the file), these tensors hold NaN or infinite values; results will be wrong."""
     shown = ", ".join(names[:_NAMED]) + (f" and {len(names) - _NAMED} more" if len(names) > _NAMED else "")
-    return (f"{what} holds NaN or infinite values in {len(names)} of its {total} tensors ({shown}): "
-            f"its results will be wrong; {remedy}")
+    return (f"{what}: {len(names)} of its {total} tensors hold NaN or infinite values ({shown}): the results "
+            f"will be wrong; {remedy}")
