@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -361,8 +362,21 @@ def cmd_serve(args) -> int:
     def ready(address):
         print(f"inknhue serve: listening on {address}", flush=True)
         _say(f"connection file: {server.connection_file}; logs: {log_dir() / 'server.log'}")
+        for note in server.notes:
+            _say(f"warning: {note}")
 
     serve(server, on_ready=ready)
+    left = server.unfinished()
+    if left:
+        # Stopped while the models load (SIGTERM, an expired lease): torch cannot be cut short, and
+        # Python exiting under a thread that runs its C++ aborts the process ("terminate called
+        # without an active exception"). Everything is closed and the connection file is gone:
+        # end here, without the interpreter's teardown.
+        log.info("stopped while %s was still running (loading the models): exiting now", ", ".join(left))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
