@@ -7,6 +7,7 @@ matched by file name. Everything at --max-size 64 on the CPU.
 
 import io
 import json
+import os
 import signal
 import subprocess
 import time
@@ -378,3 +379,100 @@ def test_a_chapter_on_a_running_backend_found_by_auto(book, parity_weights, isol
                         *options(parity_weights)) == 0
         np.testing.assert_array_equal(pixels(book / "out" / f"{name}.png"), pixels(local))
 
+
+
+# --- one run at a time, and a manifest anyone could have put there (issue 23) -------------------
+
+LOCK_NAME = chapter.MANIFEST_NAME + ".lock"
+
+
+def chapter_process(book, parity_weights, out="out"):
+    """A chapter run as its own process, started; returns it once it has made its plan (its
+    first line), so that it holds the manifest from then on."""
+    argv = [str(INKNHUE), "colorize", str(book / "pages"), "--hints", str(book / "hints"), "-o", str(book / out),
+            *options(parity_weights)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stderr.readline()
+    assert first.startswith("chapter: 3 pages"), first + process.stderr.read()
+    return process, argv
+
+
+def test_a_second_run_into_the_folder_refuses_naming_the_first(book, parity_weights):
+    """Two real runs into one folder: each rewrote the manifest from its own copy, and pages
+    inkn'hue wrote were afterwards taken for someone else's. Now the second refuses, naming the
+    first, and writes nothing; the first's records are whole."""
+    first, argv = chapter_process(book, parity_weights)
+    try:
+        first.send_signal(signal.SIGSTOP)  # holds the manifest while the second one starts
+        (book / "out").mkdir(exist_ok=True)
+        before = sorted(p.name for p in (book / "out").iterdir())
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 1, second.stderr
+        message = second.stderr.strip().splitlines()[-1]
+        assert message.startswith(f"inknhue: error: the manifest {book / 'out' / chapter.MANIFEST_NAME} is locked "
+                                  f"by another run: pid {first.pid} on ")
+        assert "colorize" in message and "started 20" in message and "wait for it to finish" in message
+        assert sorted(p.name for p in (book / "out").iterdir()) == before  # nothing written
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    manifest = json.loads((book / "out" / chapter.MANIFEST_NAME).read_text())["pages"]
+    assert sorted(manifest) == written(book / "out") == ["p1.png", "p10.png", "p2.png"]
+    assert not (book / "out" / LOCK_NAME).exists()
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stderr.count(": done") == 3, again.stderr  # all known as ours
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(book, parity_weights):
+    first, argv = chapter_process(book, parity_weights)
+    first.kill()  # SIGKILL: no cleanup at all
+    first.communicate(timeout=60)
+    assert (book / "out" / LOCK_NAME).exists()
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert f"note: took over the lock of a run that is gone (pid {first.pid} on " in second.stderr
+    assert written(book / "out") == ["p1.png", "p10.png", "p2.png"]
+    assert not (book / "out" / LOCK_NAME).exists()
+
+
+def _deep(manifest):
+    manifest.write_text('{"pages": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+
+def _fifo(manifest):
+    os.mkfifo(manifest)
+
+
+def _dev_zero(manifest):
+    manifest.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("damage", [_deep, _fifo, _dev_zero], ids=lambda f: f.__name__.strip("_"))
+def test_a_hostile_manifest_is_damaged_and_replaced_by_a_fresh_one(book, parity_weights, capsys, damage):
+    """Nested 100,000 deep (a RecursionError), a FIFO (blocked forever), a symlink to /dev/zero
+    (all memory): the "damaged" warning, and a fresh manifest afterwards."""
+    import threading
+
+    (book / "out").mkdir()
+    manifest = book / "out" / chapter.MANIFEST_NAME
+    damage(manifest)
+    def let_a_blocked_reader_go():
+        try:  # succeeds only while someone has the FIFO open for reading
+            os.close(os.open(manifest, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    rescue = threading.Timer(30, let_a_blocked_reader_go)
+    if damage is _fifo:
+        rescue.start()
+    started = time.monotonic()
+    try:
+        assert run_chapter(book, parity_weights) == 0
+    finally:
+        rescue.cancel()
+    assert time.monotonic() - started < 30, "blocked on the manifest"
+    err = capsys.readouterr().err
+    assert f"warning: {manifest} is damaged" in err
+    assert manifest.is_file() and not manifest.is_symlink()
+    assert sorted(json.loads(manifest.read_text())["pages"]) == ["p1.png", "p10.png", "p2.png"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -451,3 +452,309 @@ def test_inspect_runs_at_the_size_asked(tmp_path, capsys):
     shutil.copy(DATA / "conv.h5", tmp_path / "tail.net")
     assert cli.main(["style2paints", "inspect", str(tmp_path / "tail.net"), "--size", "33"]) == 0
     assert "runs: inputs (1, 33, 33, 3) -> outputs (1, 33, 33, 4), (1, 17, 17, 4)" in capsys.readouterr().out
+
+
+# --- hostile files (issue 23): only the file's own bytes, only as many as it declares ----------
+
+def write_conv_model(path: Path, input_shape=(None, None, 3), filters: int = 4, kernel_size=(3, 3),
+                     channels: int = 3, make_kernel=None, model_config: str | None = None) -> None:
+    """A one-layer Sequential Conv2D model written with h5py; `make_kernel(group, name, shape)`
+    writes the kernel dataset instead of plain zeros (external storage, a chunked bomb...)."""
+    import h5py
+
+    config = [{"class_name": "Conv2D", "config": {
+        "name": "conv", "filters": filters, "kernel_size": list(kernel_size), "strides": [1, 1], "padding": "same",
+        "data_format": "channels_last", "dilation_rate": [1, 1], "activation": "linear", "use_bias": True,
+        "batch_input_shape": [None, *input_shape[:2], channels]}}]
+    shape = (*kernel_size, channels, filters)
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.2.4"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = (model_config or json.dumps({"class_name": "Sequential", "config": config})).encode()
+        group = f.create_group("model_weights").create_group("conv")
+        group.attrs["weight_names"] = [b"conv/kernel:0", b"conv/bias:0"]
+        if make_kernel is None:
+            group["conv/kernel:0"] = np.full(shape, 0.25, np.float32)
+        else:
+            make_kernel(group, "conv/kernel:0", shape)
+        group["conv/bias:0"] = np.zeros(filters, np.float32)
+
+
+def converted_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file()) if folder.exists() else b""
+
+
+def test_external_storage_cannot_copy_a_local_file_into_the_weights(tmp_path, capsys):
+    """HDF5 external storage reads the raw bytes of any file: /etc/passwd here would come back
+    out of the safetensors. Refused by name before any data is read."""
+    import h5py
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"root:x:0:0:SECRET".ljust(3 * 3 * 3 * 4 * 4, b"!"))
+    path = tmp_path / "head.net"
+    write_conv_model(path, make_kernel=lambda group, name, shape: group.create_dataset(
+        name, shape, "<f4", external=[(str(secret), 0, h5py.h5f.UNLIMITED)]))
+    with pytest.raises(WeightsError) as excinfo:
+        keras_h5.convert(path, tmp_path / "out" / "head")
+    message = one_line(excinfo)
+    assert "conv/kernel:0" in message and "external file" in message and "secret.bin" in message
+    assert b"SECRET" not in converted_bytes(tmp_path / "out")
+    with pytest.raises(WeightsError, match="external file"):
+        keras_h5.read(path)
+    assert cli.main(["style2paints", "inspect", str(path)]) == 1
+    report = capsys.readouterr().out
+    assert "cannot be read" in report and "external file" in report and "SECRET" not in report
+
+
+def test_external_storage_on_a_fifo_is_refused_without_blocking(tmp_path):
+    import threading
+
+    import h5py
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    path = tmp_path / "head.net"
+    write_conv_model(path, make_kernel=lambda group, name, shape: group.create_dataset(
+        name, shape, "<f4", external=[(str(fifo), 0, h5py.h5f.UNLIMITED)]))
+    outcome = []
+
+    def convert():
+        try:
+            keras_h5.convert(path, tmp_path / "out" / "head")
+        except WeightsError as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=convert, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():  # blocked opening the FIFO: let it go, then fail
+        open(fifo, "wb").close()
+        thread.join(10)
+        pytest.fail("converting a file with external storage on a FIFO blocked")
+    assert outcome and "external file" in outcome[0] and "\n" not in outcome[0]
+
+
+def test_external_links_and_virtual_datasets_are_refused_by_name(tmp_path):
+    import h5py
+
+    other = tmp_path / "other.h5"
+    write_conv_model(other)
+    linked = tmp_path / "linked.net"
+    write_conv_model(linked)
+    with h5py.File(linked, "r+") as f:
+        del f["model_weights"]
+        f["model_weights"] = h5py.ExternalLink(str(other), "/model_weights")
+    virtual = tmp_path / "virtual.net"
+
+    def make_virtual(group, name, shape):
+        layout = h5py.VirtualLayout(shape, "<f4")
+        layout[...] = h5py.VirtualSource(str(other), "/model_weights/conv/conv/kernel:0", shape)
+        group.create_virtual_dataset(name, layout)
+
+    write_conv_model(virtual, make_kernel=make_virtual)
+    for path, words in ((linked, "is an external link to the file"), (virtual, "is a virtual dataset")):
+        with pytest.raises(WeightsError) as excinfo:
+            keras_h5.convert(path, tmp_path / "out" / path.stem)
+        message = one_line(excinfo)
+        assert words in message and str(path) in message
+        assert ("model_weights" if path is linked else "conv/kernel:0") in message
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_small_file_cannot_declare_a_huge_network(tmp_path):
+    """The model's declared parameters are bounded before anything is allocated: a 3x3x2048x32768
+    kernel (604 million parameters with the bias, 2.4 GB) in a file of a few KB is refused by name."""
+    import h5py
+
+    path = tmp_path / "bomb.net"
+    write_conv_model(path, filters=32768, channels=2048, make_kernel=lambda group, name, shape: group.create_dataset(
+        name, shape, "<f4", chunks=(1, 1, 64, 64)))
+    assert path.stat().st_size < 200_000
+    described = keras_h5.read(path)
+    assert not described.supported
+    assert "declares 604,012,544 parameters" in str(described.refusals[0])
+    with pytest.raises(WeightsError) as excinfo:
+        keras_h5.convert(path, tmp_path / "out" / "bomb")
+    assert "parameters" in one_line(excinfo)
+    assert h5py.is_hdf5(path)
+
+
+def test_a_tensor_must_be_stored_in_full_and_all_of_them_fit_in_the_file(tmp_path, capsys):
+    """A chunked dataset never written reads as zeros: 64 MB declared in a file of a few KB is
+    refused, not converted; so is one dataset named by every layer (16 MB from one)."""
+    path = tmp_path / "sparse.net"
+    write_conv_model(path, filters=2048, channels=1024, kernel_size=(3, 3),
+                     make_kernel=lambda group, name, shape: group.create_dataset(name, shape, "<f4",
+                                                                                 chunks=(1, 1, 64, 64)))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(WeightsError) as excinfo:
+        keras_h5.convert(path, tmp_path / "out" / "sparse")
+    assert "declares 75,497,472 bytes but the file holds 0 of them" in one_line(excinfo)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert cli.main(["style2paints", "inspect", str(path)]) == 1
+    assert "declares 75,497,472 bytes but the file holds 0" in capsys.readouterr().out
+
+    import h5py
+
+    shared = tmp_path / "shared.h5"
+    write_keras_2_0_dense_stack(shared, layers=16, units=512)
+    compact = tmp_path / "compact.h5"  # the same model, every kernel a hard link to the first one's bytes
+    with h5py.File(shared, "r") as f, h5py.File(compact, "w") as out:
+        for key, value in f.attrs.items():
+            out.attrs[key] = value
+        first = None
+        for i in range(1, 17):
+            layer = f"model_weights/dense_{i}"
+            group = out.create_group(layer)
+            group.attrs["weight_names"] = f[layer].attrs["weight_names"]
+            group[f"dense_{i}/bias:0"] = f[f"{layer}/dense_{i}/bias:0"][()]
+            if first is None:
+                group[f"dense_{i}/kernel:0"] = f[f"{layer}/dense_{i}/kernel:0"][()]
+                first = group[f"dense_{i}/kernel:0"]
+            else:
+                group[f"dense_{i}/kernel:0"] = first
+    shared = compact
+    assert shared.stat().st_size < 2 << 20
+    with pytest.raises(WeightsError) as excinfo:
+        keras_h5.convert(shared, tmp_path / "out" / "shared")
+    assert "more than the file's own" in one_line(excinfo)
+
+
+def test_a_rank_0_kernel_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "scalar.net"
+    write_conv_model(path, make_kernel=lambda group, name, shape: group.create_dataset(name, data=np.float32(1)))
+    with pytest.raises(WeightsError) as excinfo:
+        keras_h5.convert(path, tmp_path / "out" / "scalar")
+    assert "is shaped ()" in one_line(excinfo)
+    assert cli.main(["style2paints", "inspect", str(path)]) == 1
+    assert "is shaped ()" in capsys.readouterr().out
+
+
+def test_inspects_trial_run_is_bounded(tmp_path, capsys, monkeypatch):
+    """A fixed 8192 x 8192 input would take 805 MB (a 60000 x 60000 one 43 GB): not run, said in
+    a line; and a layer whose output would be too large is found on the meta device first."""
+    path = tmp_path / "wide.net"
+    write_conv_model(path, input_shape=(8192, 8192), filters=1)
+    assert cli.main(["style2paints", "inspect", str(path)]) == 1
+    report = capsys.readouterr().out
+    assert "result: converted" in report
+    assert "runs: not run: its inputs (1, 8192, 8192, 3) would take 805.3 MB" in report
+
+    from inknhue.weights.convert import keras_inspect
+
+    monkeypatch.setattr(keras_inspect, "MAX_TRIAL_TENSOR_BYTES", 1 << 20)
+    write_conv_model(path, filters=64)
+    assert cli.main(["style2paints", "inspect", str(path)]) == 1  # 128 x 128 x 64 floats: 4 MB
+    assert "runs: not run: its layer 'conv' would make a tensor of 4.2 MB" in capsys.readouterr().out
+
+
+def test_json_nested_100000_deep_is_a_one_line_error(tmp_path, conv_copy):
+    deep = "[" * 100_000 + "]" * 100_000
+    conv_copy.with_suffix(".json").write_text(deep)
+    with pytest.raises(WeightsError) as excinfo:
+        keras.load(conv_copy)
+    assert "nested too deeply" in one_line(excinfo)
+    path = tmp_path / "deep.net"
+    write_conv_model(path, model_config='{"class_name": "Sequential", "config": ' + deep + "}")
+    with pytest.raises(WeightsError) as excinfo:
+        keras_h5.read(path)
+    assert "model_config is nested too deeply" in one_line(excinfo)
+
+
+def test_only_regular_files_are_read(tmp_path, conv_copy):
+    """A FIFO is refused without blocking, /dev/zero behind a symlink without reading it."""
+    fifo = tmp_path / "head.net"
+    os.mkfifo(fifo)
+    with pytest.raises(WeightsError) as excinfo:
+        keras_h5.read(fifo)
+    assert "is a FIFO, not a regular file" in one_line(excinfo)
+    graph = conv_copy.with_suffix(".json")
+    graph.unlink()
+    graph.symlink_to("/dev/zero")
+    with pytest.raises(WeightsError) as excinfo:
+        keras.load(conv_copy)
+    assert "is a character device, not a regular file" in one_line(excinfo)
+    graph.unlink()
+    os.mkfifo(graph)
+    with pytest.raises(WeightsError, match="is a FIFO"):
+        keras.load(conv_copy)
+
+
+def write_conv_stack(path: Path, layers: int, channels: int) -> None:
+    """A Sequential of `layers` 3x3 Conv2D layers of `channels` channels (slow on a large input)."""
+    import h5py
+
+    config = [{"class_name": "Conv2D", "config": {
+        "name": f"conv_{i}", "filters": channels, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
+        "data_format": "channels_last", "dilation_rate": [1, 1], "activation": "relu", "use_bias": True,
+        **({"batch_input_shape": [None, None, None, channels]} if i == 0 else {})}} for i in range(layers)]
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.2.4"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": config}).encode()
+        for i in range(layers):
+            group = f.create_group(f"model_weights/conv_{i}")
+            group.attrs["weight_names"] = [f"conv_{i}/kernel:0".encode(), f"conv_{i}/bias:0".encode()]
+            group[f"conv_{i}/kernel:0"] = rng.normal(0, 0.1, (3, 3, channels, channels)).astype(np.float32)
+            group[f"conv_{i}/bias:0"] = np.zeros(channels, np.float32)
+
+
+def test_sigterm_during_inspect_leaves_no_scratch_folder(tmp_path):
+    """A timeout or a kill (SIGTERM) while inspect runs a model: the scratch folder goes with it."""
+    import signal
+    import subprocess
+    import sys
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    path = tmp_path / "slow.net"
+    write_conv_stack(path, layers=40, channels=16)
+    env = dict(os.environ, TMPDIR=str(scratch_root), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([str(Path(sys.executable).parent / "inknhue"), "style2paints", "inspect", str(path),
+                                "--size", "2048"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stdout:  # converted: now it runs the model for minutes
+            if "result:" in line:
+                break
+        assert "result: converted" in line
+        left = list(scratch_root.glob("inknhue-keras-*"))
+        assert len(left) == 1 and any(left[0].glob("*.safetensors"))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert list(scratch_root.glob("inknhue-keras-*")) == [], f"left behind (exit status {process.returncode})"
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "inknhue: stopped by SIGTERM" in err
+    assert left[0].name.startswith(f"inknhue-keras-{process.pid}-")  # whose it was, for a later sweep
+
+
+def test_the_next_inspect_sweeps_the_scratch_folders_of_killed_runs(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    killed = root / f"inknhue-keras-{dead}-k1ll3d00"  # a run killed outright (SIGKILL): its pid is gone
+    killed.mkdir()
+    (killed / "head.safetensors").write_bytes(b"\0" * 4096)
+    running = root / f"inknhue-keras-{os.getpid()}-runn1ng0"  # another inspect that still runs
+    running.mkdir()
+    old = root / "inknhue-keras-0ld2ab_c"  # unnamed, from before scratch folders said whose they are
+    old.mkdir()
+    os.utime(old, (time.time() - 3 * 86400,) * 2)
+    recent = root / "inknhue-keras-r3cent_x"
+    recent.mkdir()
+    shutil.copy(DATA / "conv.h5", tmp_path / "tail.net")
+    assert cli.main(["style2paints", "inspect", str(tmp_path / "tail.net")]) == 0
+    assert sorted(p.name for p in root.glob("inknhue-keras-*")) == sorted([running.name, recent.name])
+    report = capsys.readouterr().out
+    assert f"removed {killed}, left behind by an inspect that was killed" in report and str(old) in report

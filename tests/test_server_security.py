@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket as pysocket
 import subprocess
+import sys
 import threading
 import time
 
@@ -18,12 +19,13 @@ import numpy as np
 import pytest
 import zmq
 from drawing import Page
-from servers import ServerProcess, array, curve_socket, raw
+from servers import INKNHUE, ServerProcess, array, curve_socket, raw
 
 from inknhue.engine.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
 from inknhue_krita import protocol
 from inknhue_krita.client import Client, ServerError
+from inknhue_krita.connection_file import read_connection_file
 
 RED, BLUE = (220, 40, 40), (40, 60, 220)
 #: glibc's first rand(): libzmq's first automatic routing id is 00 6b8b4567, then +1 per peer
@@ -577,3 +579,254 @@ def test_the_documented_image_limit_is_the_codes():
     assert len(header["images"]) == protocol.MAX_IMAGES
     with pytest.raises(protocol.ProtocolError, match=f"at most {protocol.MAX_IMAGES} images"):
         protocol.unpack(key, protocol.pack(key, {"id": "x"}, images))
+
+
+# --- issue 23, finding 6: an admitted client cannot make libzmq abort the server ----------------
+
+def test_keyed_clients_claiming_the_next_routing_ids_cannot_abort_the_server(server, parity_weights):
+    """64 sockets with the connection file's keys (as any --curve-dir client has) claim the
+    routing ids libzmq would hand out next: when an ordinary client connected, libzmq asserted
+    (socket_base.cpp:2113) and the server died, its connection file left behind. Now nobody
+    can know the next ids (a claimer of the automatic shape cannot be told apart, and is
+    answered), and a peer with an id of any other shape is refused."""
+    claimers = []
+    try:
+        for k in range(64):
+            socket = curve_socket(server.curve)
+            socket.setsockopt(zmq.IDENTITY, b"\0" + (FIRST_AUTOMATIC_ID + k).to_bytes(4, "big"))
+            socket.connect(server.address)
+            claimers.append(socket)
+        for socket in claimers:  # admitted, and signing with the token: each completes its handshake
+            socket.send_multipart(hello_frames(server.token.encode()))
+        for socket in claimers:
+            assert socket.poll(10_000), "no answer to a keyed peer"
+            assert protocol.unpack(server.token.encode(), socket.recv_multipart(copy=False))[0]["type"] == "hello"
+        page = drawn_page()
+        for _ in range(3):  # ordinary clients connect after them, and get automatic ids
+            with server.client() as client:
+                job = client.colorize(raw(page.rgb), raw(page.hints), max_size=64)
+                header, image = client.wait(job, timeout=60)
+            np.testing.assert_array_equal(array(image)[..., :3], expected_result(parity_weights, page))
+        assert server.process.poll() is None, "the server died"
+        assert server.connection_file.exists()
+    finally:
+        for socket in claimers:
+            socket.close()
+
+
+@pytest.mark.parametrize("routing_id", [b"laptop", b"\1" * 5, b"\0" * 6, b"\0" * 4, bytes(range(250, 255))])
+def test_a_peer_that_names_its_own_connection_is_refused(server, routing_id):
+    socket = curve_socket(server.curve)
+    try:
+        socket.setsockopt(zmq.IDENTITY, routing_id)
+        socket.connect(server.address)
+        socket.send_multipart(hello_frames(server.token.encode()))
+        assert socket.poll(10_000)
+        reply = protocol.unpack(server.token.encode(), socket.recv_multipart(copy=False))[0]
+        assert reply["type"] == "error" and reply["code"] == "bad_message"
+        assert "may not set its routing id" in reply["message"]
+    finally:
+        socket.close()
+    with server.client() as client:  # everyone else is served
+        assert client.ping() >= 0  # answered
+
+
+def test_routing_ids_start_somewhere_new_in_every_process():
+    """libzmq's first automatic id was always 00 6b8b4567 (glibc's unseeded rand())."""
+    probe = """
+import zmq
+from inknhue.server.security import chosen_routing_id, unpredictable_routing_ids
+assert unpredictable_routing_ids()
+context = zmq.Context()
+router = context.socket(zmq.ROUTER)
+port = router.bind_to_random_port("tcp://127.0.0.1")
+dealer = context.socket(zmq.DEALER)
+dealer.connect(f"tcp://127.0.0.1:{port}")
+dealer.send(b"x")
+routing_id = router.recv_multipart()[0]
+assert not chosen_routing_id(routing_id)
+print(routing_id.hex())
+context.destroy(linger=0)
+"""
+    firsts = {subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                             timeout=60).stdout.strip() for _ in range(4)}
+    assert len(firsts) == 4 and f"00{FIRST_AUTOMATIC_ID:08x}" not in firsts, firsts
+
+
+# --- issue 23, finding 7: the connection file --------------------------------------------------
+
+def fake_info(n=0):
+    return {"address": f"tcp://127.0.0.1:{5600 + n}", "token": "t" * 64, "pid": 2 ** 22 + n,
+            "curve": {"server_public": "s", "public": "p", "secret": "x"}}
+
+
+def test_a_folder_others_may_write_is_fixed_or_refused(tmp_path):
+    from inknhue_krita.connection_file import UnsafeFolder, read_connection_file, write_connection_file
+
+    shared = tmp_path / "data"
+    shared.mkdir()
+    shared.chmod(0o777)
+    notes = write_connection_file(shared / "server.json", fake_info())
+    assert (shared.stat().st_mode & 0o777) == 0o755 and (shared / "server.json").stat().st_mode & 0o777 == 0o600
+    assert len(notes) == 1 and f"{shared} for the connection file was writable by other users (mode 0777)" in notes[0]
+    assert read_connection_file(shared / "server.json")["token"] == "t" * 64
+
+    open_to_all = tmp_path / "open"  # anyone could rename the data folder away and put theirs in its place
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    with pytest.raises(UnsafeFolder) as excinfo:
+        write_connection_file(open_to_all / "inknhue" / "server.json", fake_info())
+    assert f"{open_to_all}, above the folder" in str(excinfo.value) and "no sticky bit" in str(excinfo.value)
+    assert not (open_to_all / "inknhue" / "server.json").exists()
+    sticky = tmp_path / "sticky"  # like /tmp: others cannot rename what is ours
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    write_connection_file(sticky / "inknhue" / "server.json", fake_info())
+    assert (sticky / "inknhue").stat().st_mode & 0o777 == 0o700  # made private
+
+
+def test_a_real_server_fixes_a_world_writable_data_folder_and_says_so(parity_weights, tmp_path, isolated_user_dirs):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    folder.chmod(0o777)
+    started = ServerProcess(parity_weights, folder)
+    try:
+        assert folder.stat().st_mode & 0o777 == 0o755
+        started.process.terminate()
+        _, err = started.process.communicate(timeout=30)
+    finally:
+        started.stop()
+    said = f"the folder {folder} for the connection file was writable by other users (mode 0777): made it 0755"
+    assert f"warning: {said}" in err.splitlines()
+    assert said in (isolated_user_dirs / ".local/state/inknhue/log/server.log").read_text()
+
+
+def test_a_symlink_at_the_temporary_name_cannot_stop_or_redirect_the_write(tmp_path):
+    """The temporary name was .server.json.PID: a dangling symlink there made the write raise
+    FileExistsError (and a file there was unlinked). Now it is unpredictable."""
+    from inknhue_krita.connection_file import read_connection_file, write_connection_file
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    target = tmp_path / "elsewhere"
+    (folder / f".server.json.{os.getpid()}").symlink_to(target)
+    write_connection_file(folder / "server.json", fake_info())
+    assert read_connection_file(folder / "server.json")["address"] == fake_info()["address"]
+    assert not target.exists() and (folder / f".server.json.{os.getpid()}").is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == [f".server.json.{os.getpid()}", "server.json"]
+
+
+def test_a_second_server_on_one_connection_file_refuses_while_the_first_answers(parity_weights, tmp_path):
+    first = ServerProcess(parity_weights, tmp_path)
+    try:
+        first.wait_until_ready()
+        second = subprocess.Popen([str(INKNHUE), "serve", "--port", "0", "--weights", str(parity_weights), "--device",
+                                   "cpu", "--connection-file", str(first.connection_file)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = second.communicate(timeout=60)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
+        assert second.returncode == 1 and "listening" not in out, err
+        assert (f"inknhue: error: another backend is running with the connection file {first.connection_file} "
+                f"(pid {first.process.pid}, tcp://127.0.0.1:") in err
+        assert "give this one its own --connection-file" in err
+        assert read_connection_file(first.connection_file)["token"] == first.token  # the first's, untouched
+        with first.client() as client:
+            assert client.ping() >= 0  # answered
+    finally:
+        first.stop()
+    assert not first.connection_file.exists()
+
+    gone = ServerProcess(parity_weights, tmp_path)  # killed outright: its file stays behind, stale
+    gone.process.kill()
+    gone.process.wait()
+    gone.stop()
+    assert first.connection_file.exists()
+    after = ServerProcess(parity_weights, tmp_path)
+    try:
+        assert read_connection_file(after.connection_file)["pid"] == after.process.pid
+        with after.client() as client:
+            assert client.ping() >= 0  # answered
+    finally:
+        after.stop()
+
+
+# --- issue 23, finding 8: SIGTERM while the models load --------------------------------------
+
+SLOW_LOAD = """
+import sys, time
+import torch
+from inknhue.weights import checkpoints
+
+real = checkpoints.load_shading_generator
+
+def slow(weights_dir):  # minutes of torch's C++, as reading a large checkpoint is
+    x = torch.randn(256, 256)
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        x = torch.tanh(x @ x)
+    return real(weights_dir)
+
+checkpoints.load_shading_generator = slow
+from inknhue import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_the_models_load_stops_the_backend_cleanly(parity_weights, tmp_path):
+    """It used to abort: "terminate called without an active exception", exit status -6, and
+    the connection file stayed."""
+    script = tmp_path / "slow_serve.py"
+    script.write_text(SLOW_LOAD)
+    connection = tmp_path / "server.json"
+    process = subprocess.Popen([sys.executable, str(script), "serve", "--port", "0", "--weights", str(parity_weights),
+                                "--device", "cpu", "--connection-file", str(connection)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in process.stdout.readline()
+        info = read_connection_file(connection)
+        with Client(info["address"], info["token"], curve=info["curve"], timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while client.hello()["models"] != "loading" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.hello()["models"] == "loading"
+        time.sleep(1.0)  # well inside torch
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert "terminate called" not in err and process.returncode == 0, (process.returncode, err)
+    assert not connection.exists()
+
+
+def test_sigterm_while_the_backend_starts_is_not_lost(parity_weights, tmp_path):
+    """The backend looks at an earlier connection file before it binds (a ping of up to 3 s);
+    a SIGTERM then was undone when the I/O loop was switched on, and the backend ran on."""
+    listener = pysocket.create_server(("127.0.0.1", 0))  # takes the ping's connection, never answers it
+    public, secret = zmq.curve_keypair()
+    connection = tmp_path / "server.json"
+    connection.write_text(json.dumps({  # a live pid (this one), an address that does not answer
+        "address": f"tcp://127.0.0.1:{listener.getsockname()[1]}", "token": "t" * 64, "pid": os.getpid(),
+        "curve": {"server_public": public.decode(), "public": public.decode(), "secret": secret.decode()}}))
+    connection.chmod(0o600)
+    process = subprocess.Popen([str(INKNHUE), "serve", "--port", "0", "--weights", str(parity_weights), "--device",
+                                "cpu", "--connection-file", str(connection)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listener.settimeout(60)
+        peer, _ = listener.accept()  # the ping: the handlers are in place
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        peer.close()
+    finally:
+        listener.close()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, (out, err)
+    assert not connection.exists()

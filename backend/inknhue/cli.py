@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from .errors import InknhueError, InputError
 from .install import installer
 from .logs import LOG_NAME, log_dir, setup_logging
 from .runtime import host_memory
+from .runtime.termination import Terminated
 
 log = logging.getLogger(__name__)
 
@@ -290,11 +292,15 @@ def _colorize_page(args) -> int:
     provider.require(engine.weights_dir)
     _say(f"loading weights from {engine.weights_dir} on {engine.device.type}")
     _say(f"[0/{len(STAGES)}] load      {engine.load():6.2f} s")
+    said = engine.weights_warnings  # NaN weights, said at load (and not again below)
+    for warning in said:
+        _say(f"warning: {warning}")
     started = time.perf_counter()
     result = engine.colorize(page, provider, request, max_size=args.max_size, ratio=args.ratio,
                              progress=_print_progress)
     for warning in result.warnings:
-        _say(f"warning: {warning}")
+        if warning not in said:
+            _say(f"warning: {warning}")
     final = result.final(args.ratio, args.output_size, args.layer)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
@@ -356,8 +362,21 @@ def cmd_serve(args) -> int:
     def ready(address):
         print(f"inknhue serve: listening on {address}", flush=True)
         _say(f"connection file: {server.connection_file}; logs: {log_dir() / 'server.log'}")
+        for note in server.notes:
+            _say(f"warning: {note}")
 
     serve(server, on_ready=ready)
+    left = server.unfinished()
+    if left:
+        # Stopped while the models load (SIGTERM, an expired lease): torch cannot be cut short, and
+        # Python exiting under a thread that runs its C++ aborts the process ("terminate called
+        # without an active exception"). Everything is closed and the connection file is gone:
+        # end here, without the interpreter's teardown.
+        log.info("stopped while %s was still running (loading the models): exiting now", ", ".join(left))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -427,9 +446,11 @@ def cmd_weights(args) -> int:
 
 
 def cmd_style2paints(args) -> int:
+    from .runtime.termination import signals_raise
     from .weights.convert.keras_inspect import inspect_dir
 
-    return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
+    with signals_raise():  # a SIGTERM or a timeout cleans the scratch folder up too
+        return inspect_dir(args.directory, print, reference=args.reference, bilinear=args.bilinear, size=args.size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -451,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("inknhue: interrupted")
         return 130
+    except Terminated as exc:
+        log.info("%s", exc)
+        _say(f"inknhue: {exc}")
+        return exc.exit_code
     except Exception:
         log.exception("unexpected failure")
         _say(f"inknhue: unexpected failure; details in {log_file}")

@@ -19,7 +19,13 @@ A chapter is a plan, checked in full before the first slow stage, then a loop ov
 - Done: outputs are written atomically (`imaging.write_image`: a temporary file renamed into
   place), so a file under an output's name is always whole. Then `Manifest` records it in
   FOLDER/.inknhue-chapter.json: the digests of its input files, the settings that change
-  its pixels (`look`), and the digest of the file written. A page is
+  its pixels (`look`), and the digest of the file written. One run at a time: the run
+  locks the manifest (`runtime.lock`, FOLDER/.inknhue-chapter.json.lock) before reading it
+  and until it ends, and a second run into the folder refuses, naming the first (pid, host,
+  command, start); the lock of a run that was killed is recognised and taken over. The
+  manifest is read as a regular file of at most 64 MiB nested at most 64 deep: anything
+  else (a FIFO, a symlink to /dev/zero, a document nested 100,000 deep) is "damaged", and
+  the run writes a fresh one. A page is
   - skipped as done when its output exists and the record's inputs and settings are
     today's (an output edited since stays: it is still done);
   - colorized again when its output is the very file inkn'hue wrote but an input or a
@@ -58,10 +64,15 @@ from typing import Callable
 
 from .. import __version__
 from ..errors import InknhueError, InputError, WeightsError
+from ..runtime.small_files import parse_json, read_small_file
+from ..runtime.lock import FileLock, Holder
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".inknhue-chapter.json"
+LOCK_NAME = MANIFEST_NAME + ".lock"
+#: the largest manifest read (a record is about 500 bytes: 100,000 pages fit)
+MAX_MANIFEST_BYTES = 64 << 20
 OUTPUT_SUFFIX = ".png"
 _LISTED = 5  # names shown in an error that lists pages
 
@@ -140,10 +151,10 @@ class Manifest:
         self.entries: dict[str, dict] = {}
         self.damaged = False
         try:
-            data = json.loads(self.path.read_text("utf-8"))
+            data = parse_json(read_small_file(self.path, MAX_MANIFEST_BYTES))
         except FileNotFoundError:
             return
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # unreadable, not a regular file, too large, not JSON, too deep
             self.damaged = True
             return
         pages = data.get("pages") if isinstance(data, dict) else None
@@ -151,6 +162,11 @@ class Manifest:
             self.damaged = True
             return
         self.entries = {name: entry for name, entry in pages.items() if isinstance(entry, dict)}
+
+    @staticmethod
+    def lock(folder: Path) -> FileLock:
+        """The lock that one run at a time holds while it reads and writes FOLDER's manifest."""
+        return FileLock(folder / LOCK_NAME, f"the manifest {folder / MANIFEST_NAME}")
 
     def get(self, output_name: str) -> dict | None:
         return self.entries.get(output_name)
@@ -193,6 +209,8 @@ class Plan:
     reference: Path | None
     pages: list[Page]
     manifest: Manifest
+    lock: FileLock | None = None    #: held from the manifest's reading to the run's end
+    stale: Holder | None = None     #: the holder of a stale lock taken over
 
 
 class _Matches:
@@ -348,15 +366,21 @@ def make_plan(args) -> Plan:
     check_writable(pages[0].output)  # creates the folder; one folder, so one check
 
     settings = look(args, prior)
-    manifest = Manifest(folder)
-    reference_digest = file_digest(reference) if reference else None
-    for page in pages:
-        page.inputs = {role: file_digest(path) for role, path in
-                       (("page", page.path), ("hints", page.hints), ("rough", page.rough)) if path}
-        if reference_digest:
-            page.inputs["reference"] = reference_digest
-        decide(page, settings, manifest, args.overwrite)
-    return Plan(folder, prior, settings, reference, pages, manifest)
+    lock = Manifest.lock(folder)
+    stale = lock.acquire()  # Locked (an InknhueError) names the run that holds it
+    try:
+        manifest = Manifest(folder)
+        reference_digest = file_digest(reference) if reference else None
+        for page in pages:
+            page.inputs = {role: file_digest(path) for role, path in
+                           (("page", page.path), ("hints", page.hints), ("rough", page.rough)) if path}
+            if reference_digest:
+                page.inputs["reference"] = reference_digest
+            decide(page, settings, manifest, args.overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return Plan(folder, prior, settings, reference, pages, manifest, lock, stale)
 
 
 def decide(page: Page, settings: dict, manifest: Manifest, overwrite: bool) -> None:
@@ -401,6 +425,7 @@ class _Here:
         self.provider = get_provider(plan.prior)
         self.provider.require(self.engine.weights_dir)
         self.loaded = False
+        self.said: set[str] = set()  #: weights warnings said in this run
 
     def colorize(self, request, stage: StageReport):
         if not self.loaded:
@@ -408,6 +433,7 @@ class _Here:
             seconds = self.engine.load()
             self.say(f"loaded the models from {self.engine.weights_dir} on {self.engine.device.type} "
                      f"in {seconds:.2f} s")
+            self._say_weights(self.engine.weights_warnings)
             self.loaded = True
 
         def progress(event):
@@ -416,7 +442,19 @@ class _Here:
 
         result = self.engine.colorize(request.page, self.provider, request, max_size=self.args.max_size,
                                       ratio=self.args.ratio, progress=progress)
-        return result.final(self.args.ratio, self.args.output_size, self.args.layer), result.ran, result.warnings
+        # NaN weights (every result carries them): said once a run, as soon as they are known
+        # (the engine's at load, a provider's networks at its first page), not with each page
+        weights = [*self.engine.weights_warnings,
+                   *self.provider.weights_warnings(self.engine.weights_dir, self.engine.device)]
+        self._say_weights(weights)
+        page = [w for w in result.warnings if w not in weights]
+        return result.final(self.args.ratio, self.args.output_size, self.args.layer), result.ran, page
+
+    def _say_weights(self, warnings: list[str]) -> None:
+        for warning in warnings:
+            if warning not in self.said:
+                self.say(f"warning: {warning}")
+                self.said.add(warning)
 
     def close(self) -> None:
         pass
@@ -535,13 +573,23 @@ def _page_failure(exc: Exception) -> str:
 
 def run(args, say: Callable[[str], None]) -> int:
     """`inknhue colorize` for a chapter; returns the exit code (0, 1 if a page failed, 130 on Ctrl-C)."""
+    plan = make_plan(args)
+    try:
+        return _run(args, plan, say)
+    finally:
+        if plan.lock is not None:
+            plan.lock.release()
+
+
+def _run(args, plan: Plan, say: Callable[[str], None]) -> int:
     from tqdm import tqdm
 
     from ..page.imaging import read_hints, read_rgb, write_image
     from ..rough import RoughRequest
 
-    plan = make_plan(args)
     todo = [page for page in plan.pages if not page.skip]
+    if plan.stale is not None:
+        say(f"note: took over the lock of a run that is gone ({plan.stale.describe()})")
     say(f"chapter: {len(plan.pages)} pages -> {plan.folder}, {len(todo)} to colorize "
         f"({plan.prior}, ratio {args.ratio:g}, max size {args.max_size})")
     if plan.manifest.damaged:

@@ -35,6 +35,7 @@ from ..defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SI
 from ..errors import InputError, WeightsError
 from ..networks import banded
 from ..networks.alignment import AlignmentVAE
+from ..networks.nonfinite import nonfinite_tensors, nonfinite_warning
 from ..networks.shading import ShadingGenerator
 from ..page import imaging_gpu
 from ..page.color import check_ratio
@@ -103,18 +104,47 @@ def tensor_to_image(y: torch.Tensor) -> np.ndarray:
 
 _models: dict[tuple, torch.nn.Module] = {}
 _models_lock = threading.Lock()
+#: what loading each model found wrong with its weights (NaN...), by the key of `_models`
+_model_warnings: dict[tuple, list[str]] = {}
+_COND_PREFIXES = ("cond_encoder.", "cond_decoder.")  #: the alignment VAE's tensors from CONDITIONAL
+
+
+def _nonfinite_warnings(kind: str, model: torch.nn.Module, weights_dir: Path) -> list[str]:
+    """One line per weights file whose tensors hold NaN or infinite values."""
+    bad = nonfinite_tensors(model)
+    if not bad:
+        return []
+    state = model.state_dict()
+    if kind == "shader":
+        parts = {weights.SHADER: (bad, len(state))}
+    else:
+        parts = {name: ([k for k in bad if k.startswith(_COND_PREFIXES) == conditional],
+                        sum(k.startswith(_COND_PREFIXES) == conditional for k in state))
+                 for name, conditional in ((weights.KL_F8, False), (weights.CONDITIONAL, True))}
+    return [nonfinite_warning(str(weights_dir / name), names, total, weights.REPLACE)
+            for name, (names, total) in parts.items() if names]
 #: convolution work of banded VAE passes, by weights, plan and working size
 _banded_work: dict[tuple, dict[str, float]] = {}
 
 
+def _model_key(kind: str, weights_dir: Path, device: torch.device, dtype: torch.dtype,
+               layout: torch.memory_format) -> tuple:
+    return (kind, str(weights_dir.resolve()), str(device), dtype, layout)
+
+
 def _cached_model(kind: str, weights_dir: Path, device: torch.device, dtype: torch.dtype,
                   layout: torch.memory_format):
-    key = (kind, str(weights_dir.resolve()), str(device), dtype, layout)
+    key = _model_key(kind, weights_dir, device, dtype, layout)
     with _models_lock:
         if key not in _models:
             started = time.perf_counter()
             loader = checkpoints.load_shading_generator if kind == "shader" else checkpoints.load_alignment_vae
-            _models[key] = loader(weights_dir).to(device=device, dtype=dtype, memory_format=layout)
+            model = loader(weights_dir)
+            # as read, before another dtype could turn a large value infinite
+            _model_warnings[key] = _nonfinite_warnings(kind, model, weights_dir)
+            for warning in _model_warnings[key]:
+                log.warning("%s", warning)
+            _models[key] = model.to(device=device, dtype=dtype, memory_format=layout)
             log.info("loaded %s from %s on %s in %.2f s", kind, weights_dir, device,
                      time.perf_counter() - started)
         return _models[key]
@@ -150,8 +180,18 @@ class Engine:
     def vae(self):
         return _cached_model("vae", self.weights_dir, self.device, self.vae_dtype, self.vae_memory_format)
 
+    @property
+    def weights_warnings(self) -> list[str]:
+        """What loading the networks found wrong with their weights (NaN or infinite values),
+        one line per file; empty before they are loaded and for sound weights. Every result
+        of `colorize` carries them too (with its provider's: `RoughProvider.weights_warnings`)."""
+        keys = (_model_key("shader", self.weights_dir, self.device, self.shader_dtype, self.memory_format),
+                _model_key("vae", self.weights_dir, self.device, self.vae_dtype, self.vae_memory_format))
+        return [w for key in keys for w in _model_warnings.get(key, [])]
+
     def load(self) -> float:
-        """Load both networks now (they are cached per process); returns the seconds it took."""
+        """Load both networks now (they are cached per process); returns the seconds it took.
+        `weights_warnings` says afterwards whether their weights hold NaN."""
         self.check_weights()
         started = time.perf_counter()
         self.generator  # noqa: B018  (properties that load and cache)
@@ -353,6 +393,8 @@ class Engine:
         generated = stage([("encode", lambda _: self.encode(rough)),
                            ("decode", lambda latent: self.decode(latent, conditions))],
                           digest("generated", page_key, rough_key))
+        # weights that hold NaN make every result wrong: each one says so
+        warnings = [*warnings, *self.weights_warnings, *provider.weights_warnings(self.weights_dir, self.device)]
         result = Colorization(page_size=(page.shape[1], page.shape[0]), shaded=shaded, rough=rough,
                               generated=generated, page_grey=luma(page), timings=timings, ran=ran,
                               warnings=warnings, device=None if self.device.type == "cpu" else self.device)

@@ -46,7 +46,7 @@ The inputs are permuted at the start and the outputs at the end.
 from __future__ import annotations
 
 import functools
-import json
+import logging
 import math
 import operator
 import os
@@ -58,11 +58,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
+from ..runtime.small_files import FileTooLarge, parse_json, read_small_file
+from .nonfinite import nonfinite_tensors, nonfinite_warning
+
+log = logging.getLogger(__name__)
 
 GRAPH_FORMAT = "inknhue-keras-graph"
 GRAPH_VERSION = 1
 #: the largest graph file load() reads (a 1000-layer model is well under 1 MB)
 MAX_GRAPH_BYTES = 64 << 20
+#: the most parameters a graph may declare: 1 GiB in float32, 2.5 times Style2Paints V4.5's
+#: largest network (412 MB), so that a small file cannot make anyone allocate gigabytes
+MAX_PARAMETERS = 1 << 28
 
 ACTIVATIONS = ("linear", "relu", "elu", "selu", "tanh", "sigmoid", "softmax", "softplus", "softsign")
 BILINEAR_RULES = ("legacy", "half_pixel")
@@ -1004,6 +1011,7 @@ class KerasGraph(nn.Module):
         if not isinstance(entries, list) or not entries:
             raise GraphError("the graph has no layers")
         self.name = str(graph.get("name", "model"))
+        self.warnings: list[str] = []  #: what load() found wrong with the weights (NaN...)
         self.layers = nn.ModuleDict()
         self.keys: dict[str, str] = {}  # Keras layer name -> module key
         layers: dict[str, dict] = {}
@@ -1080,6 +1088,12 @@ class KerasGraph(nn.Module):
         for ref in self.output_names:
             if ref not in shapes:
                 raise GraphError(f"model output {ref[0]!r} (node {ref[1]}, tensor {ref[2]}) is never computed")
+        parameters = sum(math.prod(shape) for name, in_shapes in built.items()
+                         for shape in LAYERS[layers[name]["class_name"]].param_shapes(layers[name]["config"],
+                                                                                       in_shapes).values())
+        if parameters > MAX_PARAMETERS:
+            raise GraphError(f"it declares {parameters:,} parameters, more than the {MAX_PARAMETERS:,} inkn'hue "
+                             f"accepts (Style2Paints' largest network has about 100 million)")
 
         for name, layer in layers.items():
             if layer["class_name"] == "InputLayer" or name not in built:
@@ -1158,13 +1172,15 @@ def converted_paths(dst: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def read_graph(path: Path) -> dict:
+    """The graph JSON of a converted model: a regular file of at most MAX_GRAPH_BYTES, nested
+    at most `small_files.MAX_JSON_DEPTH` deep."""
     try:
-        size = path.stat().st_size
-        if size > MAX_GRAPH_BYTES:
-            raise WeightsError(f"{path} is {size} bytes, too large for a converted Keras graph")
-        graph = json.loads(path.read_bytes())
+        graph = parse_json(read_small_file(path, MAX_GRAPH_BYTES))
     except FileNotFoundError:
         raise WeightsError(f"{path} is missing: convert the Keras model first") from None
+    except FileTooLarge:
+        raise WeightsError(f"{path} is larger than {MAX_GRAPH_BYTES} bytes, too large for a converted Keras "
+                           f"graph") from None
     except OSError as exc:
         raise WeightsError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -1220,6 +1236,11 @@ def load(dst: str | os.PathLike, device: str | torch.device = "cpu", dtype: torc
                                f"{tuple(expected[key].shape)}; convert the Keras model again")
         if not tensor.is_floating_point():
             raise WeightsError(f"{weights_path}: {key} is {tensor.dtype}, not floating point")
+    bad = nonfinite_tensors(tensors)
+    model.warnings = [nonfinite_warning(str(weights_path), bad, len(tensors),
+                                        "convert the Keras model again from a sound file")] if bad else []
+    for warning in model.warnings:
+        log.warning("%s", warning)
     model.load_state_dict(tensors, strict=True, assign=True)
     del tensors  # the module holds them now; converting them below frees each original in turn
     if dtype is not None:

@@ -67,6 +67,12 @@ class RoughProvider(ABC):
         """Warnings for the artist: inputs that are valid but probably not what was meant."""
         return []
 
+    def weights_warnings(self, weights_dir: Path, device) -> list[str]:
+        """What loading the provider's own networks for this folder and device found wrong
+        with their weights (NaN or infinite values, `networks.nonfinite`), one line each;
+        empty before they are loaded. The engine adds them to every result."""
+        return []
+
     @abstractmethod
     def rough_colours(self, request: RoughRequest, engine: Networks) -> np.ndarray:
         """Rough colours, RGB uint8, with the page's aspect ratio."""

@@ -497,9 +497,14 @@ _networks: dict[tuple[str, str], Networks] = {}
 _networks_lock = threading.Lock()
 
 
+def _networks_key(weights_dir: Path, device) -> tuple[str, str]:
+    return str(Path(weights_dir).resolve()), str(device)
+
+
 def load_networks(weights_dir: Path, device: torch.device) -> Networks:
-    """The converted networks, loaded once per process and device."""
-    key = (str(Path(weights_dir).resolve()), str(device))
+    """The converted networks, loaded once per process and device (each module's `warnings`
+    says what `networks.keras.load` found wrong with its weights)."""
+    key = _networks_key(weights_dir, device)
     with _networks_lock:
         if key not in _networks:
             reason = unavailable_reason(weights_dir)
@@ -568,6 +573,12 @@ class Style2PaintsProvider(RoughProvider):
             return ["No strokes and no reference: Style2Paints picks every colour itself "
                     "(paint strokes, or give a reference)."]
         return []
+
+    def weights_warnings(self, weights_dir: Path, device) -> list[str]:
+        networks = _networks.get(_networks_key(weights_dir, device))
+        if networks is None:
+            return []
+        return [w for name in NETWORKS for w in getattr(getattr(networks, name), "warnings", [])]
 
     def rough_colours(self, request: RoughRequest, engine) -> np.ndarray:
         hints = check_hints(request.hints, request.page)

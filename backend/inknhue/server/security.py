@@ -9,12 +9,34 @@ cannot complete the handshake, and the ZAP handler admits only the client keys t
 made (written to the 0600 connection file) plus, for a network, the public keys in
 `--curve-dir`/clients. Refused handshakes are counted from the socket's monitor and
 logged at most once a minute. docs/protocol.md gives the reasoning for users.
+
+The keys keep strangers out, not an admitted client that misbehaves: one holding the keys
+(any `--curve-dir` client, or whoever reads the connection file) could still claim the ids
+libzmq hands out next and make it assert (socket_base.cpp: an automatic id is added to the
+socket's table without a look whether a peer holds it). libzmq cannot be told to ignore a
+peer's chosen routing id (ZAP is not told it, the draft SERVER socket is not in the
+wheels), so:
+- `unpredictable_routing_ids()`: libzmq numbers a ROUTER's connections on from a rand()
+  drawn when the socket is made, and nothing seeds rand(): the first id is always
+  00 6b8b4567. The server seeds it from os.urandom just before it makes its ROUTER, so the
+  ids it hands out start anywhere among 2^32 and no peer ever learns one (they are never
+  sent). A peer that claims ids blindly, one connection each, hits the next with
+  probability (its connections) / 2^32 per new connection: at most about 2.4e-7 under the
+  usual limit of 1,024 open files.
+- `chosen_routing_id(routing_id)`: an automatic id is five bytes, the first 0. A message
+  under any other id comes from a peer that announced one of its own (inkn'hue's clients
+  never do) and is refused, whatever it says. (One that chose the automatic shape cannot
+  be told apart: the handshake's "Identity" property reads as empty through zmq_msg_gets
+  when it starts with a 0 byte. The unpredictable ids are the defence there.)
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +51,25 @@ _REFUSALS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOC
              | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 REPORT_EVERY_S = 60.0
 ZAP_DOMAIN = "inknhue"
+
+
+def unpredictable_routing_ids() -> bool:
+    """Seed the C library's rand(), which libzmq draws a new ROUTER's first automatic routing
+    id from, with 32 random bits. Call it just before making the ROUTER socket; False where
+    the C library could not be reached (the ids are then libzmq's usual ones)."""
+    try:
+        libc = ctypes.CDLL("ucrtbase") if sys.platform == "win32" else ctypes.CDLL(None)
+        libc.srand(ctypes.c_uint(int.from_bytes(os.urandom(4), "little")))
+    except (OSError, AttributeError) as exc:
+        log.debug("cannot seed rand() for libzmq's routing ids: %s", exc)
+        return False
+    return True
+
+
+def chosen_routing_id(routing_id: bytes) -> bool:
+    """Whether a message's routing id is one its peer announced rather than one libzmq gave
+    (libzmq's own are 00 and four bytes)."""
+    return len(routing_id) != 5 or routing_id[0] != 0
 
 
 def keypair() -> tuple[str, str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import zmq
 
 from inknhue_krita import protocol
-from inknhue_krita.connection_file import read_connection_file, write_connection_file
+from inknhue_krita.connection_file import read_connection_file
 from inknhue_krita.messages import BlendRequest, ColorizeRequest, job_field
 from inknhue_krita.paths import connection_file as default_connection_file
 from inknhue_krita.protocol import ProtocolError, RawImage, shown
@@ -51,8 +51,9 @@ from ..page.pixels import to_array, to_rgb, to_rgba
 from ..rough import PROVIDERS, RoughRequest, get_provider
 from ..runtime.cache import StageCache
 from ..runtime.host_memory import give_back_freed_memory
+from .connection import claim, refuse_if_taken
 from .jobs import Job, JobState, JobTable
-from .security import Gatekeeper
+from .security import Gatekeeper, chosen_routing_id, unpredictable_routing_ids
 
 log = logging.getLogger("inknhue.server")
 
@@ -109,6 +110,7 @@ class Server:
         self.context = zmq.Context()
         self.gatekeeper = Gatekeeper(self.context, curve_dir)
         self.address = ""
+        self.notes: list[str] = []  #: what bind() fixed on the way (the connection file's folder), one line each
         self._threads: list[threading.Thread] = []
         self._complaints = RateLimitedLog(log)
         self._unread: dict[bytes, list[tuple[zmq.MessageTracker, int]]] = defaultdict(list)
@@ -118,6 +120,8 @@ class Server:
     # setup ------------------------------------------------------------------------------
 
     def bind(self) -> str:
+        refuse_if_taken(self.connection_file)  # a second backend on one connection file (connection.py)
+        unpredictable_routing_ids()  # libzmq's next automatic ids: nobody's guess (security.py)
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
@@ -136,7 +140,7 @@ class Server:
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.inbox = self.context.socket(zmq.PULL)
         self.inbox.bind(_OUTBOX)
-        write_connection_file(self.connection_file, {
+        self.notes = claim(self.connection_file, {
             "address": self.address, "token": self.token, "protocol": protocol.PROTOCOL, "pid": os.getpid(),
             "version": __version__, "started": time.time(), "lease": self.lease.seconds,
             "curve": self.gatekeeper.connection_info()})
@@ -161,8 +165,10 @@ class Server:
             self.blend_queue.put(None, timeout=10)
         except queue.Full:
             pass
+        # A job is cancelled within a module's forward pass; loading the models cannot be cut
+        # short (torch reads the files in C++), so it is not waited for long: see unfinished()
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=1.0 if self.models == "loading" else 10.0)
         try:
             if read_connection_file(self.connection_file).get("token") == self.token:
                 self.connection_file.unlink()
@@ -171,6 +177,10 @@ class Server:
         self.gatekeeper.close()
         self.context.destroy(linger=0)
         log.info("stopped")
+
+    def unfinished(self) -> list[str]:
+        """The workers still running after close() (the GPU worker while the models load)."""
+        return [thread.name for thread in self._threads if thread.is_alive()]
 
     # the I/O loop -----------------------------------------------------------------------
 
@@ -186,6 +196,10 @@ class Server:
                 try:
                     frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
+                    continue
+                if chosen_routing_id(frames[0].bytes):
+                    self._error(frames[0].bytes, "bad_message", "this backend names each connection itself: a client "
+                                "may not set its routing id (ZMQ_ROUTING_ID, ZMQ_IDENTITY); refused")
                     continue
                 self._handle(frames[0].bytes, frames[1:])
             self.gatekeeper.drain_monitor()
@@ -486,13 +500,18 @@ class Server:
 
 def serve(server: Server, on_ready=None) -> None:
     """Run until a shutdown request, SIGTERM, Ctrl-C or an expired lease."""
+    asked = []
+
     def stop(*_):
+        asked.append(True)
         server.running = False
 
     if threading.current_thread() is threading.main_thread():  # before anyone can know our pid
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
     address = server.start()
+    if asked:  # stopped while it started (the look at an earlier connection file takes up to seconds)
+        server.running = False
     if on_ready:
         on_ready(address)
     try:

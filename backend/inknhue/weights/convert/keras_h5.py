@@ -25,6 +25,16 @@ safetensors file before the next one is read, so a 412 MB network never sits in 
 twice. The graph JSON is written last, over a temporary name, so a converted model is
 complete or absent.
 
+A file from the internet may hold only its own bytes, and only as many as it declares.
+Before any data is read (`_check_self_contained`): external links, datasets with external
+storage (raw bytes of any local file: /etc/passwd, a FIFO) and virtual datasets (mapped from
+other HDF5 files) are refused, by name, wherever they are in the file. Before anything is
+allocated: the model may declare at most `networks.keras.MAX_PARAMETERS`; each tensor read
+must be plain floating point without filters, and stored in the file in full (a chunked
+dataset declared 2.4 GB in a 137 KB file is refused, not read as zeros), and all of them
+together fit in the file. Only regular files are opened; `model_config` is parsed nested at
+most `runtime.small_files.MAX_JSON_DEPTH` deep.
+
 UpSampling2D's bilinear rule depends on the TensorFlow that runs the model: "legacy"
 (`tf.image.resize_bilinear` without half-pixel centres) in standalone Keras and tf.keras up to
 TF 1.14, "half_pixel" from TF 1.15 and 2.0 on. It is taken from `keras_version` unless given:
@@ -49,8 +59,11 @@ import numpy as np
 
 from ...errors import WeightsError
 from ...networks import keras as runtime
+from ...runtime.small_files import NotARegularFile, TooDeep, check_regular, parse_json
 
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
+#: the most groups and datasets a file may hold (Style2Paints' networks have a few hundred)
+MAX_OBJECTS = 100_000
 _TF_ERA_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(.*)$")
 
 
@@ -131,12 +144,15 @@ class NotHDF5(WeightsError):
 @contextmanager
 def _open(path: Path) -> Iterator[h5py.File]:
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        check_regular(path, info)
     except FileNotFoundError:
         raise WeightsError(f"{path} is missing") from None
+    except NotARegularFile as exc:
+        raise WeightsError(f"{exc}: a Keras model is a file") from None
     except OSError as exc:
         raise WeightsError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if size == 0:
+    if info.st_size == 0:
         raise WeightsError(f"{path} is empty")
     if not is_hdf5(path):
         raise NotHDF5(f"{path} is not an HDF5 file (a Keras model file starts with the HDF5 signature)")
@@ -145,11 +161,68 @@ def _open(path: Path) -> Iterator[h5py.File]:
     except (OSError, ValueError) as exc:
         raise WeightsError(f"{path} is a damaged HDF5 file (truncated or corrupt?): {_first_line(exc)}") from None
     try:
+        _check_self_contained(handle, path)
         yield handle
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise WeightsError(f"{path} is damaged (truncated or corrupt?): {_first_line(exc)}") from None
     finally:
         handle.close()
+
+
+def _object_name(parent: str, name: bytes) -> str:
+    text = name.decode("utf-8", "replace")
+    return f"{parent.rstrip('/')}/{text}"
+
+
+def _storage_refusal(dataset_id: h5py.h5d.DatasetID) -> str | None:
+    """Why a dataset's data is not the file's own bytes, or None."""
+    plist = dataset_id.get_create_plist()
+    if plist.get_layout() == h5py.h5d.VIRTUAL:
+        return "is a virtual dataset (its data is mapped from other files)"
+    if plist.get_external_count():
+        name = plist.get_external(0)[0]
+        shown = json.dumps(name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name))
+        return f"keeps its data in the external file {shown}"
+    return None
+
+
+def _check_self_contained(handle: h5py.File, path: Path) -> None:
+    """Walk every link of the file, following hard links only, and refuse by name whatever
+    would make HDF5 read another file: an external link, external storage, a virtual
+    dataset, a link of a user-defined kind. Reads no dataset's data."""
+    why = "an HDF5 model file may hold only its own bytes"
+    stack: list[tuple[str, h5py.h5g.GroupID]] = [("/", handle.id)]
+    seen = {hash(handle.id)}
+    while stack:
+        where, group = stack.pop()
+        for name in group:
+            full = _object_name(where, name)
+            kind = group.links.get_info(name).type
+            if kind == h5py.h5l.TYPE_SOFT:
+                continue  # another name for an object of this file, met through its hard link
+            if kind == h5py.h5l.TYPE_EXTERNAL:
+                target = group.links.get_val(name)
+                file_name = target[0].decode("utf-8", "replace") if isinstance(target, tuple) else "?"
+                raise WeightsError(f"{path}: {json.dumps(full)} is an external link to the file "
+                                   f"{json.dumps(file_name)}; {why}, refusing it")
+            if kind != h5py.h5l.TYPE_HARD:
+                raise WeightsError(f"{path}: {json.dumps(full)} is a link of a user-defined kind; {why}, "
+                                   f"refusing it")
+            child = h5py.h5o.open(group, name)
+            key = hash(child)
+            if key in seen:
+                continue
+            seen.add(key)
+            if len(seen) > MAX_OBJECTS:
+                raise WeightsError(f"{path} holds more than {MAX_OBJECTS} groups and datasets, far more than a "
+                                   f"Keras model has; refusing it")
+            child_type = h5py.h5i.get_type(child)
+            if child_type == h5py.h5i.GROUP:
+                stack.append((full, child))
+            elif child_type == h5py.h5i.DATASET:
+                refusal = _storage_refusal(child)
+                if refusal:
+                    raise WeightsError(f"{path}: the dataset {json.dumps(full)} {refusal}; {why}, refusing it")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -456,7 +529,13 @@ def _describe(handle: h5py.File, path: Path, bilinear: str | None) -> KerasFile:
                                f"the architecture is missing")
         raise WeightsError(f"{path} has no model_config: not a whole Keras model")
     try:
-        model_config = json.loads(_text(attrs["model_config"]))
+        text = _text(attrs["model_config"])
+        if len(text) > runtime.MAX_GRAPH_BYTES:
+            raise WeightsError(f"{path}: model_config is {len(text)} characters, more than the "
+                               f"{runtime.MAX_GRAPH_BYTES} a Keras model needs")
+        model_config = parse_json(text)
+    except TooDeep as exc:
+        raise WeightsError(f"{path}: model_config is {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise WeightsError(f"{path}: model_config is not valid JSON ({exc})") from None
     keras_version = _text(attrs["keras_version"]) if "keras_version" in attrs else "unknown"
@@ -560,6 +639,24 @@ def _weights(handle: h5py.File, layer: str) -> list[h5py.Dataset]:
     return [layer_group[name] for name in _text_list(layer_group, "weight_names")]
 
 
+def _check_stored(src: Path, layer: str, dataset: h5py.Dataset) -> None:
+    """A tensor to read is plain floating point, without filters, and all of it is in the
+    file (HDF5 reads chunks never written as zeros: a small file could declare gigabytes)."""
+    plist = dataset.id.get_create_plist()
+    if dataset.dtype.type not in FLOAT_TYPES or plist.get_nfilters():
+        raise WeightsError(f"{src.name}: layer {layer!r}: {dataset.name} is {dataset.dtype}"
+                           f"{' with filters (compressed?)' if plist.get_nfilters() else ''}, not plain "
+                           f"floating point")
+    refusal = _storage_refusal(dataset.id)  # the file was walked already; a second look costs nothing
+    if refusal:
+        raise WeightsError(f"{src.name}: layer {layer!r}: {dataset.name} {refusal}; refusing it")
+    declared = dataset.dtype.itemsize * math.prod(dataset.shape)
+    stored = dataset.id.get_storage_size()
+    if stored < declared:
+        raise WeightsError(f"{src.name}: layer {layer!r}: {dataset.name} declares {declared:,} bytes but the file "
+                           f"holds {stored:,} of them; refusing it")
+
+
 def _safetensors_header(entries: list[tuple[str, tuple[int, ...]]], metadata: dict[str, str]) -> bytes:
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
@@ -613,19 +710,22 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, bilinear: str | None
             for (tensor_name, permutation), dataset in zip(specs, datasets, strict=True):
                 full = f"layers.{key}.{tensor_name}"
                 shape = tuple(dataset.shape)
-                torch_shape = tuple(shape[i] for i in permutation) if permutation else shape
+                torch_shape = (tuple(shape[i] for i in permutation) if permutation and len(shape) == len(permutation)
+                               else shape)
                 if full not in expected or torch_shape != tuple(expected[full].shape):
                     want = tuple(expected[full].shape) if full in expected else "nothing"
                     raise WeightsError(f"{src.name}: layer {name!r} ({class_name}): the file's "
                                        f"{dataset.name.rsplit('/', 1)[-1]} is shaped {shape}, the config needs "
                                        f"{want} (in torch's layout)")
-                if dataset.dtype.type not in FLOAT_TYPES or dataset.compression is not None:
-                    raise WeightsError(f"{src.name}: layer {name!r}: {dataset.name} is {dataset.dtype}"
-                                       f"{' compressed' if dataset.compression else ''}, not plain floating point")
+                _check_stored(src, name, dataset)
                 plan.append((full, torch_shape, dataset, permutation))
         missing = sorted(set(expected) - {p[0] for p in plan})
         if missing:
             raise WeightsError(f"{src.name}: no weights in the file for {missing[0]}")
+        declared = sum(p[2].dtype.itemsize * math.prod(p[1]) for p in plan)
+        if declared > described.bytes:
+            raise WeightsError(f"{src.name}: its weights declare {declared:,} bytes, more than the file's own "
+                               f"{described.bytes:,} (a tensor named twice?); refusing it")
 
         graph_path.parent.mkdir(parents=True, exist_ok=True)
         header = _safetensors_header([(k, s) for k, s, _, _ in plan],

@@ -9,11 +9,17 @@ Style2Paints' real files tells us what is missing.
 With `--reference REF`, a folder written by `keras_reference.py` (TensorFlow's own outputs for
 the same files, made in a Python that has TensorFlow), each converted model is run on the
 reference's inputs and its outputs compared with TensorFlow's.
+
+The files are anyone's: the converter refuses what a file cannot hold (keras_h5.py), and the
+trial run is bounded: its inputs hold at most `MAX_TRIAL_ELEMENTS` values, and a pass on the
+meta device first finds any layer whose output would exceed `MAX_TRIAL_TENSOR_BYTES`. The
+scratch folder (`runtime.scratch`, `inknhue-keras-PID-*`) goes when the command ends, also
+on SIGTERM; the folders of killed runs are swept at the next start.
 """
 
 from __future__ import annotations
 
-import tempfile
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,11 +29,17 @@ import torch
 
 from ...errors import InputError, WeightsError
 from ...networks import keras as runtime
+from ...runtime import scratch
 from . import keras_h5
 
 #: the side of the spatial axes a model without fixed sizes is run at once (Style2Paints works at
 #: multiples of 64; keras_reference.py's default too)
 TRIAL_SIZE = 128
+#: the most values the trial inputs of one model may hold together (4096 x 4096 x 4: 256 MB)
+MAX_TRIAL_ELEMENTS = 4096 * 4096 * 4
+#: the largest tensor a layer may make in the trial run (4 GB)
+MAX_TRIAL_TENSOR_BYTES = 4 << 30
+SCRATCH_PREFIX = "inknhue-keras"
 REFERENCE_SCRIPT = Path(__file__).with_name("keras_reference.py")
 
 
@@ -36,11 +48,51 @@ def _shape(shape) -> str:
 
 
 def _size(count: int) -> str:
+    if count >= 1e9:
+        return f"{count / 1e9:.1f} GB"
     return f"{count / 1e6:.1f} MB" if count >= 1e5 else f"{count / 1e3:.1f} KB"
 
 
-def _trial_inputs(model: runtime.KerasGraph, size: int = TRIAL_SIZE) -> list[torch.Tensor]:
-    return [torch.zeros([1] + [size if d is None else d for d in shape[1:]]) for shape in model.input_shapes]
+def _trial_shapes(model: runtime.KerasGraph, size: int = TRIAL_SIZE) -> list[tuple[int, ...]]:
+    return [tuple([1] + [size if d is None else d for d in shape[1:]]) for shape in model.input_shapes]
+
+
+def _trial_refusal(graph_path: Path, shapes: list[tuple[int, ...]]) -> str | None:
+    """Why the trial run would ask for too much memory, or None: the inputs' size, then each
+    layer's output from a pass on the meta device (no memory, no arithmetic)."""
+    values = sum(math.prod(shape) for shape in shapes)
+    if values > MAX_TRIAL_ELEMENTS:
+        return (f"its inputs {', '.join(map(_shape, shapes))} would take {_size(4 * values)}, more than the "
+                f"{_size(4 * MAX_TRIAL_ELEMENTS)} a trial run may use")
+    model = runtime.build(runtime.read_graph(graph_path), "meta")
+    largest: list[tuple[int, str]] = []
+
+    def measure(module, inputs, output):
+        for tensor in output if isinstance(output, (list, tuple)) else [output]:
+            if isinstance(tensor, torch.Tensor):
+                largest.append((tensor.numel() * 4, name_of[module]))
+        if largest and max(largest)[0] > MAX_TRIAL_TENSOR_BYTES:
+            raise _TooLarge()
+
+    name_of = {module: key for key, module in model.layers.items()}
+    hooks = [module.register_forward_hook(measure) for module in model.layers.values()]
+    try:
+        with torch.inference_mode():
+            model(*[torch.empty(shape, device="meta") for shape in shapes])
+    except _TooLarge:
+        size, layer = max(largest)
+        return (f"its layer {layer!r} would make a tensor of {_size(size)}, more than the "
+                f"{_size(MAX_TRIAL_TENSOR_BYTES)} a trial run may use")
+    except (RuntimeError, ValueError, NotImplementedError):
+        return None  # the real run reports what is wrong
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return None
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _compare(outputs: list[torch.Tensor], reference: dict[str, np.ndarray]) -> tuple[bool, str]:
@@ -113,18 +165,27 @@ def inspect_file(path: Path, say: Callable[[str], None], reference_dir: Path | N
                     f"{tf_version}; the conversion otherwise follows the file's rule")
         else:
             say(f"  reference: {candidate} is missing")
-    with tempfile.TemporaryDirectory(prefix="inknhue-keras-") as scratch:
+    with scratch.folder(SCRATCH_PREFIX) as folder:
         started = time.perf_counter()
         try:
-            converted = keras_h5.convert(path, Path(scratch) / path.stem, bilinear=bilinear)
-            model = runtime.load(Path(scratch) / path.stem)
+            converted = keras_h5.convert(path, folder / path.stem, bilinear=bilinear)
+            model = runtime.load(folder / path.stem)
         except WeightsError as exc:
             say(f"  result: not converted: {exc}")
             return False
         seconds = time.perf_counter() - started
         say(f"  result: converted: {converted.parameters:,} parameters in {seconds:.1f} s")
-        inputs = (_trial_inputs(model, size) if reference is None else
-                  [torch.from_numpy(reference[f"in{i}"]) for i in range(len(model.input_shapes))])
+        for warning in model.warnings:
+            say(f"  warning: {warning}")
+        if reference is None:
+            shapes = _trial_shapes(model, size)
+            refusal = _trial_refusal(converted.graph_path, shapes)
+            if refusal:
+                say(f"  runs: not run: {refusal}")
+                return False
+            inputs = [torch.zeros(shape) for shape in shapes]
+        else:
+            inputs = [torch.from_numpy(reference[f"in{i}"]) for i in range(len(model.input_shapes))]
         try:
             started = time.perf_counter()
             with torch.inference_mode():
@@ -160,6 +221,8 @@ def inspect_dir(directory: str | Path, say: Callable[[str], None] = print, refer
     reference_dir = Path(reference).expanduser() if reference else None
     if reference_dir is not None and not reference_dir.is_dir():
         raise InputError(f"--reference {reference_dir} is not a folder")
+    for left in scratch.sweep(SCRATCH_PREFIX):
+        say(f"removed {left}, left behind by an inspect that was killed")
     results = []
     for path in files:
         results.append(inspect_file(path, say, reference_dir, bilinear, size))
