@@ -297,8 +297,8 @@ def render(seed: int, width: int = A4[0], height: int = A4[1], dpi: float = 300.
         if region.kind == "hair":
             region.style = "black" if roll < 0.4 else ("tone" if roll < 0.8 else "plain")
         elif region.kind == "background":
-            region.style = "tone" if roll < 0.3 else ("gradient" if roll < 0.5 else ("wash" if roll < 0.7 else
-                                                                                     ("hatch" if roll < 0.8 else "plain")))
+            region.style = next(style for limit, style in ((0.3, "tone"), (0.5, "gradient"), (0.7, "wash"),
+                                                           (0.8, "hatch"), (1.1, "plain")) if roll < limit)
         elif region.kind == "clothes":
             region.style = "tone" if roll < 0.35 else ("wash" if roll < 0.55 else "plain")
     for region in regions[1:]:
@@ -380,7 +380,7 @@ def render(seed: int, width: int = A4[0], height: int = A4[1], dpi: float = 300.
         grey[bar] = bar_grey
         lines_mask |= bar
     lines_mask |= stroke.astype(bool)
-    for bx0, by0, bx1, by1 in lettering:  # lettering: rows of short glyph strokes
+    for bx0, by0, _, by1 in lettering:  # lettering: rows of short glyph strokes
         rows = 3
         text = np.zeros((height, width), np.uint8)
         scale = max(0.4, (by1 - by0) / rows / 30.0)

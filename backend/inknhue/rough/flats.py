@@ -64,7 +64,8 @@ def flat_ids(page: np.ndarray, hints: np.ndarray, fill_all: bool = False,
     height, width = page.shape[:2]
     grey = luma(page)
     art = lineart.analyse(grey)
-    labels = regions.segment(art)
+    found = regions.segment(art)
+    labels = found.labels
     strokes, colours = stroke_labels(hints)
     keep_empty = (colours >= KEEP_EMPTY).all(axis=1)
     keep_empty[0] = False
@@ -76,6 +77,9 @@ def flat_ids(page: np.ndarray, hints: np.ndarray, fill_all: bool = False,
     region_id = np.zeros(region_count, np.int32)  # the stroke that colours the whole region, if one
     single = owners == 1
     region_id[single] = claimed[:, single].argmax(axis=0)
+    region_id = regions.pass_on(found, np.where(owners > 1, -1, region_id))
+    region_id[region_id < 0] = 0
+    owners = np.where((owners == 0) & (region_id > 0), 1, owners)
     ids = region_id[labels]
     shared = owners > 1
     if shared.any():  # regions claimed by several strokes: shared between them by nearness

@@ -41,6 +41,7 @@ class LineArtSettings:
     texture_blur: float = 1.6     #: px; where texture lies, the blur that flattens its thin strokes
     texture_window: int = 25      #: px; ... or where walls begin and end this often in a window:
     texture_edges: float = 0.3    #: edges per pixel (a lone line makes about 0.08, hatching 0.4)
+    dense_tone: float = 0.5       #: a texture with this share of ink around its cells is a dense tone
     crowd: int = 5                #: tone cells come this many together (within 3 cell reaches)
     solid: float = 2.5            #: px; ink further than this from paper is a solid area
 
@@ -77,14 +78,24 @@ def analyse(grey: np.ndarray, settings: LineArtSettings = LineArtSettings()) -> 
     edges[1:, :] += walls[1:, :] != walls[:-1, :]
     window = settings.texture_window
     busy = cv2.boxFilter(edges, -1, (window, window)) >= settings.texture_edges
+    mesh = cells
     cells = cells | (busy & ~walls)
     if cells.any():
         # Where hatching or a coarse tone lies, the page is looked at once more, blurred a little
         # more: the texture's thin strokes fade, the outlines through and around it stay.
         reach = 2 * settings.cell_reach + 1
         texture = cv2.dilate(cells.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
+        # The least blur that flattens the texture: its cells' pixels no longer ink (a dense
+        # coarse tone needs more than a light hatching, whose thin strokes fade at once).
         coarse = cv2.GaussianBlur(small, (0, 0), settings.texture_blur)
-        coarse_ink = _ink(coarse, paper, settings, settings.ridge + 4)
+        # what is left of a dense coarse tone's grain after that blur must not pass for a line:
+        # in and around its cells, where most is ink, a line must stand out of the grain's spread
+        mean = cv2.blur(coarse.astype(np.float32), (window, window))
+        spread = np.sqrt(np.maximum(cv2.blur(coarse.astype(np.float32) ** 2, (window, window)) - mean ** 2, 0))
+        around = cv2.dilate(mesh.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
+        dense = cv2.blur(ink.astype(np.float32), (window, window)) >= settings.dense_tone
+        contrast = np.where(around & dense, np.maximum(settings.contrast, 3.0 * spread), settings.contrast)
+        coarse_ink = _ink(coarse, paper, settings, settings.ridge + 4, contrast)
         walls = np.where(texture, coarse_ink, walls)
         count, labels, stats = _components(walls, 8)
         specks = stats[:, cv2.CC_STAT_AREA] < max(4, settings.dot_area * small.size)
@@ -96,12 +107,13 @@ def analyse(grey: np.ndarray, settings: LineArtSettings = LineArtSettings()) -> 
     return LineArt(scale, size, soft, walls, solid)
 
 
-def _ink(soft: np.ndarray, paper: float, settings: LineArtSettings, ridge_size: int) -> np.ndarray:
+def _ink(soft: np.ndarray, paper: float, settings: LineArtSettings, ridge_size: int, contrast=None) -> np.ndarray:
     """Dark pixels, and pixels darker than their surroundings within `ridge_size` (a black top-hat)."""
     black = min(settings.black, paper * 0.45)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (ridge_size, ridge_size))
     ridge = cv2.morphologyEx(soft, cv2.MORPH_BLACKHAT, kernel)
-    return (soft < black) | ((ridge > settings.contrast) & (soft < paper - settings.contrast))
+    contrast = settings.contrast if contrast is None else contrast
+    return (soft < black) | ((ridge > contrast) & (soft < paper - settings.contrast))
 
 
 def _components(mask: np.ndarray, connectivity: int):

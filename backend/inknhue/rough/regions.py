@@ -22,6 +22,8 @@ several strokes is shared between them by nearness. Unclaimed regions stay paper
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -29,19 +31,20 @@ from .lineart import LineArt
 
 #: the largest gap closed, as a share of the page's short side (at any size): 1%, and a
 #: margin for the gaps of 2-12 px that pages 1200 px tall have (12.7 px at 848 x 1200)
-GAP_SHARE = 0.02
+GAP_SHARE = 0.015
 #: regions no wider than this (px at the analysis size, the deepest point's distance to a
 #: wall) that come MIN_TEXTURE or more together, each touching the next, are the cells of
 #: hatching or a coarse tone: one region
 THIN = 4.5
 SMALL = 0.00025  #: ... or smaller than this share of the page
 MIN_TEXTURE = 4
-#: an opening at least this share of the shallower region's depth is a pinch, not a gap
-PINCH = 0.5
 #: cores are first found at this many times the gap radius: two large regions are told apart
-#: even where bad walls leave a wider opening; openings wider than a gap are pinches (merged)
-#: if wide next to the regions they join
+#: even where damaged walls (faint lines, lines through tone) leave a wider opening
 START = 2.0
+#: a stroke's colour runs on from its region into an unhinted neighbour through a passage
+#: wider than a gap and at least this share of the neighbour's depth (the background on the
+#: far side of a figure); never into a region at the page's edge (margins, gutters)
+PASS_ON = 0.3
 #: the smallest region, as a share of the page's area at the analysis size
 MIN_REGION = 0.00002
 #: a stroke colours a region holding this share of its pixels, besides its main one
@@ -91,8 +94,8 @@ def flood_level(labels: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return labels
 
 
-def segment(art: LineArt) -> np.ndarray:
-    """Region labels (int32, 1...) at the analysis size; every pixel has one."""
+def segment(art: LineArt) -> Regions:
+    """The page's regions at the analysis size; every pixel has one."""
     walls = art.walls
     width, height = art.size
     # the page's edge is a wall too: a frame that stops short of it leaves a gap like any other
@@ -137,7 +140,7 @@ def segment(art: LineArt) -> np.ndarray:
     remaining = labels == 0
     if remaining.any():
         labels = nearest(labels, remaining)  # walls (and any pocket) take the nearest region
-    return merge(labels, distance, art.solid, radius)
+    return describe(merge_texture(labels, distance, art.solid), distance, radius)
 
 
 def _groups(count: int, pairs: np.ndarray) -> np.ndarray:
@@ -155,44 +158,76 @@ def _groups(count: int, pairs: np.ndarray) -> np.ndarray:
             return group
 
 
-def merge(labels: np.ndarray, distance: np.ndarray, solid: np.ndarray, radius: float) -> np.ndarray:
-    """Two kinds of regions that are not a flatter's regions, merged into their neighbours:
-
-    - texture: cells of hatching or coarse tone (small or thin regions, MIN_TEXTURE or more
-      side by side) are one region;
-    - pinches: a part cut off from its neighbour only by an opening nearly as wide as the part
-      itself (a hair strand ending near a line) is one region with it; a gap is narrow next to
-      the regions it separates."""
+def merge_texture(labels: np.ndarray, distance: np.ndarray, solid: np.ndarray) -> np.ndarray:
+    """Cells of hatching or coarse tone (small or thin regions, MIN_TEXTURE or more side by
+    side) are one region."""
     count = int(labels.max()) + 1
-    flat_labels, flat_distance = labels.ravel(), distance.ravel()
-    depth = np.zeros(count, np.float32)
-    np.maximum.at(depth, flat_labels, flat_distance)
-    area = np.bincount(flat_labels, minlength=count)
+    depth = _depths(labels, distance, count)
+    area = np.bincount(labels.ravel(), minlength=count)
     is_solid = np.zeros(count, bool)
     is_solid[labels[solid]] = True
     small = ((depth <= THIN) | (area <= SMALL * labels.size)) & ~is_solid
     small[0] = False
     border = adjacency(labels)
-    a, b = border[:, 0], border[:, 1]
-    groups = _groups(count, border[small[a] & small[b], :2])
+    groups = _groups(count, border[small[border[:, 0]] & small[border[:, 1]], :2])
     members = np.bincount(groups, minlength=count)
     texture = (members[groups] >= MIN_TEXTURE) & small
     groups = np.where(texture, groups, np.arange(count))
-    # openings: where two regions meet off the walls, how wide the passage is
+    return groups[labels].astype(np.int32)
+
+
+def _depths(labels: np.ndarray, distance: np.ndarray, count: int) -> np.ndarray:
+    depth = np.zeros(count, np.float32)
+    np.maximum.at(depth, labels.ravel(), distance.ravel())
+    return depth
+
+
+@dataclass
+class Regions:
+    """The page's regions at the analysis size, and how they meet."""
+
+    labels: np.ndarray      #: int32 H x W, 1...
+    depth: np.ndarray       #: per region: its deepest point's distance to a wall (px)
+    pairs: np.ndarray       #: k x 2: regions that touch
+    opening: np.ndarray     #: per pair: half the width of the widest passage between them off the walls (0: walls only)
+    on_edge: np.ndarray     #: per region: touches the page's edge
+    radius: float           #: half the largest gap closed (px)
+
+
+def describe(labels: np.ndarray, distance: np.ndarray, radius: float) -> Regions:
+    count = int(labels.max()) + 1
+    border = adjacency(labels)
+    a, b = border[:, 0], border[:, 1]
     opening = np.zeros(len(border), np.float32)
-    keys = a.astype(np.int64) << 32 | b.astype(np.int64)
-    order = np.argsort(keys)
+    keys = a.astype(np.int64) << 32 | b.astype(np.int64)  # sorted (np.unique)
     for x, y, dx, dy in ((labels[:, 1:], labels[:, :-1], distance[:, 1:], distance[:, :-1]),
                          (labels[1:, :], labels[:-1, :], distance[1:, :], distance[:-1, :])):
         meet = (x != y) & (dx > 0) & (dy > 0)
         lo, hi = np.minimum(x[meet], y[meet]), np.maximum(x[meet], y[meet])
-        where = order[np.searchsorted(keys[order], lo.astype(np.int64) << 32 | hi.astype(np.int64))]
+        where = np.searchsorted(keys, lo.astype(np.int64) << 32 | hi.astype(np.int64))
         np.maximum.at(opening, where, np.minimum(dx[meet], dy[meet]))
-    shallow = np.minimum(depth[a], depth[b])
-    pinch = (opening > radius) & (opening >= PINCH * shallow) & ~is_solid[a] & ~is_solid[b]
-    pairs = np.concatenate([border[pinch, :2], np.stack([np.arange(count), groups], 1)[groups != np.arange(count)]])
-    groups = _groups(count, pairs)
-    return groups[labels].astype(np.int32)
+    on_edge = np.zeros(count, bool)
+    on_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    return Regions(labels, _depths(labels, distance, count), border[:, :2], opening, on_edge, radius)
+
+
+def pass_on(found: Regions, owner: np.ndarray) -> np.ndarray:
+    """owner per region (0 none, -1 shared): unowned regions take the owner of a neighbour
+    they open on to widely (PASS_ON), round by round."""
+    owner = owner.copy()
+    a, b = found.pairs[:, 0], found.pairs[:, 1]
+    wide = found.opening > found.radius
+    for _ in range(8):
+        changed = False
+        for x, y in ((a, b), (b, a)):  # x takes from y
+            take = wide & (owner[x] == 0) & (owner[y] > 0) & ~found.on_edge[x] \
+                & (found.opening >= PASS_ON * found.depth[x])
+            if take.any():
+                owner[x[take]] = owner[y[take]]
+                changed = True
+        if not changed:
+            break
+    return owner
 
 
 def claims(labels: np.ndarray, strokes: np.ndarray, count: int, ignore: np.ndarray | None = None) -> np.ndarray:
