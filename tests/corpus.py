@@ -63,6 +63,7 @@ class CorpusPage:
     regions: list[Region]
     dpi: float
     jpeg: int | None = None       #: the JPEG quality it was saved at
+    encoded: bytes | None = field(default=None, repr=False)  #: the JPEG file itself
 
     @property
     def rgb(self) -> np.ndarray:
@@ -460,7 +461,7 @@ def web_scan(page: CorpusPage, height: int, quality: int) -> CorpusPage:
     regions = [Region(r.id, r.kind, r.panel, r.colour, r.style, r.hinted and r.id in hinted_ids)
                for r in page.regions]
     return CorpusPage(f"{page.name}-web{height}", grey, labels, lines, hints, regions,
-                      page.dpi * height / page.grey.shape[0], quality)
+                      page.dpi * height / page.grey.shape[0], quality, data.tobytes())
 
 
 def corpus(sizes=("web",), count: int = 4, first_seed: int = 1) -> list[CorpusPage]:
@@ -532,8 +533,8 @@ def evaluate(page: CorpusPage, flats: np.ndarray, tolerance: int = 24) -> Score:
 
 def save(page: CorpusPage, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    if page.jpeg:
-        cv2.imwrite(str(folder / f"{page.name}.jpg"), page.grey, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    if page.jpeg:  # the web scan's own JPEG file, as a reader downloads it
+        (folder / f"{page.name}.jpg").write_bytes(page.encoded)
     else:
         cv2.imwrite(str(folder / f"{page.name}.png"), page.grey)
     cv2.imwrite(str(folder / f"{page.name}.hints.png"), cv2.cvtColor(page.hints, cv2.COLOR_RGBA2BGRA))

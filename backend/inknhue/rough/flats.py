@@ -208,8 +208,18 @@ class FlatsProvider(RoughProvider):
     takes_reference = True
 
     def check(self, request: RoughRequest) -> list[str]:
-        return empty_hints_warning(request)
+        warnings = empty_hints_warning(request)
+        hints = request.hints
+        if not warnings and hints is not None and hints.ndim == 3 and hints.shape[2] == 4:
+            painted = hints[..., 3] > 0
+            if painted.any() and (hints[..., :3][painted] >= KEEP_EMPTY).all():
+                warnings.append("Every stroke on the hint layer is white, the keep empty key: the flats are all "
+                                "paper. Paint in colour where colour goes.")
+        return warnings
+
+    def checked_hints(self, request: RoughRequest) -> np.ndarray:
+        return check_hints(request.hints, request.page)
 
     def rough_colours(self, request: RoughRequest, engine=None) -> np.ndarray:
-        hints = check_hints(request.hints, request.page)
-        return flats(request.page, hints, fill_all=request.fill_all, reference=request.reference)
+        return flats(request.page, self.checked_hints(request), fill_all=request.fill_all,
+                     reference=request.reference)

@@ -43,7 +43,7 @@ class LineArtSettings:
     texture_edges: float = 0.3    #: edges per pixel (a lone line makes about 0.08, hatching 0.4)
     dense_tone: float = 0.5       #: a texture with this share of ink around its cells is a dense tone
     crowd: int = 5                #: tone cells come this many together (within 3 cell reaches)
-    solid: float = 2.5            #: px; ink further than this from paper is a solid area
+    solid: float = 3.5            #: px; ink further than this from paper is a solid area (not a line)
 
 
 @dataclass
