@@ -45,6 +45,8 @@ START = 2.0
 #: wider than a gap and at least this share of the neighbour's depth (the background on the
 #: far side of a figure); never into a region at the page's edge (margins, gutters)
 PASS_ON = 0.3
+#: the flood's levels, px of wall distance apart (each a labelling pass)
+FLOOD_STEP = 2
 #: the smallest region, as a share of the page's area at the analysis size
 MIN_REGION = 0.00002
 #: a stroke colours a region holding this share of its pixels, besides its main one
@@ -135,7 +137,7 @@ def segment(art: LineArt) -> Regions:
         labels = np.where(big[parts], new_id[parts], labels)
     # grow every core back, level by level of D, up to the walls
     level = np.floor(distance).astype(np.int32)
-    for current in range(int(np.ceil(radius)), -1, -1):
+    for current in range(int(np.ceil(radius)), -1, -FLOOD_STEP):
         labels = flood_level(labels, (level >= current) & ~walls)
     remaining = labels == 0
     if remaining.any():
