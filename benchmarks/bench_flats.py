@@ -57,9 +57,9 @@ def main():
     by_size: dict[str, list] = {}
     for page in corpus.corpus(tuple(args.sizes), count=args.count):
         dark = (page.grey < 150).astype(np.uint8)
-        baseline = median_seconds(lambda: cv2.connectedComponentsWithStats(dark, connectivity=8), args.repeat)
+        baseline = median_seconds(lambda d=dark: cv2.connectedComponentsWithStats(d, connectivity=8), args.repeat)
         layer = flat_layer(page.rgb, page.hints)
-        seconds = median_seconds(lambda: flat_layer(page.rgb, page.hints), args.repeat)
+        seconds = median_seconds(lambda p=page: flat_layer(p.rgb, p.hints), args.repeat)
         score = corpus.evaluate(page, layer)
         kind = "a4" if page.jpeg is None else "web"
         by_size.setdefault(kind, []).append((score, seconds, seconds / baseline))
