@@ -1,10 +1,18 @@
-"""The `flats` provider on an A4 page (2480x3508, 300 dpi) with three dozen strokes.
+"""The `flats` provider on the realistic corpus (tests/corpus.py): how right, and how fast.
 
-Prints seconds per page, default and --fill-all, and the ratio against a baseline measured
-in the same run: one connected-components pass over the page's ink (the cheapest
-whole-page operation flats is built from), so figures compare across machines.
+For each page of the corpus (web scans 1000-1700 px tall as JPEG, and with --sizes a4 the
+same pages at A4 300 dpi), made from coloured ground truth with hint strokes in the regions'
+colours, prints:
 
-    python benchmarks/bench_flats.py [--repeat 5] [--strokes 36]
+- outside: the share of the page coloured outside the right region (goal <= 0.5%);
+- quiet: the share of unhinted panels, balloons and gutters coloured (goal <= 1%);
+- right: the share of hinted regions coloured right (>= 95% of their pixels);
+- missed: the share of hinted regions' pixels left paper;
+- seconds per page (median of --repeat), and against a baseline measured in the same run:
+  one connected-components pass over the page's dark pixels (the cheapest whole-page
+  operation flats are built from), so the figures compare across machines.
+
+    python benchmarks/bench_flats.py [--count 8] [--sizes web a4] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,23 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from bench_page import synthetic_page  # noqa: E402
+import corpus  # noqa: E402
 
-from inknhue.page.imaging import luma  # noqa: E402
-from inknhue.rough.flats import flats  # noqa: E402
-
-
-def strokes(width, height, count, seed=1):
-    rng = np.random.default_rng(seed)
-    hints = np.zeros((height, width, 4), np.uint8)
-    for _ in range(count):
-        x, y = int(rng.integers(100, width - 100)), int(rng.integers(100, height - 100))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3)) + (255,)
-        end = (x + int(rng.integers(-80, 80)), y + int(rng.integers(-80, 80)))
-        cv2.line(hints, (x, y), end, colour, 12)
-    return hints
+from inknhue.rough.flats import flat_layer  # noqa: E402
 
 
 def median_seconds(fn, count: int) -> float:
@@ -49,23 +45,35 @@ def median_seconds(fn, count: int) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--strokes", type=int, default=36)
+    parser.add_argument("--count", type=int, default=8, help="pages of the corpus (default 8)")
+    parser.add_argument("--sizes", nargs="+", default=["web", "a4"], choices=["web", "a4"])
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    page, _ = synthetic_page()
-    hints = strokes(page.shape[1], page.shape[0], args.strokes)
-    ink = (luma(page) < 150).astype(np.uint8)
-    flats(page, hints)  # warm-up
-    baseline = median_seconds(lambda: cv2.connectedComponentsWithStats(ink, connectivity=8), args.repeat)
-    default = median_seconds(lambda: flats(page, hints), args.repeat)
-    fill_all = median_seconds(lambda: flats(page, hints, fill_all=True), args.repeat)
-    print(f"page {page.shape[1]}x{page.shape[0]}, {args.strokes} strokes, median of {args.repeat}, "
-          f"{cv2.getNumThreads()} OpenCV threads")
-    print(f"  baseline (one labelling pass) {baseline * 1000:8.1f} ms")
-    print(f"  flats                         {default * 1000:8.1f} ms   flats / baseline = {default / baseline:.0f}")
-    print(f"  flats --fill-all              {fill_all * 1000:8.1f} ms   fill-all / baseline = "
-          f"{fill_all / baseline:.0f}")
+    print(f"flats on the corpus: {args.count} pages x {', '.join(args.sizes)}; "
+          f"{cv2.getNumThreads()} OpenCV threads; median of {args.repeat} runs")
+    print(f"{'page':18s} {'size':>10s} {'outside':>8s} {'quiet':>7s} {'right':>6s} {'missed':>7s} "
+          f"{'seconds':>8s} {'/ baseline':>10s}")
+    by_size: dict[str, list] = {}
+    for page in corpus.corpus(tuple(args.sizes), count=args.count):
+        dark = (page.grey < 150).astype(np.uint8)
+        baseline = median_seconds(lambda d=dark: cv2.connectedComponentsWithStats(d, connectivity=8), args.repeat)
+        layer = flat_layer(page.rgb, page.hints)
+        seconds = median_seconds(lambda p=page: flat_layer(p.rgb, p.hints), args.repeat)
+        score = corpus.evaluate(page, layer)
+        kind = "a4" if page.jpeg is None else "web"
+        by_size.setdefault(kind, []).append((score, seconds, seconds / baseline))
+        print(f"{page.name:18s} {page.grey.shape[1]:>4d}x{page.grey.shape[0]:<5d} "
+              f"{100 * score.wrong_share:7.2f}% {100 * score.unhinted_coloured:6.2f}% "
+              f"{100 * score.regions_right:5.0f}% {100 * score.missed:6.1f}% {seconds:8.2f} {seconds / baseline:10.0f}",
+              flush=True)
+    for kind, rows in by_size.items():
+        scores = [r[0] for r in rows]
+        print(f"mean {kind:13s} {'':10s} {100 * np.mean([s.wrong_share for s in scores]):7.2f}% "
+              f"{100 * np.mean([s.unhinted_coloured for s in scores]):6.2f}% "
+              f"{100 * np.mean([s.regions_right for s in scores]):5.0f}% "
+              f"{100 * np.mean([s.missed for s in scores]):6.1f}% "
+              f"{np.mean([r[1] for r in rows]):8.2f} {np.mean([r[2] for r in rows]):10.0f}")
 
 
 if __name__ == "__main__":

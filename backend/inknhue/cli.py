@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "working: as the network made it (the published app's output)")
     colorize.add_argument("--layer", choices=LAYERS, default="full",
                           help="full: the coloured page (default); colour: the colours without the line art, "
-                               "for a Multiply layer under your ink (multiplied by PAGE it gives the full result)")
+                               "for a Multiply layer under your ink (multiplied by PAGE it gives the full result); "
+                               "flats: the flat colours of your strokes alone, RGBA, transparent where paper stays "
+                               "(no network, no weights: --prior flats; write a .png, .tif or .webp)")
     colorize.add_argument("--server", metavar="ADDRESS",
                           help="send the job to a running `inknhue serve` (tcp://HOST:PORT, or auto: "
                                "its connection file) instead of running the networks here; a chapter "
@@ -271,6 +273,33 @@ def _rough_inputs(args):
     return page, get_provider(prior), request
 
 
+def check_flats_args(args) -> None:
+    """--layer flats: the flats provider's layer, in a file that keeps transparency."""
+    from .page.imaging import check_alpha_format
+
+    if (args.prior or ("image" if args.rough else "flats")) != "flats":
+        raise InputError("--layer flats is the flats of your hint strokes: use it with --prior flats (the default)")
+    if not args.hints:
+        raise InputError("--layer flats needs hint strokes: --hints HINTS.png")
+    check_alpha_format(args.output)
+
+
+def _flats_page(args) -> int:
+    """--layer flats: no network, no weights, here whatever --server says."""
+    from .page.imaging import write_image
+    from .rough.flats import flat_layer
+
+    check_flats_args(args)
+    page, provider, request = _rough_inputs(args)
+    for warning in provider.check(request):
+        _say(f"warning: {warning}")
+    started = time.perf_counter()
+    layer = flat_layer(page, provider.checked_hints(request), request.fill_all, request.reference)
+    write_image(layer, args.output)
+    _say(f"wrote the flats {args.output} ({layer.shape[1]}x{layer.shape[0]}) in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
 def cmd_colorize(args) -> int:
     from .batch import chapter
 
@@ -284,6 +313,8 @@ def _colorize_page(args) -> int:
     from .engine.pipeline import STAGES, Engine
     from .page.imaging import write_image
 
+    if args.layer == "flats":
+        return _flats_page(args)
     page, provider, request = _rough_inputs(args)
     if args.server:
         return _colorize_on_server(args, page, provider, request)

@@ -373,8 +373,8 @@ class Controller:
         whole page when `final`; one blend in flight at a time."""
         throttle = self.shared.throttle
         shown = self.session.shown
-        if shown is None or not self.backend.connected:
-            return
+        if shown is None or not self.backend.connected or shown.placement.kind == "flats":
+            return  # flats have no colour blend
         request = throttle.request(ratio, final)
         if request is None:
             return

@@ -26,6 +26,10 @@ OUTPUT_LAYERS = (
     ("colour", f"{RESULT_LAYER} under ink", "multiply", "Colour under the ink",
      "Only the colours, without the line art, as a Multiply layer beneath your ink layers: "
      "repaint or adjust them and your lines stay untouched on top."),
+    ("flats", f"{RESULT_LAYER} flats", "multiply", "Flats",
+     "The flat colours of your strokes alone, region by region, as a Multiply layer beneath your ink layers "
+     "(over a scanned page too): transparent where the page stays paper. No network runs: quick on any "
+     "computer. White strokes keep a region empty."),
 )
 MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 2048  #: until the backend's hello says its own limits
 #: while the ratio slider is dragged, blends come at about this many pixels on the long side

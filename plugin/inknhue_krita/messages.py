@@ -14,8 +14,9 @@ from .protocol import (CHANNELS, COLORIZE_IMAGES, DTYPES, MAX_FRAME_BYTES, MAX_P
                        RawImage, int_field, ratio_field, shown)
 
 OUTPUT_SIZES = ("page", "working")
-#: full: the coloured page; colour: the colours without the line art, for a Multiply layer under the ink
-LAYERS = ("full", "colour")
+#: full: the coloured page; colour: the colours without the line art, for a Multiply layer under the ink;
+#: flats: the flat colours of the hint strokes alone (transparent where paper stays), no network run
+LAYERS = ("full", "colour", "flats")
 #: the rough-colour providers' names are the server's business; the field is checked for shape here
 MAX_NAME_CHARS = 32
 #: what each provider needs besides the page (the server's `hello` lists the providers)

@@ -1,7 +1,7 @@
 """One document's colorize session: the job in flight, and the result layers it keeps up to date.
 
-A result goes into the session's working layer of its kind ("inkn'hue colour", or the
-colour-under-ink layer), updated in place on every Colorize, so iterating on the hints
+A result goes into the session's working layer of its kind ("inkn'hue colour", the
+colour-under-ink layer, or the flats), updated in place on every Colorize, so iterating on the hints
 never piles up layers. *Keep* turns the working layer into a kept version the plugin no
 longer touches; the next result gets a new working layer. Placement makes the result
 visible whatever the stack and the active layer were, and keeps the hint layer above it,
@@ -37,7 +37,7 @@ class Placement:
 
     rect: Rect
     format: Format
-    kind: str                   #: an OUTPUT_LAYERS kind: "full" or "colour"
+    kind: str                   #: an OUTPUT_LAYERS kind: "full", "colour" or "flats"
     page_layer: str = ""        #: the page's layer id when one layer is the page
 
 
@@ -113,7 +113,7 @@ class Session:
             placement.kind) else None
         if node is None:
             names = [n.name() for n in document.all_layers(doc)]
-            if placement.kind == "colour":
+            if placement.kind in ("colour", "flats"):  # beneath the artist's line art
                 node = document.add_layer_under_ink(doc, layer_name(names, base_name), placement.rect,
                                                     placement.format.dtype, blending)
             else:

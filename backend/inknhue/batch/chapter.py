@@ -285,6 +285,8 @@ def make_plan(args) -> Plan:
         raise InputError(f"--rough is the input of --prior image, not of --prior {prior}")
     if prior != "image" and not args.hints:
         raise InputError(f"--prior {prior} needs hint strokes: --hints HINTS_FOLDER")
+    if args.layer == "flats" and prior != "flats":
+        raise InputError("--layer flats is the flats of your hint strokes: use it with --prior flats (the default)")
     if args.transfer and not args.reference:
         raise InputError("--transfer needs a reference image: --reference REF")
 
@@ -460,6 +462,26 @@ class _Here:
         pass
 
 
+class _Flats:
+    """--layer flats: the flats of each page's strokes, here, with no network and no weights."""
+
+    def __init__(self, args, plan: Plan, say: Callable[[str], None]):
+        from ..rough import get_provider
+
+        self.args, self.provider = args, get_provider("flats")
+
+    def colorize(self, request, stage: StageReport):
+        from ..rough.flats import flat_layer
+
+        stage("flats")
+        warnings = self.provider.check(request)
+        return flat_layer(request.page, self.provider.checked_hints(request), request.fill_all,
+                          request.reference), ["rough"], warnings
+
+    def close(self) -> None:
+        pass
+
+
 class _OnServer:
     """A running `inknhue serve`: one connection, one job per page."""
 
@@ -609,7 +631,7 @@ def _run(args, plan: Plan, say: Callable[[str], None]) -> int:
     try:
         reference = None
         if todo:  # nothing is loaded for a chapter that is done
-            colorist = (_OnServer if args.server else _Here)(args, plan, tell)
+            colorist = (_Flats if args.layer == "flats" else _OnServer if args.server else _Here)(args, plan, tell)
             reference = read_rgb(plan.reference, "reference") if plan.reference else None
         for page in plan.pages:
             bar.set_description(page.name, refresh=False)

@@ -141,6 +141,17 @@ def _image_format(path: Path) -> str:
     return fmt
 
 
+#: image formats that keep an alpha channel
+ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
+
+
+def check_alpha_format(path: str | os.PathLike) -> None:
+    """A layer with transparency cannot go into a JPEG: say so before any work."""
+    if _image_format(Path(path)) not in ALPHA_FORMATS:
+        raise InputError(f"{path}: this layer has transparency, which a {Path(path).suffix or 'file'} "
+                         f"cannot hold; write a .png, .tif or .webp")
+
+
 def check_writable(path: str | os.PathLike) -> Path:
     """Say now, not after minutes of work, that an output cannot be written: its name has no
     image format, or its folder cannot be created or written."""

@@ -3,7 +3,9 @@
 Layers:
 - `full`: the coloured page;
 - `colour`: the colours without the line art, for a Multiply layer beneath the artist's
-  own ink (the way colourists work); multiplied by the page it gives `full`.
+  own ink (the way colourists work); multiplied by the page it gives `full`;
+- `flats`: the flat colours of the strokes alone (`FlatLayer`, from rough/flats.py), RGBA,
+  transparent where paper stays: no network runs for it.
 Sizes:
 - `page` (or any width x height): the model's colours with the page's own lines,
   lettering and tone at that size (detail.py);
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -79,6 +82,30 @@ class Colorization:
         return render_uint8(self, ratio, size, layer)
 
 
+@dataclass
+class FlatLayer:
+    """A page's flats (rough.flats.flat_layer): RGBA at the page's size; no ratio changes them."""
+
+    rgba: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=lambda: ["rough"])
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def page_size(self) -> tuple[int, int]:
+        return self.rgba.shape[1], self.rgba.shape[0]
+
+    @property
+    def working_size(self) -> tuple[int, int]:  # no network: the page's own size
+        return self.page_size
+
+    def at(self, size: tuple[int, int]) -> np.ndarray:
+        """The layer at (width, height): nearest samples, so every pixel keeps a flat's own colour."""
+        if tuple(size) == self.page_size:
+            return self.rgba
+        return cv2.resize(self.rgba, tuple(size), interpolation=cv2.INTER_NEAREST)
+
+
 def pixel_size(result: Colorization, size: str | tuple[int, int]) -> tuple[int, int]:
     if isinstance(size, tuple):
         return size
@@ -90,6 +117,9 @@ def pixel_size(result: Colorization, size: str | tuple[int, int]) -> tuple[int, 
 def _check_layer(layer: str) -> str:
     if layer not in LAYERS:
         raise InputError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+    if layer == "flats":
+        raise InputError("the flats layer is made from the hint strokes alone, not from a colorization "
+                         "(ask for it as the job's layer)")
     return layer
 
 
@@ -136,9 +166,18 @@ def render_on_device(result: Colorization, ratio: float, size: str | tuple[int, 
     return on_device.full(blended) if layer == "full" else on_device.colour_layer(blended)
 
 
-def render(result: Colorization, spec: OutputSpec, ratio: float, mask: np.ndarray | None = None) -> RawImage:
+def render(result: Colorization | FlatLayer, spec: OutputSpec, ratio: float, mask: np.ndarray | None = None
+           ) -> RawImage:
     """The server's reply: the asked layer at the asked size; `mask` (page-sized) becomes its alpha."""
     width, height = spec.pixel_size(result.page_size, result.working_size)
+    if isinstance(result, FlatLayer) or spec.layer == "flats":
+        if not isinstance(result, FlatLayer) or spec.layer != "flats":
+            raise InputError("the flats layer comes only from a flats job, and a flats job gives only flats")
+        rgba = result.at((width, height))
+        alpha = rgba[..., 3]
+        if mask is not None:
+            alpha = (alpha.astype(np.uint16) * resize_to(mask, width, height) // 255).astype(np.uint8)
+        return from_rgb(rgba[..., :3], spec.channels, spec.dtype, spec.linear, alpha=alpha)
     if spec.dtype == "uint8":
         rgb = render_uint8(result, ratio, (width, height), spec.layer)
     else:  # 16-bit and float results keep the precision of the computation

@@ -1,102 +1,49 @@
 """`flats`: hint strokes spread into flat colours, region by region, with no network.
 
-The ink lines are walls; each region they enclose takes the colour of the strokes inside
-it. How it works, at the page's full resolution:
+What a flatter does: each region the line art encloses takes the colour of the strokes
+painted in it, gaps in the lines closed up to about 1% of the page's short side, and every
+region without a stroke stays paper (gutters, margins, balloons, the face beside a hinted
+sleeve). How, in three steps, each in its own module:
 
-1. Walls: dark pixels, less the screentone. Isolated dots are too small to enclose
-   anything; dense tones (a dark mesh around tiny paper cells) are recognised by those
-   cells, and the ink around them is not a wall. Cross-hatching counts as tone too.
-2. Elevation: pixels within `gap` px of a wall are raised, the closer the higher, so a
-   gap narrower than about twice `gap` is a pass that floods only after both sides have
-   been claimed from their own interiors.
-3. Priority flood, level by level: at each level the connected components of what is
-   at or below it take the label of the strokes they contain (split by nearest stroke
-   when several compete). Regions without strokes become paper (white), unless
-   `fill_all`, when they wait to be reached through gaps, and finally through walls.
-4. Ink and remaining pixels take the nearest region's colour; then the page is multiplied
-   over the flats, as Style2Paints' outputs (the VAE's training input) show the lines.
+1. lineart.py: the walls, i.e. the line art without screentone, washes and hatching, on
+   the page at a normalized analysis size (a web scan as it is, a print scan shrunk);
+2. regions.py: the page cut along the walls with gaps closed (trapped-ball cores grown back
+   by a priority flood), solid black areas as regions of their own;
+3. here: which regions each stroke colours (regions.claims), the keep-empty key, then the
+   colours at the page's size: the rough colours (`flats`: the page multiplied over them,
+   as Style2Paints' outputs show the lines) or the flat layer alone (`flat_layer`: RGBA,
+   transparent where paper stays).
+
+The keep-empty key: strokes in white (every channel at least KEEP_EMPTY) mark regions to
+leave paper, as the transparent key of Krita's Colorize Mask does; they compete with colour
+strokes for a region like any stroke, and `fill_all` never fills them.
+
+Measured on the realistic corpus (tests/corpus.py) by benchmarks/bench_flats.py.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..errors import InputError
 from ..page.imaging import luma
+from . import lineart, regions
 from .base import RoughProvider, RoughRequest, empty_hints_warning, register
 
 log = logging.getLogger(__name__)
 
 PAPER = np.array([255, 255, 255], np.uint8)
-
-
-@dataclass(frozen=True)
-class FlatsSettings:
-    ink_threshold: int = 150      #: grey below this is ink
-    gap: int = 2                  #: px; gaps up to about twice this are closed (at 2480 px wide)
-    dot_area: int = 60            #: px; smaller isolated ink specks are tone dots (at 2480 px)
-    cell_reach: int = 4           #: px; tone cells have ink this close in three directions (at 2480 px)
-    bridge: float = 2.5           #: px; ink this close to a tone cell is tone, not wall (at 2480 px)
-    min_region: int = 400         #: px; smaller unhinted regions join a neighbour (at 2480 px)
-    stroke_share: float = 0.1     #: a stroke seeds a region only with this share of its pixels there
-
-    def scaled(self, short_side: int) -> "FlatsSettings":
-        """Given for an A4 page at 300 dpi. Larger scans scale everything up; smaller ones keep
-        the pixel sizes of lines, gaps and tones (nothing finer survives as dots) and scale
-        only the smallest region that stays paper."""
-        s = short_side / 2480.0
-        up = max(1.0, s)
-        return FlatsSettings(self.ink_threshold, round(self.gap * up), round(self.dot_area * up * up),
-                             round(self.cell_reach * up), self.bridge * up,
-                             max(16, round(self.min_region * s * s)), self.stroke_share)
-
-
-def _components(mask: np.ndarray, connectivity: int):
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
-    return count, labels, stats
-
-
-def _ink_within(ink: np.ndarray, reach: int) -> list[np.ndarray]:
-    """For each of the four directions, whether ink lies within `reach` px that way."""
-    u8 = ink.astype(np.uint8)
-    found = []
-    for shape, anchor in (((1, reach + 1), (reach, 0)), ((1, reach + 1), (0, 0)),
-                          ((reach + 1, 1), (0, reach)), ((reach + 1, 1), (0, 0))):
-        kernel = np.ones(shape, np.uint8)
-        found.append(cv2.dilate(u8, kernel, anchor=anchor).astype(bool))
-    return found
-
-
-def find_walls(grey: np.ndarray, settings: FlatsSettings) -> np.ndarray:
-    """Ink that separates regions: dark pixels without the screentone."""
-    ink = grey < settings.ink_threshold
-    count, labels, stats = _components(ink, 8)
-    specks = stats[:, cv2.CC_STAT_AREA] < settings.dot_area
-    specks[0] = False
-    walls = ink & ~specks[labels]
-    # Dense tone: a dark mesh around small paper cells. Cells (and the half-open cells
-    # where a tone is cut off) are paper with ink close by in at least three of the four
-    # directions; a gap in a line has ink on two sides only, paper beside a line on one.
-    sides = np.zeros(ink.shape, np.uint8)
-    for direction in _ink_within(ink, settings.cell_reach):
-        sides += direction
-    cells = ~ink & (sides >= 3)
-    if cells.any():
-        # The mesh's bridges lie within a couple of pixels of a cell; an outline along the
-        # tone keeps its far side as a wall.
-        to_cell = cv2.distanceTransform((~cells).astype(np.uint8), cv2.DIST_L2, 3)
-        walls &= to_cell > settings.bridge
-    return walls
+#: strokes whose every channel is at least this are the keep-empty key
+KEEP_EMPTY = 245
 
 
 def stroke_labels(hints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Connected strokes of the hint layer -> (label image, 0 = none; colour per label)."""
     alpha = hints[..., 3]
-    count, labels, stats = _components(alpha > 0, 8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((alpha > 0).astype(np.uint8), connectivity=8)
     colours = np.zeros((count, 3), np.uint8)
     if count > 1:
         # Each stroke's colour: the median of its opaque-enough pixels (not the soft edges).
@@ -110,108 +57,114 @@ def stroke_labels(hints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, colours
 
 
-def _nearest(labels: np.ndarray, targets: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
-    """For each pixel in `targets`, the label of the nearest pixel of `seeds` (default: all
-    labelled pixels), by straight-line distance."""
-    seeds = labels > 0 if seeds is None else seeds & (labels > 0)
-    if not seeds.any():
-        return labels
-    _, nearest = cv2.distanceTransformWithLabels((~seeds).astype(np.uint8), cv2.DIST_L2, 5,
-                                                 labelType=cv2.DIST_LABEL_PIXEL)
-    lookup = np.zeros(nearest.max() + 1, labels.dtype)
-    lookup[nearest[seeds]] = labels[seeds]
-    out = labels.copy()
-    out[targets] = lookup[nearest[targets]]
+def flat_ids(page: np.ndarray, hints: np.ndarray, fill_all: bool = False,
+             reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which colour each pixel of the page takes: (ids H x W at the page's size, palette
+    N x 4 RGBA), id 0 and keep-empty ids transparent paper."""
+    height, width = page.shape[:2]
+    grey = luma(page)
+    art = lineart.analyse(grey)
+    found = regions.segment(art)
+    labels = found.labels
+    strokes, colours = stroke_labels(hints)
+    keep_empty = (colours >= KEEP_EMPTY).all(axis=1)
+    keep_empty[0] = False
+    small_strokes = strokes if art.scale == 1.0 else cv2.resize(strokes, art.size, interpolation=cv2.INTER_NEAREST)
+    # stroke pixels on thin lines say nothing about the regions on either side
+    claimed = regions.claims(labels, small_strokes, len(colours), ignore=art.walls & ~art.solid)
+    region_count = labels.max() + 1
+    owners = claimed.sum(axis=0)
+    region_id = np.zeros(region_count, np.int32)  # the stroke that colours the whole region, if one
+    single = owners == 1
+    region_id[single] = claimed[:, single].argmax(axis=0)
+    region_id = regions.pass_on(found, np.where(owners > 1, -1, region_id))
+    region_id[region_id < 0] = 0
+    owners = np.where((owners == 0) & (region_id > 0), 1, owners)
+    ids = region_id[labels]
+    shared = owners > 1
+    if shared.any():  # regions claimed by several strokes: shared between them by nearness
+        in_shared = shared[labels]
+        seeds = in_shared & (small_strokes > 0) & claimed[small_strokes, labels]
+        ids = np.where(in_shared, 0, ids)
+        pick = regions.nearest(np.where(seeds, small_strokes, 0).astype(np.int32), in_shared, seeds)
+        ids = np.where(in_shared, pick, ids)
+    palette = np.zeros((len(colours), 4), np.uint8)
+    palette[:, :3] = colours
+    palette[:, 3] = np.where(keep_empty, 0, 255)
+    palette[0] = (255, 255, 255, 0)
+    unclaimed = owners == 0
+    unclaimed[0] = False
+    if fill_all and unclaimed.any():
+        ids = _fill_from_neighbours(labels, ids, unclaimed, keep_empty)
+    elif reference is not None and unclaimed.any():
+        small_grey = grey if art.scale == 1.0 else cv2.resize(grey, art.size, interpolation=cv2.INTER_AREA)
+        region_colours = _reference_colours(small_grey, labels, np.flatnonzero(unclaimed), reference)
+        first = len(palette)
+        extra = np.concatenate([region_colours, np.full((len(region_colours), 1), 255, np.uint8)], axis=1)
+        extra[(region_colours == PAPER).all(axis=1), 3] = 0
+        palette = np.concatenate([palette, extra])
+        lookup = np.zeros(region_count, np.int32)
+        lookup[np.flatnonzero(unclaimed)] = first + np.arange(len(region_colours), dtype=np.int32)
+        ids = np.where(unclaimed[labels], lookup[labels], ids)
+    if art.scale != 1.0:
+        ids = cv2.resize(ids.astype(np.int32), (width, height), interpolation=cv2.INTER_NEAREST)
+    return ids, palette
+
+
+def _fill_from_neighbours(labels, ids, unclaimed, keep_empty):
+    """Unhinted regions take the colour of the coloured neighbour they share most border with,
+    round by round, so colour reaches regions behind regions (never keep-empty ones)."""
+    region_count = labels.max() + 1
+    colour_of = np.zeros(region_count, np.int64)  # each region's main colour id
+    coloured = ~unclaimed
+    votes = np.bincount(labels.ravel().astype(np.int64) * (ids.max() + 1) + ids.ravel(),
+                        minlength=region_count * (ids.max() + 1)).reshape(region_count, ids.max() + 1)
+    colour_of = votes.argmax(axis=1)
+    coloured &= ~keep_empty[colour_of] & (colour_of > 0)
+    border = regions.adjacency(labels)
+    todo = unclaimed.copy()
+    while todo.any():
+        a, b, length = border[:, 0], border[:, 1], border[:, 2]
+        best = np.zeros(region_count, np.int64)
+        best_len = np.zeros(region_count, np.int64)
+        for x, y in ((a, b), (b, a)):  # x takes from y
+            ok = todo[x] & coloured[y]
+            order = np.argsort(length[ok], kind="stable")
+            best[x[ok][order]] = colour_of[y[ok][order]]
+            best_len[x[ok][order]] = length[ok][order]
+        reached = todo & (best_len > 0)
+        if not reached.any():
+            break
+        colour_of[reached] = best[reached]
+        coloured |= reached
+        todo &= ~reached
+    fill = unclaimed & coloured
+    return np.where(fill[labels], colour_of[labels], ids).astype(np.int32)
+
+
+def flat_layer(page: np.ndarray, hints: np.ndarray, fill_all: bool = False,
+               reference: np.ndarray | None = None) -> np.ndarray:
+    """The flat colours alone at the page's size: H x W x 4 RGBA, transparent where paper stays."""
+    ids, palette = flat_ids(page, hints, fill_all, reference)
+    return palette[ids]
+
+
+def flats(page: np.ndarray, hints: np.ndarray, fill_all: bool = False, reference: np.ndarray | None = None
+          ) -> np.ndarray:
+    """Rough colours (H x W x 3 uint8) from a page (RGB) and hint strokes (RGBA, same size):
+    the flats on paper, with the page multiplied over them as Style2Paints' outputs (the
+    VAE's training input) show the line art and tones through their colours."""
+    ids, palette = flat_ids(page, hints, fill_all, reference)
+    rgb = np.where(palette[:, 3:] > 0, palette[:, :3], PAPER).astype(np.uint16)
+    grey = luma(page).astype(np.uint16)
+    out = np.empty(page.shape[:2] + (3,), np.uint8)
+    for top in range(0, out.shape[0], 512):  # in bands: no page-sized uint16 temporaries
+        band = slice(top, top + 512)
+        out[band] = (rgb[ids[band]] * grey[band, :, None] // 255).astype(np.uint8)
     return out
 
 
-def _flood(labels: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """One level: every component of `allowed` takes the labels inside it (nearest if several)."""
-    count, components, _ = _components(allowed, 4)
-    inside = (labels > 0) & allowed
-    comp_in, label_in = components[inside], labels[inside]
-    # One label per component, unless any labelled pixel disagrees with it.
-    single = np.zeros(count, labels.dtype)
-    single[comp_in] = label_in
-    contested_component = np.zeros(count, bool)
-    contested_component[comp_in[label_in != single[comp_in]]] = True
-    single[contested_component] = 0
-    single[0] = 0
-    open_pixels = allowed & (labels == 0)
-    fill = single[components]
-    labels = np.where(open_pixels & (fill > 0), fill, labels)
-    in_contested = contested_component[components]
-    contested = open_pixels & in_contested
-    if contested.any():
-        # Only strokes of the contested regions compete, not the labels of other regions.
-        labels = _nearest(labels, contested, seeds=in_contested)
-    return labels
-
-
-def flats(page: np.ndarray, hints: np.ndarray, fill_all: bool = False, reference: np.ndarray | None = None,
-          settings: FlatsSettings = FlatsSettings()) -> np.ndarray:
-    """Flat colours (H x W x 3 uint8) from a page (RGB) and hint strokes (RGBA, same size)."""
-    settings = settings.scaled(min(page.shape[:2]))
-    grey = luma(page)
-    walls = find_walls(grey, settings)
-    strokes, colours = stroke_labels(hints)
-    strokes[walls] = 0
-
-    distance = cv2.distanceTransform((~walls).astype(np.uint8), cv2.DIST_L2, 5)
-    # level 0: interiors; level k: within gap + 1 - k px of a wall
-    level = np.clip(settings.gap + 1 - np.floor(distance), 0, settings.gap).astype(np.int16)
-    level[walls] = settings.gap + 1
-
-    # Level 0 decides regions: strokes with a real share of their pixels seed them.
-    count, regions, stats = _components(level == 0, 4)
-    seeded = (strokes > 0) & (regions > 0)
-    stroke_sizes = np.bincount(strokes.ravel(), minlength=len(colours))
-    pair_keys, pair_counts = np.unique(np.stack([regions[seeded], strokes[seeded]]), axis=1, return_counts=True)
-    keep = pair_counts >= settings.stroke_share * stroke_sizes[pair_keys[1]]
-    labels = np.zeros_like(regions)
-    valid = np.zeros((count, len(colours)), bool)
-    valid[pair_keys[0][keep], pair_keys[1][keep]] = True
-    labels[seeded] = np.where(valid[regions[seeded], strokes[seeded]], strokes[seeded], 0)
-
-    palette = list(colours)
-    hinted = np.zeros(count, bool)
-    hinted[pair_keys[0][keep]] = True
-    unhinted = ~hinted & (stats[:, cv2.CC_STAT_AREA] >= settings.min_region)
-    unhinted[0] = False
-    if not fill_all and unhinted.any():
-        # Each unhinted region becomes a paper label of its own, competing like a stroke.
-        first = len(palette)
-        ids = np.flatnonzero(unhinted)
-        region_label = np.zeros(count, labels.dtype)
-        region_label[ids] = first + np.arange(len(ids))
-        paper_colours = _reference_colours(grey, regions, ids, reference) if reference is not None \
-            else np.repeat(PAPER[None], len(ids), axis=0)
-        palette.extend(paper_colours)
-        paper = region_label[regions]
-        labels = np.where((labels == 0) & (paper > 0), paper, labels)
-
-    for current in range(settings.gap + 1):
-        labels = _flood(labels, level <= current)
-    remaining = labels == 0
-    if remaining.any():
-        labels = _nearest(labels, remaining)  # ink, and (fill_all) regions sealed by walls
-    if fill_all and unhinted.any():
-        # An unhinted region takes one colour: the one that reached most of it.
-        inside = unhinted[regions]
-        votes = np.bincount(regions[inside].astype(np.int64) * len(colours) + labels[inside],
-                            minlength=count * len(colours)).reshape(count, len(colours))
-        winner = votes.argmax(axis=1)
-        labels[inside] = winner[regions[inside]]
-
-    palette_array = np.array(palette, np.uint8) if palette else PAPER[None]
-    palette_array[0] = PAPER  # label 0 only survives on a page without strokes
-    # Multiply the page over the flats, as Style2Paints' outputs (the VAE's training input)
-    # show the line art and tones through their colours.
-    flat = palette_array[labels].astype(np.uint16)
-    return (flat * grey[:, :, None].astype(np.uint16) // 255).astype(np.uint8)
-
-
-def _reference_colours(grey: np.ndarray, regions: np.ndarray, ids: np.ndarray,
+def _reference_colours(grey: np.ndarray, labels: np.ndarray, ids: np.ndarray,
                        reference: np.ndarray) -> np.ndarray:
     """Colours for unhinted regions from the reference's palette, matched by lightness;
     regions touching the page border (margins, gutters) stay paper."""
@@ -224,12 +177,13 @@ def _reference_colours(grey: np.ndarray, regions: np.ndarray, ids: np.ndarray,
     cv2.setRNGSeed(0)
     _, assignment, centres = cv2.kmeans(samples, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     palette = small.reshape(-1, 3)
-    means = np.array([palette[assignment.ravel() == i].mean(axis=0) for i in range(k)]).astype(np.uint8)
+    means = np.array([palette[assignment.ravel() == i].mean(axis=0) if (assignment.ravel() == i).any()
+                      else PAPER for i in range(k)]).astype(np.uint8)
     order = np.argsort(centres[:, 0])
-    region_grey = np.bincount(regions.ravel(), weights=grey.ravel(), minlength=regions.max() + 1)
-    region_size = np.maximum(np.bincount(regions.ravel(), minlength=regions.max() + 1), 1)
+    region_grey = np.bincount(labels.ravel(), weights=grey.ravel(), minlength=labels.max() + 1)
+    region_size = np.maximum(np.bincount(labels.ravel(), minlength=labels.max() + 1), 1)
     lightness = region_grey[ids] / region_size[ids] / 255.0 * 100.0
-    border = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     picks = np.abs(centres[order][:, 0][None, :] - lightness[:, None]).argmin(axis=1)
     colours = means[order][picks]
     colours[np.isin(ids, border)] = PAPER
@@ -254,8 +208,18 @@ class FlatsProvider(RoughProvider):
     takes_reference = True
 
     def check(self, request: RoughRequest) -> list[str]:
-        return empty_hints_warning(request)
+        warnings = empty_hints_warning(request)
+        hints = request.hints
+        if not warnings and hints is not None and hints.ndim == 3 and hints.shape[2] == 4:
+            painted = hints[..., 3] > 0
+            if painted.any() and (hints[..., :3][painted] >= KEEP_EMPTY).all():
+                warnings.append("Every stroke on the hint layer is white, the keep empty key: the flats are all "
+                                "paper. Paint in colour where colour goes.")
+        return warnings
+
+    def checked_hints(self, request: RoughRequest) -> np.ndarray:
+        return check_hints(request.hints, request.page)
 
     def rough_colours(self, request: RoughRequest, engine=None) -> np.ndarray:
-        hints = check_hints(request.hints, request.page)
-        return flats(request.page, hints, fill_all=request.fill_all, reference=request.reference)
+        return flats(request.page, self.checked_hints(request), fill_all=request.fill_all,
+                     reference=request.reference)

@@ -46,9 +46,10 @@ from ..engine.pipeline import STAGES, Cancelled, Engine, StageEvent
 from ..errors import InknhueError
 from ..logs import RateLimitedLog
 from ..page.imaging import check_work_size
-from ..page.output import render
+from ..page.output import FlatLayer, render
 from ..page.pixels import to_array, to_rgb, to_rgba
 from ..rough import PROVIDERS, RoughRequest, get_provider
+from ..rough.flats import flat_layer
 from ..runtime.cache import StageCache
 from ..runtime.host_memory import give_back_freed_memory
 from .connection import claim, refuse_if_taken
@@ -340,10 +341,16 @@ class Server:
         if request.provider not in PROVIDERS:
             raise ProtocolError("bad_input", f"unknown provider {shown(request.provider)}; "
                                              f"known: {', '.join(PROVIDERS)}")
-        self._check_models()
-        reason = PROVIDERS[request.provider].unavailable(self.engine.weights_dir)
-        if reason:
-            raise ProtocolError("weights", f"the '{request.provider}' provider is not available: {reason}")
+        if request.output.layer == "flats":  # the flats of the strokes: no network, no weights
+            if request.provider != "flats":
+                raise ProtocolError("bad_input", "the flats layer is the flats provider's: ask for provider flats")
+            if "hints" not in images:
+                raise ProtocolError("bad_input", "the flats layer needs the hint strokes (a 'hints' image)")
+        else:
+            self._check_models()
+            reason = PROVIDERS[request.provider].unavailable(self.engine.weights_dir)
+            if reason:
+                raise ProtocolError("weights", f"the '{request.provider}' provider is not available: {reason}")
         page = images["page"]
         check_work_size(page.width, page.height, request.max_size)  # before anything is allocated
         if request.output.size == "page":
@@ -360,6 +367,8 @@ class Server:
         job = self.jobs.get(request.job)
         if job.state != JobState.DONE:
             raise ProtocolError("not_ready", f"job {job.id} is {job.state.value}")
+        if (request.output.layer == "flats") != isinstance(job.result, FlatLayer):
+            raise ProtocolError("bad_input", "a flats job blends only as flats, and only a flats job gives flats")
         request.output.check_bytes(*request.output.pixel_size(job.result.page_size, job.result.working_size))
         self._check_unread(client)
         try:
@@ -432,7 +441,8 @@ class Server:
             self._error(job.client, code, message, job=job.id, socket=outbox)
 
         try:
-            self._check_models()
+            if request.output.layer != "flats":
+                self._check_models()
             images = job.images
             page = to_rgb(images["page"])
             rough_request = RoughRequest(
@@ -444,9 +454,12 @@ class Server:
             if "mask" in images:
                 job.mask = to_array(images["mask"])[..., 0].copy()
             job.images = {}  # the frames can go
-            result = self.engine.colorize(page, get_provider(request.provider), rough_request,
-                                          max_size=request.max_size, ratio=request.ratio, progress=progress,
-                                          cache=self.cache, cancelled=job.cancel.is_set)
+            if request.output.layer == "flats":
+                result = self._flats(rough_request, progress)
+            else:
+                result = self.engine.colorize(page, get_provider(request.provider), rough_request,
+                                              max_size=request.max_size, ratio=request.ratio, progress=progress,
+                                              cache=self.cache, cancelled=job.cancel.is_set)
             image = render(result, request.output, request.ratio, job.mask)
             job.result, job.state = result, JobState.DONE
             self.counters.update(result.ran)
@@ -472,6 +485,16 @@ class Server:
         finally:
             job.images = {}
             give_back_freed_memory()
+
+    def _flats(self, request: RoughRequest, progress) -> FlatLayer:
+        """A flats job: the flats provider's layer alone, as one stage."""
+        provider = get_provider("flats")
+        progress(StageEvent("rough", 1, 1, None))
+        started = time.perf_counter()
+        layer = flat_layer(request.page, provider.checked_hints(request), request.fill_all, request.reference)
+        seconds = time.perf_counter() - started
+        progress(StageEvent("rough", 1, 1, seconds))
+        return FlatLayer(layer, timings={"rough": seconds}, warnings=provider.check(request))
 
     def _blend_worker(self) -> None:
         outbox = self._outbox()
