@@ -278,3 +278,19 @@ def test_a_hint_layer_all_keep_empty_gives_paper_and_says_so():
     assert (layer[..., 3] == 0).all()
     warnings = get_provider("flats").check(RoughRequest(page=page.rgb, hints=page.hints))
     assert any("keep empty" in w for w in warnings)
+
+
+def test_a_broken_frame_beside_a_gutter_narrower_than_the_gap_keeps_the_gutter_paper():
+    """A 10-px gap in a panel's frame over a 12-px gutter: the gutter is no wider than the gap,
+    so only the frame's straightness tells them apart (regions.bridge_straight)."""
+    page = Page(848, 1200).rectangle(40, 40, 808, 590).rectangle(40, 602, 808, 1160)
+    page.erase(400, 586, 410, 594)  # the gap, through the upper panel's bottom frame
+    page.stroke([(200, 300), (300, 360)], RED)
+    layer = flat_layer(page.rgb, page.hints)
+    assert share(layer[..., :3], rectangle_interior(layer.shape[:2], 40, 40, 808, 590), RED) >= 0.98
+    gutter = np.zeros(layer.shape[:2], bool)
+    gutter[593:600, 40:808] = True
+    assert (layer[..., 3][gutter] == 0).mean() >= 0.98
+    margins = np.ones(layer.shape[:2], bool)
+    margins[30:1170, 30:818] = False
+    assert (layer[..., 3][margins] == 0).all()

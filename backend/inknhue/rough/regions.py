@@ -4,6 +4,8 @@ A gap in a line is a narrow passage between two walls, so it is found by how far
 the ink (the distance transform D of the non-wall pixels), as a ball that cannot pass
 through it (trapped-ball filling):
 
+0. Straight walls (panel frames, window bars) are continued across gaps first: a gutter can
+   be no wider than a gap in the frame beside it, and then no ball tells them apart.
 1. Cores: where D exceeds half the largest gap closed (GAP_SHARE of the page's short side,
    1%), the connected parts of the page are regions that no gap joins. Narrower regions
    (a sleeve's cuff, an eye) have no core at that size: they are found at smaller radii, as
@@ -45,6 +47,8 @@ START = 2.0
 #: wider than a gap and at least this share of the neighbour's depth (the background on the
 #: far side of a figure); never into a region at the page's edge (margins, gutters)
 PASS_ON = 0.3
+#: walls straight over this many gaps' lengths are continued across gaps (bridge_straight)
+STRAIGHT = 3.0
 #: the flood's levels, px of wall distance apart (each a labelling pass)
 FLOOD_STEP = 2
 #: the smallest region, as a share of the page's area at the analysis size
@@ -96,10 +100,24 @@ def flood_level(labels: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return labels
 
 
+def bridge_straight(walls: np.ndarray, gap: float) -> np.ndarray:
+    """Long straight walls (panel frames, window bars) continued across gaps up to `gap` px:
+    a frame broken by a gap, beside a gutter no wider than that gap, is still a wall."""
+    size = max(3, int(round(gap)))
+    length = max(size + 2, int(round(STRAIGHT * gap)))
+    out = walls.copy()
+    u8 = walls.astype(np.uint8)
+    for shape in ((1, length), (length, 1)):
+        run = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones(shape, np.uint8))
+        across = (1, size) if shape[0] == 1 else (size, 1)
+        out |= cv2.morphologyEx(run, cv2.MORPH_CLOSE, np.ones(across, np.uint8)).astype(bool)
+    return out
+
+
 def segment(art: LineArt) -> Regions:
     """The page's regions at the analysis size; every pixel has one."""
-    walls = art.walls
     width, height = art.size
+    walls = bridge_straight(art.walls, GAP_SHARE * min(width, height))
     # the page's edge is a wall too: a frame that stops short of it leaves a gap like any other
     open_area = np.pad(~walls, 1, constant_values=False).astype(np.uint8)
     distance = cv2.distanceTransform(open_area, cv2.DIST_L2, 5)[1:-1, 1:-1]
