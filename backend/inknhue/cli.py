@@ -26,6 +26,12 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _ratio(text: str) -> float:
     try:
         value = float(text)
@@ -150,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "sends one job per page")
     colorize.add_argument("--timeout", type=float, default=10.0,
                           help="with --server: seconds without an answer before giving up (default 10)")
+    colorize.add_argument("--cluster", metavar="ADDRESS",
+                          help="a chapter on Ray (pip install 'inknhue[cluster]'): ray starts a local Ray "
+                               "(every GPU of this machine), auto joins the one Ray finds, ray://HOST:PORT or "
+                               "HOST:PORT joins a running cluster; one actor per GPU, pages to whichever is free")
+    colorize.add_argument("--actors", type=_positive_int, metavar="N",
+                          help="with --cluster: how many actors (default: one per GPU, or one per node without GPUs)")
+    colorize.add_argument("--actor-cpus", type=_positive_int, metavar="N",
+                          help="with --cluster and no GPUs: CPUs per actor (default: a node's CPUs)")
     _add_engine_options(colorize)
 
     serve = commands.add_parser(
@@ -303,6 +317,12 @@ def _flats_page(args) -> int:
 def cmd_colorize(args) -> int:
     from .batch import chapter
 
+    if args.cluster:
+        from .batch import cluster
+
+        if not chapter.is_chapter(args.pages, args.output):
+            raise InputError("--cluster colorizes chapters: give -o a folder (one that exists, or a name ending in /)")
+        return cluster.run(args, say=_say)
     if chapter.is_chapter(args.pages, args.output):
         return chapter.run(args, say=_say)
     args.page = args.pages[0]  # one page file to one image file: written over whatever is there

@@ -542,11 +542,11 @@ class _Held:
 
 
 @contextmanager
-def _ctrl_c_held():
+def _ctrl_c_held(held: _Held | None = None):
     """A Ctrl-C while a page is written and recorded is held until both are done
     (milliseconds), so an output and its record never disagree: `.caught` says it came.
     (Only the main thread gets signals; elsewhere nothing is held.)"""
-    held = _Held()
+    held = _Held() if held is None else held
     if threading.current_thread() is not threading.main_thread():
         yield held
         return
@@ -603,22 +603,70 @@ def run(args, say: Callable[[str], None]) -> int:
             plan.lock.release()
 
 
-def _run(args, plan: Plan, say: Callable[[str], None]) -> int:
-    from tqdm import tqdm
-
-    from ..page.imaging import read_hints, read_rgb, write_image
+def read_request(page: Page, args, reference):
+    """A page's inputs, read when its turn comes."""
+    from ..page.imaging import read_hints, read_rgb
     from ..rough import RoughRequest
 
-    todo = [page for page in plan.pages if not page.skip]
+    return RoughRequest(
+        page=read_rgb(page.path, "page"),
+        hints=read_hints(page.hints) if page.hints else None,
+        reference=reference,
+        rough=read_rgb(page.rough, "rough colours") if page.rough else None,
+        fill_all=args.fill_all, transfer=args.transfer, max_size=args.max_size)
+
+
+def keep(plan: Plan, page: Page, final, held: _Held) -> None:
+    """Writes a page's result atomically and records it, a Ctrl-C held until both are done
+    (`held.caught` says one came, also when writing failed)."""
+    from ..page.imaging import write_image
+
+    with _ctrl_c_held(held):
+        try:
+            write_image(final, page.output)
+        except OSError as exc:  # a full disk, a folder gone: this page is not done
+            raise InknhueError(f"cannot write {page.output}: {exc.strerror or exc}") from None
+        try:
+            plan.manifest.record(page.output.name, {
+                "page": str(page.path), "inputs": page.inputs, "settings": plan.settings,
+                "output": file_digest(page.output), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        except OSError as exc:
+            raise InknhueError(f"wrote {page.output} but could not record it in {plan.manifest.path} "
+                               f"({exc.strerror or exc}): the next run keeps it as it is") from None
+
+
+def done_line(page: Page, final, seconds: float, ran: list[str]) -> str:
+    return (f"done {page.name}: wrote {page.output} ({final.shape[1]}x{final.shape[0]}) in "
+            f"{seconds:.2f} s (stages run: {', '.join(ran) or 'none'})")
+
+
+def opening_lines(args, plan: Plan, todo: list[Page]) -> list[str]:
+    lines = []
     if plan.stale is not None:
-        say(f"note: took over the lock of a run that is gone ({plan.stale.describe()})")
-    say(f"chapter: {len(plan.pages)} pages -> {plan.folder}, {len(todo)} to colorize "
-        f"({plan.prior}, ratio {args.ratio:g}, max size {args.max_size})")
+        lines.append(f"note: took over the lock of a run that is gone ({plan.stale.describe()})")
+    lines.append(f"chapter: {len(plan.pages)} pages -> {plan.folder}, {len(todo)} to colorize "
+                 f"({plan.prior}, ratio {args.ratio:g}, max size {args.max_size})")
     if plan.manifest.damaged:
-        say(f"warning: {plan.manifest.path} is damaged: outputs already there are kept as they are")
+        lines.append(f"warning: {plan.manifest.path} is damaged: outputs already there are kept as they are")
+    return lines
+
+
+def chapter_bar(total: int):
+    """One bar over the chapter's pages, on a terminal only (disable=None): a log file gets
+    the pages' lines alone."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="page", file=sys.stderr, dynamic_ncols=True, disable=None)
+
+
+def _run(args, plan: Plan, say: Callable[[str], None]) -> int:
+    from ..page.imaging import read_rgb
+
+    todo = [page for page in plan.pages if not page.skip]
+    for line in opening_lines(args, plan, todo):
+        say(line)
     tally = Tally()
-    # the bar on a terminal only (disable=None): a log file gets the pages' lines alone
-    bar = tqdm(total=len(plan.pages), unit="page", file=sys.stderr, dynamic_ncols=True, disable=None)
+    bar = chapter_bar(len(plan.pages))
 
     def tell(line: str) -> None:
         log.info("%s", line)
@@ -646,35 +694,18 @@ def _run(args, plan: Plan, say: Callable[[str], None]) -> int:
             held = _Held()
             try:
                 stage("reading")
-                request = RoughRequest(
-                    page=read_rgb(page.path, "page"),
-                    hints=read_hints(page.hints) if page.hints else None,
-                    reference=reference,
-                    rough=read_rgb(page.rough, "rough colours") if page.rough else None,
-                    fill_all=args.fill_all, transfer=args.transfer, max_size=args.max_size)
+                request = read_request(page, args, reference)
                 final, ran, warnings = colorist.colorize(request, stage)
                 for warning in warnings:
                     tell(f"warning: {page.name}: {warning}")
                 stage("writing")
-                with _ctrl_c_held() as held:
-                    try:
-                        write_image(final, page.output)
-                    except OSError as exc:  # a full disk, a folder gone: this page is not done
-                        raise InknhueError(f"cannot write {page.output}: {exc.strerror or exc}") from None
-                    try:
-                        plan.manifest.record(page.output.name, {
-                            "page": str(page.path), "inputs": page.inputs, "settings": plan.settings,
-                            "output": file_digest(page.output), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-                    except OSError as exc:
-                        raise InknhueError(f"wrote {page.output} but could not record it in {plan.manifest.path} "
-                                           f"({exc.strerror or exc}): the next run keeps it as it is") from None
+                keep(plan, page, final, held)
             except Exception as exc:  # one page's failure is reported, the rest go on
                 tally.failed.append(page.name)
                 tell(f"failed {page.name}: {_page_failure(exc)}")
             else:
                 tally.done.append(page.name)
-                tell(f"done {page.name}: wrote {page.output} ({final.shape[1]}x{final.shape[0]}) in "
-                     f"{time.perf_counter() - started:.2f} s (stages run: {', '.join(ran) or 'none'})")
+                tell(done_line(page, final, time.perf_counter() - started, ran))
             bar.update(1)
             if held.caught:  # this page is done and recorded (or failed): now stop
                 raise KeyboardInterrupt
