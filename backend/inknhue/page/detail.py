@@ -48,9 +48,12 @@ import cv2
 import numpy as np
 
 from ..runtime.cache import StageCache, digest
+from . import lineart
 
-#: a page pixel darker than this is ink (or a screentone dot): colour is sampled beside it
-INK_LEVEL = 0.5
+#: ink (line_art) is no lighter than this (0-255): a line's soft edge, not the paper beside it
+LINE_LEVEL = 230
+#: solid areas lighter than this (0-255, blurred) are a dense tone, not solid black
+SOLID_LEVEL = 50
 #: how far (in working-size pixels, plus one page pixel) samples move from the ink
 REACH_WORKING_PX = 2.0
 #: windows (in working pixels) of the colour-over-page ratio; wider ones fill solid black areas
@@ -143,10 +146,10 @@ def _step_out(distance: np.ndarray, near: np.ndarray, reach: float) -> tuple[np.
     return best_x, best_y
 
 
-def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _sampling_maps(ink: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """For each output pixel, where to sample the working-size colour layer, as cv2.remap's
-    fixed-point maps. page: uint8 grey at the output size."""
-    height, width = page.shape
+    fixed-point maps. ink: bool at the output size (line_art)."""
+    height, width = ink.shape
     scale_x, scale_y = working[0] / width, working[1] / height
 
     def to_working(x, y):  # output pixel centres -> working pixel coordinates
@@ -157,7 +160,6 @@ def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarr
     xy = np.empty((height, width, 2), np.int16)
     xy[..., 0], xy[..., 1] = column_x[None, :], row_y[:, None]
     frac = (row_frac[:, None] & np.uint16(~31 & 0xFFFF)) | (column_frac[None, :] & np.uint16(31))
-    ink = page < round(INK_LEVEL * 255)
     if not ink.any() or ink.all():
         return xy, frac
     reach = REACH_WORKING_PX / max(scale_x, scale_y) + 1.0
@@ -175,13 +177,60 @@ def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarr
     return xy, frac
 
 
+def line_art(grey: np.ndarray) -> np.ndarray:
+    """The page's ink (H x W uint8 -> bool): its lines, lettering and solid blacks, not its
+    screentone, washes or hatching' paper (lineart.py's walls, which flats stand on too), at
+    the grey's own size; a line's soft edge included, so that it stays as drawn."""
+    art = lineart.analyse(grey)
+    # a dense dark tone can look solid at the analysis size: only the really black stays ink
+    walls = art.walls & ~(art.solid & (art.grey > SOLID_LEVEL))
+    height, width = grey.shape
+    if art.size != (width, height):
+        walls = cv2.resize(walls.view(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR) > 0
+    walls = cv2.dilate(walls.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    return walls & (grey < LINE_LEVEL)
+
+
+def tone_mean(page: np.ndarray, ink: np.ndarray, working: tuple[int, int]) -> np.ndarray:
+    """What the page is off its ink (its paper, tone and washes), averaged over each working
+    pixel: the level the model saw there (float32 [0, 1]; 1 where a working pixel is all ink)."""
+    paper = (~ink).astype(np.float32)
+    tone = page.astype(np.float32) * np.float32(1 / 255) * paper
+    area = cv2.resize(paper, tuple(working), interpolation=cv2.INTER_AREA)
+    mean = cv2.resize(tone, tuple(working), interpolation=cv2.INTER_AREA) / np.maximum(area, 1e-6)
+    # all-ink working pixels take their neighbourhood's tone (never read on ink, only beside it)
+    near = cv2.GaussianBlur(mean * area, (0, 0), 2.0) / np.maximum(cv2.GaussianBlur(area, (0, 0), 2.0), 1e-6)
+    mean = np.where(area > 0.05, mean, np.where(cv2.GaussianBlur(area, (0, 0), 2.0) > 1e-3, near, 1.0))
+    return np.clip(mean, 0.0, 1.0).astype(np.float32)
+
+
+def tone_gain(colour: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How the page's tone is laid over the colours off the ink: full = colour x (a + b x P),
+    with a + b x P in [0, 1/max(colour)] and averaging 1 over a working pixel whose tone
+    averages `tone`, so the working-size result is the model's own.
+
+    Where the model made an area darker than the page's tone there (it kept the tone as
+    shading), the tone is scaled: P / tone. Where it made it lighter (it read the tone as
+    shading and painted it over in colour), the tone is faded towards white, dots lighter,
+    paper white: (1 - k (1 - P)) / v, v = the colour's brightest channel, k = (1 - v)/(1 - tone);
+    the most of the tone's contrast a colour as light as v can carry."""
+    value = np.maximum(colour.max(axis=-1), 1e-3)
+    lighter = value > tone
+    fade = np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0)
+    a = np.where(lighter, (1.0 - fade) / value, 0.0)
+    b = np.where(lighter, fade / value, 1.0 / np.maximum(tone, 1e-3))
+    return a.astype(np.float32), b.astype(np.float32)
+
+
 @dataclass
 class PageDetail:
-    """One page at one output size: its grey and where each pixel samples the colours.
-    Made once per page and size (about 0.3 s for an A4 page), then every ratio is cheap."""
+    """One page at one output size: its grey, its ink, and where each pixel samples the colours.
+    Made once per page and size (about 0.4 s for an A4 page), then every ratio is cheap."""
 
     page: np.ndarray      #: the page's grey at the output size, uint8
-    page_w: np.ndarray    #: the page's grey at the working size, float32 [0, 1]
+    ink: np.ndarray       #: its ink at the output size (line_art), bool
+    page_w: np.ndarray    #: the page at the working size with its ink only, tone as paper, float32 [0, 1]
+    tone_w: np.ndarray    #: the page off its ink at the working size (tone_mean), float32 [0, 1]
     maps: tuple[np.ndarray, np.ndarray]  #: cv2.remap's fixed-point maps (6 bytes a pixel)
 
     @classmethod
@@ -191,29 +240,51 @@ class PageDetail:
         if (grey.shape[1], grey.shape[0]) != tuple(size):
             shrink = size[0] < grey.shape[1] and size[1] < grey.shape[0]
             grey = cv2.resize(grey, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        # the page as the model saw it (to 1/255: the model's own output is 8-bit)
-        page_w = cv2.resize(page_grey, tuple(working), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        return cls(grey, page_w, _sampling_maps(grey, tuple(working)))
+        ink = line_art(grey)
+        # the ink as the model saw it (the colour under the ink is the model's result over it)
+        inked = np.where(ink, grey, np.uint8(255))
+        page_w = cv2.resize(inked, tuple(working), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        return cls(grey, ink, page_w, tone_mean(grey, ink, working), _sampling_maps(ink, tuple(working)))
 
     def __post_init__(self):
         self.twins: dict = {}  # device -> detail_gpu.DevicePageDetail, made on first use there
 
     @property
     def nbytes(self) -> int:  # host memory (what the cache's budget counts)
-        return self.page.nbytes + self.page_w.nbytes + sum(m.nbytes for m in self.maps)
+        return sum(a.nbytes for a in (self.page, self.ink, self.page_w, self.tone_w, *self.maps))
+
+    def layers(self, model: np.ndarray) -> np.ndarray:
+        """The colour under the ink and the tone's gain, at the output size: H x W x 5 float32
+        (colour, a, b: full = colour x (a + b x P) off the ink, colour x P on it)."""
+        colour = colour_over_page(model.astype(np.float32) / 255.0, self.page_w)
+        a, b = tone_gain(colour, self.tone_w)
+        stacked = np.concatenate([colour, a[..., None], b[..., None]], axis=2)
+        return cv2.remap(stacked, *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _render(self, model: np.ndarray, under_ink: bool) -> np.ndarray:
+        made = self.layers(model)
+        height, width = self.page.shape
+        out = np.empty((height, width, 3), np.float32)
+        for top in range(0, height, 256):  # in bands: no page-sized float temporaries
+            band = slice(top, top + 256)
+            page = self.page[band].astype(np.float32) * np.float32(1 / 255)
+            ink = self.ink[band]
+            a, b = made[band, :, 3], made[band, :, 4]
+            gain = np.where(ink, page, a + b * page)
+            if under_ink:  # what multiplied by the page gives the full result, where it can
+                gain = np.where(ink, 1.0, np.minimum(a / np.maximum(page, 1e-3) + b, 1e3))
+            np.multiply(made[band, :, :3], gain[..., None], out=out[band])
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def colour_layer(self, model: np.ndarray) -> np.ndarray:
-        """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]."""
-        colour = colour_over_page(model.astype(np.float32) / 255.0, self.page_w)
-        return cv2.remap(colour, *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]; as a
+        Multiply layer under the page it gives `full` wherever a Multiply can (not where `full`
+        is lighter than the page: the tone the model painted over)."""
+        return self._render(model, True)
 
     def full(self, model: np.ndarray) -> np.ndarray:
-        """The colour layer multiplied by the page: H x W x 3 float32 in [0, 1]."""
-        layer = self.colour_layer(model)
-        for top in range(0, layer.shape[0], 256):  # in bands: no page-sized float temporary
-            band = slice(top, top + 256)
-            layer[band] *= (self.page[band].astype(np.float32) * np.float32(1 / 255))[..., None]
-        return layer
+        """The colours with the page's own ink and tone: H x W x 3 float32 in [0, 1]."""
+        return self._render(model, False)
 
 
 #: made per page and size, kept for the next ratio, the next job on the same page, the preview size
