@@ -62,6 +62,27 @@ RATIO_SIGMAS = (0.8, 3.0, 10.0, 40.0)
 MIN_PAPER = 0.05
 
 
+def pyramid_factor(sigma: float) -> int:
+    """Wide windows are blurred at 1/f the size (f a power of two, the blur there 2.5 px or more):
+    they only fill solid black areas, whose colour hardly shows, at a fraction of the cost."""
+    return 1 << max(0, int(np.floor(np.log2(sigma / 2.5))))
+
+
+def wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """cv2.GaussianBlur(image, (0, 0), sigma), wide ones at a smaller size (pyramid_factor):
+    edges replicated to a multiple of f, box-averaged, blurred, brought back bilinearly."""
+    factor = pyramid_factor(sigma)
+    if factor == 1:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    height, width = image.shape[:2]
+    pad = ((0, -height % factor), (0, -width % factor)) + ((0, 0),) * (image.ndim - 2)
+    padded = np.pad(image, pad, mode="edge")
+    small = cv2.resize(padded, (padded.shape[1] // factor, padded.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+    big = cv2.resize(small, (padded.shape[1], padded.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return big[:height, :width]
+
+
 def colour_over_page(model: np.ndarray, page_w: np.ndarray) -> np.ndarray:
     """C at the working size: model (H x W x 3, [0, 1]) over the page at the same size."""
     num = model * page_w[..., None]
@@ -69,8 +90,8 @@ def colour_over_page(model: np.ndarray, page_w: np.ndarray) -> np.ndarray:
     colour = None
     trusted = np.zeros(den.shape, bool)
     for sigma in RATIO_SIGMAS:
-        n = cv2.GaussianBlur(num, (0, 0), sigma)
-        d = cv2.GaussianBlur(den, (0, 0), sigma)
+        n = wide_blur(num, sigma)
+        d = wide_blur(den, sigma)
         ratio = n / np.maximum(d, 1e-6)[..., None]
         if colour is None:
             colour = ratio
@@ -204,22 +225,22 @@ def tone_mean(page: np.ndarray, ink: np.ndarray, working: tuple[int, int]) -> np
     return np.clip(mean, 0.0, 1.0).astype(np.float32)
 
 
-def tone_gain(colour: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How the page's tone is laid over the colours off the ink: full = colour x (a + b x P),
-    with a + b x P in [0, 1/max(colour)] and averaging 1 over a working pixel whose tone
-    averages `tone`, so the working-size result is the model's own.
+def tone_gain(colour: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """How the page's tone is laid over the model's colours: full = E x (1 - k + k x P), with
+    E <= 1 and k in [0, 1] chosen so that it averages `colour` over a working pixel whose page
+    averages `tone` off the ink (the model's own working-size result). colour: H x W x 3,
+    tone: H x W -> H x W x 4 (E, k).
 
-    Where the model made an area darker than the page's tone there (it kept the tone as
-    shading), the tone is scaled: P / tone. Where it made it lighter (it read the tone as
-    shading and painted it over in colour), the tone is faded towards white, dots lighter,
-    paper white: (1 - k (1 - P)) / v, v = the colour's brightest channel, k = (1 - v)/(1 - tone);
-    the most of the tone's contrast a colour as light as v can carry."""
+    Where the model made an area darker than the page there (it kept the tone as shading),
+    the tone is scaled: E = colour / tone, k = 1. Where it made it lighter (it read the tone
+    as shading and painted it over), the tone fades towards white, its dots lighter, its
+    paper white: E = colour / v (v: the colour's brightest channel), k = (1 - v) / (1 - tone):
+    the most of the tone's contrast that a colour as light as v can carry."""
     value = np.maximum(colour.max(axis=-1), 1e-3)
     lighter = value > tone
-    fade = np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0)
-    a = np.where(lighter, (1.0 - fade) / value, 0.0)
-    b = np.where(lighter, fade / value, 1.0 / np.maximum(tone, 1e-3))
-    return a.astype(np.float32), b.astype(np.float32)
+    scale = np.where(lighter, value, np.maximum(tone, 1e-3))
+    fade = np.where(lighter, np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0), 1.0)
+    return np.concatenate([colour / scale[..., None], fade[..., None]], axis=2).astype(np.float32)
 
 
 @dataclass
@@ -254,27 +275,25 @@ class PageDetail:
         return sum(a.nbytes for a in (self.page, self.ink, self.page_w, self.tone_w, *self.maps))
 
     def layers(self, model: np.ndarray) -> np.ndarray:
-        """The colour under the ink and the tone's gain, at the output size: H x W x 5 float32
-        (colour, a, b: full = colour x (a + b x P) off the ink, colour x P on it)."""
+        """The colours and the tone's fade at the output size: H x W x 4 float32 (tone_gain's E, k)."""
         colour = colour_over_page(model.astype(np.float32) / 255.0, self.page_w)
-        a, b = tone_gain(colour, self.tone_w)
-        stacked = np.concatenate([colour, a[..., None], b[..., None]], axis=2)
-        return cv2.remap(stacked, *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.remap(tone_gain(colour, self.tone_w), *self.maps, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
 
     def _render(self, model: np.ndarray, under_ink: bool) -> np.ndarray:
         made = self.layers(model)
         height, width = self.page.shape
         out = np.empty((height, width, 3), np.float32)
-        for top in range(0, height, 256):  # in bands: no page-sized float temporaries
-            band = slice(top, top + 256)
+        for top in range(0, height, 128):  # in bands: no page-sized float temporaries
+            band = slice(top, top + 128)
             page = self.page[band].astype(np.float32) * np.float32(1 / 255)
-            ink = self.ink[band]
-            a, b = made[band, :, 3], made[band, :, 4]
-            gain = np.where(ink, page, a + b * page)
-            if under_ink:  # what multiplied by the page gives the full result, where it can
-                gain = np.where(ink, 1.0, np.minimum(a / np.maximum(page, 1e-3) + b, 1e3))
+            fade = np.maximum(made[band, :, 3], self.ink[band])  # the ink as drawn
+            if under_ink:  # E x (1 - k + k x P) / P: what multiplied by the page gives `full`, where it can
+                gain = (1.0 - fade) / np.maximum(page, 1e-3) + fade
+            else:
+                gain = 1.0 - fade + fade * page
             np.multiply(made[band, :, :3], gain[..., None], out=out[band])
-        return np.clip(out, 0.0, 1.0, out=out)
+        return np.minimum(out, 1.0, out=out)
 
     def colour_layer(self, model: np.ndarray) -> np.ndarray:
         """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]; as a
