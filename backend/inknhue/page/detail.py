@@ -231,14 +231,16 @@ def tone_gain(colour: np.ndarray, tone: np.ndarray) -> np.ndarray:
     averages `tone` off the ink (the model's own working-size result). colour: H x W x 3,
     tone: H x W -> H x W x 4 (E, k).
 
-    Where the model made an area darker than the page there (it kept the tone as shading),
-    the tone is scaled: E = colour / tone, k = 1. Where it made it lighter (it read the tone
-    as shading and painted it over), the tone fades towards white, its dots lighter, its
-    paper white: E = colour / v (v: the colour's brightest channel), k = (1 - v) / (1 - tone):
-    the most of the tone's contrast that a colour as light as v can carry."""
+    Where the model made an area lighter than the page (it read the tone as shading and
+    painted it over), the tone fades towards white, its dots lighter, its paper white:
+    E = colour / v (v: the colour's brightest channel), k = (1 - v) / (1 - tone): the most of
+    the tone's contrast that a colour as light as v can carry. Lighter means lighter than the
+    page anywhere in a working pixel's 3 x 3 neighbourhood: a model's softness beside a line
+    the line art missed is not a lighter area (that line stays as drawn). Elsewhere (the
+    model kept the tone as shading) the tone is scaled: E = colour / tone, k = 1."""
     value = np.maximum(colour.max(axis=-1), 1e-3)
-    lighter = value > tone
-    scale = np.where(lighter, value, np.maximum(tone, 1e-3))
+    lighter = value > cv2.dilate(tone, np.ones((3, 3), np.uint8))
+    scale = np.where(lighter, value, np.maximum(np.maximum(tone, value), 1e-3))
     fade = np.where(lighter, np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0), 1.0)
     return np.concatenate([colour / scale[..., None], fade[..., None]], axis=2).astype(np.float32)
 
