@@ -56,6 +56,8 @@ LINE_LEVEL = 230
 SOLID_LEVEL = 50
 #: how far (in working-size pixels, plus one page pixel) samples move from the ink
 REACH_WORKING_PX = 2.0
+#: the window (in working pixels) the page's tone level is taken over
+TONE_SIGMA = 1.0
 #: windows (in working pixels) of the colour-over-page ratio; wider ones fill solid black areas
 RATIO_SIGMAS = (0.8, 3.0, 10.0, 40.0)
 #: a window needs at least this much paper (sum of P^2 weights, relative) to be trusted
@@ -209,19 +211,27 @@ def line_art(grey: np.ndarray) -> np.ndarray:
     if art.size != (width, height):
         walls = cv2.resize(walls.view(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR) > 0
     walls = cv2.dilate(walls.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    return walls & (grey < LINE_LEVEL)
+    # black areas wider than a tone's dots are ink whatever the page's paper (a page all black
+    # has no paper for lineart.py to find its lines against)
+    dark = (grey < SOLID_LEVEL).view(np.uint8)
+    solid = cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    return (walls & (grey < LINE_LEVEL)) | solid.view(bool)
 
 
 def tone_mean(page: np.ndarray, ink: np.ndarray, working: tuple[int, int]) -> np.ndarray:
-    """What the page is off its ink (its paper, tone and washes), averaged over each working
-    pixel: the level the model saw there (float32 [0, 1]; 1 where a working pixel is all ink)."""
+    """What the page is off its ink (its paper, tone and washes) around each working pixel:
+    the level the model saw there (float32 [0, 1]; 1 where there is only ink). Over a window
+    of TONE_SIGMA working pixels: a screentone's period is about a working pixel or two, and
+    one pixel's share of dots is the screen's aliasing, not its level."""
     paper = (~ink).astype(np.float32)
     tone = page.astype(np.float32) * np.float32(1 / 255) * paper
     area = cv2.resize(paper, tuple(working), interpolation=cv2.INTER_AREA)
-    mean = cv2.resize(tone, tuple(working), interpolation=cv2.INTER_AREA) / np.maximum(area, 1e-6)
-    # all-ink working pixels take their neighbourhood's tone (never read on ink, only beside it)
-    near = cv2.GaussianBlur(mean * area, (0, 0), 2.0) / np.maximum(cv2.GaussianBlur(area, (0, 0), 2.0), 1e-6)
-    mean = np.where(area > 0.05, mean, np.where(cv2.GaussianBlur(area, (0, 0), 2.0) > 1e-3, near, 1.0))
+    level = cv2.resize(tone, tuple(working), interpolation=cv2.INTER_AREA)
+    for sigma in (TONE_SIGMA, 4 * TONE_SIGMA):  # the wider window reaches into wide solid blacks
+        share = cv2.GaussianBlur(area, (0, 0), sigma)
+        if (share > 1e-3).all():
+            break
+    mean = np.where(share > 1e-3, cv2.GaussianBlur(level, (0, 0), sigma) / np.maximum(share, 1e-6), 1.0)
     return np.clip(mean, 0.0, 1.0).astype(np.float32)
 
 

@@ -49,9 +49,13 @@ def read_colouring(path) -> Colouring:
 
 def check_fits(page_size: tuple[int, int], coloured_size: tuple[int, int], coloured_name: str = "the colouring"
                ) -> None:
-    """The colouring is of this page: its aspect ratio within MAX_ASPECT_MISMATCH of the page's."""
-    mismatch = aspect_mismatch(page_size, coloured_size)
-    if mismatch > MAX_ASPECT_MISMATCH:
+    """The colouring is of this page: scaled by its long side, its short side is the page's
+    within MAX_ASPECT_MISMATCH or a pixel of rounding (a 1 px wide page has no other width)."""
+    long_side = 0 if page_size[0] >= page_size[1] else 1
+    scale = coloured_size[long_side] / page_size[long_side]
+    expected = scale * page_size[1 - long_side]
+    if abs(coloured_size[1 - long_side] - expected) > max(1.0, MAX_ASPECT_MISMATCH * expected):
+        mismatch = aspect_mismatch(page_size, coloured_size)
         raise InputError(f"{coloured_name} ({coloured_size[0]}x{coloured_size[1]}) does not have the page's shape "
                          f"({page_size[0]}x{page_size[1]}; aspect ratios {100 * mismatch:.1f}% apart, at most "
                          f"{100 * MAX_ASPECT_MISMATCH:.0f}%): is it of another page, or cropped?")
