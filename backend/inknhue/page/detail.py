@@ -245,11 +245,13 @@ def tone_gain(colour: np.ndarray, tone: np.ndarray) -> np.ndarray:
     painted it over), the tone fades towards white, its dots lighter, its paper white:
     E = colour / v (v: the colour's brightest channel), k = (1 - v) / (1 - tone): the most of
     the tone's contrast that a colour as light as v can carry. Lighter means lighter than the
-    page anywhere in a working pixel's 3 x 3 neighbourhood: a model's softness beside a line
+    page anywhere in a working pixel's 3 x 3 neighbourhood (both over TONE_SIGMA's window): a
+    model's softness beside a line
     the line art missed is not a lighter area (that line stays as drawn). Elsewhere (the
     model kept the tone as shading) the tone is scaled: E = colour / tone, k = 1."""
     value = np.maximum(colour.max(axis=-1), 1e-3)
-    lighter = value > cv2.dilate(tone, np.ones((3, 3), np.uint8))
+    # both over the tone's window: a screen's ripple in the model's result is not lighter either
+    lighter = cv2.GaussianBlur(value, (0, 0), TONE_SIGMA) > cv2.dilate(tone, np.ones((3, 3), np.uint8))
     scale = np.where(lighter, value, np.maximum(np.maximum(tone, value), 1e-3))
     fade = np.where(lighter, np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0), 1.0)
     return np.concatenate([colour / scale[..., None], fade[..., None]], axis=2).astype(np.float32)

@@ -83,7 +83,7 @@ def tone_gain(colour: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
     """detail.tone_gain on a device: H x W x 3 and H x W -> H x W x 4 (E, k)."""
     value = colour.amax(dim=-1).clamp(min=1e-3)
     seen = F.max_pool2d(tone[None, None], 3, stride=1, padding=1)[0, 0]  # cv2.dilate, 3 x 3
-    lighter = value > seen
+    lighter = gaussian_blur(value[..., None], detail.TONE_SIGMA)[..., 0] > seen
     scale = torch.where(lighter, value, torch.maximum(tone, value).clamp(min=1e-3))
     fade = torch.where(lighter, ((1.0 - value) / (1.0 - tone).clamp(min=1e-6)).clamp(0.0, 1.0),
                        torch.ones_like(value))
