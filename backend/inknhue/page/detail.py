@@ -1,43 +1,55 @@
-"""Results at the page's own size: the model's colours, the page's own ink.
+"""Results at the page's own size: the model's colours, the page's own ink and tone.
 
 The networks work at the working size (768 px on the short side by default); a printed
 page is 2480x3508 or more. A plain upscale of the working-size result softens every line,
 letter and screentone dot. Instead, the result is built the way a colourist builds a
-page, as a colour layer multiplied by the ink:
+page, from a colour layer and the page:
 
-    full = C x P      (P: the page's grey at the output size, in [0, 1];
-                       C: the colour layer, smooth, with no line art)
+    full = C x P on the ink          (P: the page's grey at the output size, in [0, 1])
+    full = E x (1 - k + k x P) off it (E, k: tone_gain, from the colours and the page's tone)
 
-1. C at the working size is the model's result M divided by the page brought to the same
-   size, P_w (what the model saw), as a local weighted least-squares ratio
-   sum(M P_w) / sum(P_w^2) over a small Gaussian window: ink pixels (P_w near 0) carry
-   no weight, so C holds the colours and shading of the areas around the lines, and
-   M = C x P_w wherever the model followed the page. Where a window holds only ink (a
-   solid black area) wider windows fill in.
-2. C is brought to the output size edge-aware: every pixel samples C a little inside
-   its own region. A paper pixel closer than `reach` to ink samples at `reach` from it,
-   moved along the distance field's gradient (at most as far as the distance keeps
+1. The ink (line_art): lineart.py's walls (lines, lettering, solid blacks; not screentone,
+   washes or hatching's paper) where the page is darker than LINE_LEVEL, and any black area
+   wider than a tone's dots. A colorization keeps ink as drawn but reads tone and washes
+   as shading and repaints them, usually lighter: multiplying the page back over its
+   colours (what this module did before) made toned pages muddy and dark.
+2. C at the working size is the model's result M over the page's ink as the model saw it
+   (P_w: the page with its tone as paper, brought down), a local weighted least-squares
+   ratio sum(M P_w) / sum(P_w^2) over a small Gaussian window: ink carries no weight, so C
+   holds the colours around the lines; off the ink C = M. Windows holding only ink (a
+   solid black) are filled from wider ones, computed at a smaller size (wide_blur).
+3. The tone off the ink (tone_gain): where the model is lighter than the page's tone level
+   there (tone_mean), the tone fades towards white just enough that the working-size mean
+   is the model's (dots lighter, paper white: as much of the tone's texture as a colour
+   that light can carry); where it kept the tone as shading, the tone is scaled to it.
+4. E and k are brought to the output size edge-aware: every pixel samples them a little
+   inside its own region. A paper pixel closer than `reach` to ink samples at `reach` from
+   it, moved along the distance field's gradient (at most as far as the distance keeps
    growing, so narrow regions sample their middle); an ink pixel takes the sample of its
-   nearest paper pixel ("the colour of its neighbourhood"). The working-size colours
-   blur across a line over about two working pixels; pulling samples out of that band
-   keeps each region's colour up to its own ink instead of mixing it with the next one.
-3. full = C x P: lines, lettering and tone are the page's own, exactly as crisp and at
-   least as dark as drawn (C <= 1), and the low frequencies are the model's (C x P
-   averages back to M). C alone is the colour-under-ink layer: set to Multiply beneath
-   the artist's ink, it gives `full` back.
+   nearest paper pixel. The working-size colours blur across a line over about two working
+   pixels; pulling samples out of that band keeps each region's colour up to its own ink.
+5. The colour layer (`colour_layer`, for a Multiply layer under the artist's ink) is
+   full / P, at most 1: under Multiply it gives `full` wherever `full` is no lighter than
+   the page, and the page as drawn where the model painted tone over lighter.
 
-Measured on a synthetic A4 page with known region colours, against the working-size
-result a perfect model would give (benchmarks/bench_page_output.py): the Laplacian of
-L* correlates with the page's at 0.99 (LANCZOS upscale: 0.22); the a*/b* error on paper
-within 6 px of ink is 1.5 (LANCZOS 5.2; this C brought up bilinearly, without the
-edge-aware sampling, 4.8); ink keeps L* 7 where the page has 11 (LANCZOS: 44). Each
-further ratio costs 1.7x a LANCZOS upscale, the first call on a page 5x (the sampling
-maps, then kept). Alternatives measured there: a detail transfer in L* (the page's L*
-minus its low-pass, added to the model's upscaled L*) keeps lines as crisp but mixes
-colours across lines as LANCZOS does (6.1) and needs CIELAB at page size (13x LANCZOS);
-guided-filter upsampling (a local linear model of the colour in the page's grey) blurs
-colours across thin lines, since paper on both sides has the same grey (10.8), and
-leaves ink lighter than drawn (L* 34).
+Measured in benchmarks/bench_page_output.py (2 shared cores). On a synthetic A4 page on
+white paper with known region colours: the Laplacian of L* correlates with the page's at
+0.99 (LANCZOS upscale: 0.22); the a*/b* error on paper within 6 px of ink is 1.4 (LANCZOS
+5.3; the colour layer brought up bilinearly, without the edge-aware sampling, 4.8); ink
+keeps L* 7 where the page has 11 (LANCZOS: 43). On the corpus (tests/corpus.py: toned and
+washed pages, web scans and A4), against a perfect colorization at 768 that painted tone
+and washes over: brought back to the working size, CIEDE76 mean 2.1-2.3 on web scans and
+2.8-3.1 at A4 (p95 10-13; the colour x page of before: 9-12, p95 38-44), 1.3-2.1 (p95
+6-9) against the same colorization unsoftened (the rest is the VAE's softness across the
+lines, which crisp lines cannot have); chroma 0.99-1.00 (before: 0.78-0.84); detail
+0.91-0.94 (before 0.98-0.99: faded tone carries less texture; the tone's dots are most of a
+page's Laplacian); ink at least as dark as drawn. At A4 each further ratio takes 0.7x the
+time colour x page took, the first call on a page 1.1x (the line art, the sampling maps).
+Alternatives measured there: a detail transfer in L* (the page's L* minus its low-pass,
+added to the model's upscaled L*) keeps lines as crisp but mixes colours across lines as
+LANCZOS does (6.1) and needs CIELAB at page size (18x LANCZOS); guided-filter upsampling
+blurs colours across thin lines, since paper on both sides has the same grey (10.8), and
+leaves ink lighter than drawn (L* 33).
 """
 
 from __future__ import annotations
