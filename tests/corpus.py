@@ -529,6 +529,23 @@ def evaluate(page: CorpusPage, flats: np.ndarray, tolerance: int = 24) -> Score:
                  details={"hinted_regions": len(hinted_ids), "regions": len(page.regions) - 1})
 
 
+def colorized(page: CorpusPage, working: tuple[int, int], soften: float = 0.7) -> np.ndarray:
+    """What a perfect colorization gives at the working size (width, height): the truth's colours
+    under the page's ink (its lines, lettering, solid blacks and hatching, as dark as drawn), its
+    tone and washes painted over in colour; softened by `soften` working pixels as the VAE's
+    output is (0: as sharp as a clean downscale). H x W x 3 uint8."""
+    styles = np.array([r.style for r in page.regions])
+    inked = (page.lines | np.isin(styles, ["black"])[page.labels]
+             | (np.isin(styles, ["hatch"])[page.labels] & (page.grey < 128)))
+    inked = cv2.dilate(inked.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # the lines' soft edges
+    grey = page.grey.astype(np.float32) / 255
+    full = page.truth().astype(np.float32) / 255 * np.where(inked, grey, 1.0)[..., None]
+    small = cv2.resize(full, tuple(working), interpolation=cv2.INTER_AREA)
+    if soften:
+        small = cv2.GaussianBlur(small, (0, 0), soften)
+    return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8)
+
+
 # --- files ---------------------------------------------------------------------------------
 
 def save(page: CorpusPage, folder: Path) -> None:

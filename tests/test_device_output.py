@@ -5,6 +5,7 @@ Tolerances: one 8-bit level (float32 pow/cbrt and grid_sample's weights round
 differently from numpy's and cv2.remap's), on at most a few pixels in a thousand.
 """
 
+import corpus
 import cv2
 import numpy as np
 import pytest
@@ -53,6 +54,26 @@ def test_gaussian_blur_is_opencvs(sigma, shape):
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("sigma", [3.0, 10.0, 40.0])
+@pytest.mark.parametrize("shape", [(137, 90), (9, 7)])  # 137 x 90: no whole multiple of the pyramid's factor
+def test_wide_blurs_at_a_smaller_size_are_details(sigma, shape):
+    image = np.random.default_rng(2).random((*shape, 3), dtype=np.float32)
+    expected = detail.wide_blur(image, sigma)
+    got = detail_gpu.wide_blur(torch.from_numpy(image), sigma).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_the_tones_gain_is_details():
+    rng = np.random.default_rng(3)
+    colour = rng.random((40, 30, 3), dtype=np.float32)
+    tone = rng.random((40, 30), dtype=np.float32)
+    tone[0, :3] = [0.0, 1.0, 0.5]  # all ink, all paper
+    colour[0, :3] = [[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5]]
+    expected = detail.tone_gain(colour, tone)
+    got = detail_gpu.tone_gain(torch.from_numpy(colour), torch.from_numpy(tone)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
 @pytest.fixture(scope="module")
 def page():
     """A drawn page at 1240 x 1754 (A4 at 150 dpi) and what a model following it gives at 384."""
@@ -90,3 +111,19 @@ def test_a_result_rendered_on_a_device_is_the_numpy_result(page, layer, size):
         floats = on_device.render(ratio, size, layer)
         assert floats.dtype == np.float32 and 0 <= floats.min() and floats.max() <= 1
         np.testing.assert_allclose(floats, reference.render(ratio, size, layer), atol=1.01 / 255, rtol=0)
+
+
+def test_a_toned_page_whose_tone_the_model_painted_over_renders_the_same_on_a_device():
+    page = corpus.test_set()[1]
+    height, width = page.grey.shape
+    working = working_size(width, height, 512)
+    generated = corpus.colorized(page, working)
+
+    def result(device):
+        return Colorization(page_size=(width, height), shaded=generated, rough=generated, generated=generated,
+                            page_grey=page.grey, device=device)
+
+    reference, on_device = result(None), result(CPU)
+    for layer in ("full", "colour"):
+        worst, share = level_differences(on_device.final(1.0, "page", layer), reference.final(1.0, "page", layer))
+        assert worst <= 1 and share < 0.005, (layer, worst, share)

@@ -6,6 +6,7 @@ page's true region colours times its ink, brought down to the working size and s
 as the VAE's output is. Then what the output stage adds or loses is all that is measured.
 """
 
+import corpus
 import cv2
 import numpy as np
 import pytest
@@ -107,3 +108,45 @@ def test_a_preview_size_is_made_the_same_way(scene):
     grey = cv2.resize(scene.grey, (905, 1280), interpolation=cv2.INTER_AREA)
     assert preview.shape == (1280, 905, 3)
     assert (preview.astype(int) <= grey[..., None].astype(int) + 1).all()  # the page's ink over the colours
+
+
+# --- toned pages: the colorization painted the tone over -----------------------------------
+
+@pytest.fixture(scope="module", params=[0, 3], ids=lambda i: f"corpus{i}")
+def toned(request):
+    """A toned and washed web scan of the corpus, a perfect colorization of it at 768 (its tone
+    and washes painted over in colour, softened as the VAE's output is), and ours at the page's size."""
+    page = corpus.test_set()[request.param]
+    height, width = page.grey.shape
+    working = working_size(width, height, 768)
+    model = corpus.colorized(page, working)
+    result = Colorization(page_size=(width, height), shaded=model, rough=model, generated=model, page_grey=page.grey)
+    return page, model, result.final(1.0, "page"), result.final(1.0, "page", layer="colour")
+
+
+def test_on_a_toned_page_brought_back_the_result_is_the_colorizations_own(toned):
+    page, model, full, _ = toned
+    back = cv2.resize(full, (model.shape[1], model.shape[0]), interpolation=cv2.INTER_AREA)
+    lab_back, lab_model = rgb_to_lab(back), rgb_to_lab(model)
+    difference = np.sqrt(((lab_back - lab_model) ** 2).sum(axis=-1))
+    assert difference.mean() <= 3.0, difference.mean()  # colour x page of before: 9-11
+    chroma = (np.hypot(*lab_back[..., 1:].transpose(2, 0, 1)).mean()
+              / np.hypot(*lab_model[..., 1:].transpose(2, 0, 1)).mean())
+    assert chroma >= 0.95, chroma
+
+
+def test_on_a_toned_page_the_ink_stays_as_drawn_and_the_detail_stays(toned):
+    page, _, full, _ = toned
+    page_l = lightness(page.rgb)
+    ink = page.lines & (page.grey < 128)
+    assert lightness(full)[ink].mean() <= page_l[ink].mean()
+    assert laplacian_correlation(lightness(full), page_l) >= 0.9
+
+
+def test_on_a_toned_page_the_colour_layer_under_multiply_is_full_where_it_can_be(toned):
+    page, _, full, colour = toned
+    grey = page.grey[..., None].astype(np.float32)
+    multiplied = colour * grey / 255
+    reachable = full <= grey
+    assert np.abs(multiplied - full)[reachable].max() <= 1.5
+    assert (multiplied <= full + 1.5).all()

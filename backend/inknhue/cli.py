@@ -196,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     rough.add_argument("-o", "--output", metavar="ROUGH", required=True, help="where to write the rough colours")
     _add_engine_options(rough)
 
+    up = commands.add_parser(
+        "upscale", help="bring a colouring made at a lower resolution to the page's size, with its own ink",
+        description="Bring COLOURED (any colouring of PAGE: another tool's, an older result, a hand colouring, "
+                    "at any size up to the page's and with its shape) to PAGE's size with PAGE's own lines, "
+                    "lettering and tone, as `colorize --output-size page` does. A chapter: PAGE a folder of "
+                    "pages, COLOURED a folder of colourings matched by file name (p001.jpg -> p001.png), "
+                    "-o a folder (one <page>.png each).")
+    up.add_argument("pages", metavar="PAGE", nargs="+", help="the page (or pages, or folders of them)")
+    up.add_argument("coloured", metavar="COLOURED", help="its colouring, or a folder of them for a chapter")
+    up.add_argument("-o", "--output", metavar="OUT", required=True,
+                    help="an image file for one page, a folder for a chapter")
+    up.add_argument("--layer", choices=("full", "colour"), default="full",
+                    help="full: the coloured page (default); colour: the colours without the line art, for a "
+                         "Multiply layer under your ink")
+
     install = commands.add_parser(
         "install", help="set up everything: torch, weights, the Krita plugin",
         description="Install torch for this machine, the weights, and the Krita plugin (again and again safely).")
@@ -461,6 +476,12 @@ def cmd_rough(args) -> int:
     return 0
 
 
+def cmd_upscale(args) -> int:
+    from .batch import upscale
+
+    return upscale.run(args.pages, args.coloured, args.output, args.layer, say=_say)
+
+
 def cmd_weights(args) -> int:
     directory = weights.resolve_weights_dir(args.weights)
     if args.weights_command == "path":
@@ -514,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         host_memory.reuse_freed_memory()
     try:
         commands = {"colorize": cmd_colorize, "rough": cmd_rough, "serve": cmd_serve, "weights": cmd_weights,
-                    "install": cmd_install, "doctor": cmd_doctor, "style2paints": cmd_style2paints}
+                    "install": cmd_install, "doctor": cmd_doctor, "style2paints": cmd_style2paints,
+                    "upscale": cmd_upscale}
         return commands[args.command](args)
     except InknhueError as exc:
         log.error("%s", exc)

@@ -1,43 +1,55 @@
-"""Results at the page's own size: the model's colours, the page's own ink.
+"""Results at the page's own size: the model's colours, the page's own ink and tone.
 
 The networks work at the working size (768 px on the short side by default); a printed
 page is 2480x3508 or more. A plain upscale of the working-size result softens every line,
 letter and screentone dot. Instead, the result is built the way a colourist builds a
-page, as a colour layer multiplied by the ink:
+page, from a colour layer and the page:
 
-    full = C x P      (P: the page's grey at the output size, in [0, 1];
-                       C: the colour layer, smooth, with no line art)
+    full = C x P on the ink          (P: the page's grey at the output size, in [0, 1])
+    full = E x (1 - k + k x P) off it (E, k: tone_gain, from the colours and the page's tone)
 
-1. C at the working size is the model's result M divided by the page brought to the same
-   size, P_w (what the model saw), as a local weighted least-squares ratio
-   sum(M P_w) / sum(P_w^2) over a small Gaussian window: ink pixels (P_w near 0) carry
-   no weight, so C holds the colours and shading of the areas around the lines, and
-   M = C x P_w wherever the model followed the page. Where a window holds only ink (a
-   solid black area) wider windows fill in.
-2. C is brought to the output size edge-aware: every pixel samples C a little inside
-   its own region. A paper pixel closer than `reach` to ink samples at `reach` from it,
-   moved along the distance field's gradient (at most as far as the distance keeps
+1. The ink (line_art): lineart.py's walls (lines, lettering, solid blacks; not screentone,
+   washes or hatching's paper) where the page is darker than LINE_LEVEL, and any black area
+   wider than a tone's dots. A colorization keeps ink as drawn but reads tone and washes
+   as shading and repaints them, usually lighter: multiplying the page back over its
+   colours (what this module did before) made toned pages muddy and dark.
+2. C at the working size is the model's result M over the page's ink as the model saw it
+   (P_w: the page with its tone as paper, brought down), a local weighted least-squares
+   ratio sum(M P_w) / sum(P_w^2) over a small Gaussian window: ink carries no weight, so C
+   holds the colours around the lines; off the ink C = M. Windows holding only ink (a
+   solid black) are filled from wider ones, computed at a smaller size (wide_blur).
+3. The tone off the ink (tone_gain): where the model is lighter than the page's tone level
+   there (tone_mean), the tone fades towards white just enough that the working-size mean
+   is the model's (dots lighter, paper white: as much of the tone's texture as a colour
+   that light can carry); where it kept the tone as shading, the tone is scaled to it.
+4. E and k are brought to the output size edge-aware: every pixel samples them a little
+   inside its own region. A paper pixel closer than `reach` to ink samples at `reach` from
+   it, moved along the distance field's gradient (at most as far as the distance keeps
    growing, so narrow regions sample their middle); an ink pixel takes the sample of its
-   nearest paper pixel ("the colour of its neighbourhood"). The working-size colours
-   blur across a line over about two working pixels; pulling samples out of that band
-   keeps each region's colour up to its own ink instead of mixing it with the next one.
-3. full = C x P: lines, lettering and tone are the page's own, exactly as crisp and at
-   least as dark as drawn (C <= 1), and the low frequencies are the model's (C x P
-   averages back to M). C alone is the colour-under-ink layer: set to Multiply beneath
-   the artist's ink, it gives `full` back.
+   nearest paper pixel. The working-size colours blur across a line over about two working
+   pixels; pulling samples out of that band keeps each region's colour up to its own ink.
+5. The colour layer (`colour_layer`, for a Multiply layer under the artist's ink) is
+   full / P, at most 1: under Multiply it gives `full` wherever `full` is no lighter than
+   the page, and the page as drawn where the model painted tone over lighter.
 
-Measured on a synthetic A4 page with known region colours, against the working-size
-result a perfect model would give (benchmarks/bench_page_output.py): the Laplacian of
-L* correlates with the page's at 0.99 (LANCZOS upscale: 0.22); the a*/b* error on paper
-within 6 px of ink is 1.5 (LANCZOS 5.2; this C brought up bilinearly, without the
-edge-aware sampling, 4.8); ink keeps L* 7 where the page has 11 (LANCZOS: 44). Each
-further ratio costs 1.7x a LANCZOS upscale, the first call on a page 5x (the sampling
-maps, then kept). Alternatives measured there: a detail transfer in L* (the page's L*
-minus its low-pass, added to the model's upscaled L*) keeps lines as crisp but mixes
-colours across lines as LANCZOS does (6.1) and needs CIELAB at page size (13x LANCZOS);
-guided-filter upsampling (a local linear model of the colour in the page's grey) blurs
-colours across thin lines, since paper on both sides has the same grey (10.8), and
-leaves ink lighter than drawn (L* 34).
+Measured in benchmarks/bench_page_output.py (2 shared cores). On a synthetic A4 page on
+white paper with known region colours: the Laplacian of L* correlates with the page's at
+0.99 (LANCZOS upscale: 0.22); the a*/b* error on paper within 6 px of ink is 1.4 (LANCZOS
+5.3; the colour layer brought up bilinearly, without the edge-aware sampling, 4.8); ink
+keeps L* 7 where the page has 11 (LANCZOS: 43). On the corpus (tests/corpus.py: toned and
+washed pages, web scans and A4), against a perfect colorization at 768 that painted tone
+and washes over: brought back to the working size, CIEDE76 mean 2.1-2.3 on web scans and
+2.8-3.1 at A4 (p95 10-13; the colour x page of before: 9-12, p95 38-44), 1.3-2.1 (p95
+6-9) against the same colorization unsoftened (the rest is the VAE's softness across the
+lines, which crisp lines cannot have); chroma 0.99-1.00 (before: 0.78-0.84); detail
+0.91-0.94 (before 0.98-0.99: faded tone carries less texture; the tone's dots are most of a
+page's Laplacian); ink at least as dark as drawn. At A4 each further ratio takes 0.7x the
+time colour x page took, the first call on a page 1.1x (the line art, the sampling maps).
+Alternatives measured there: a detail transfer in L* (the page's L* minus its low-pass,
+added to the model's upscaled L*) keeps lines as crisp but mixes colours across lines as
+LANCZOS does (6.1) and needs CIELAB at page size (18x LANCZOS); guided-filter upsampling
+blurs colours across thin lines, since paper on both sides has the same grey (10.8), and
+leaves ink lighter than drawn (L* 33).
 """
 
 from __future__ import annotations
@@ -48,15 +60,41 @@ import cv2
 import numpy as np
 
 from ..runtime.cache import StageCache, digest
+from . import lineart
 
-#: a page pixel darker than this is ink (or a screentone dot): colour is sampled beside it
-INK_LEVEL = 0.5
+#: ink (line_art) is no lighter than this (0-255): a line's soft edge, not the paper beside it
+LINE_LEVEL = 230
+#: solid areas lighter than this (0-255, blurred) are a dense tone, not solid black
+SOLID_LEVEL = 50
 #: how far (in working-size pixels, plus one page pixel) samples move from the ink
 REACH_WORKING_PX = 2.0
+#: the window (in working pixels) the page's tone level is taken over
+TONE_SIGMA = 1.0
 #: windows (in working pixels) of the colour-over-page ratio; wider ones fill solid black areas
 RATIO_SIGMAS = (0.8, 3.0, 10.0, 40.0)
 #: a window needs at least this much paper (sum of P^2 weights, relative) to be trusted
 MIN_PAPER = 0.05
+
+
+def pyramid_factor(sigma: float) -> int:
+    """Wide windows are blurred at 1/f the size (f a power of two, the blur there 2.5 px or more):
+    they only fill solid black areas, whose colour hardly shows, at a fraction of the cost."""
+    return 1 << max(0, int(np.floor(np.log2(sigma / 2.5))))
+
+
+def wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """cv2.GaussianBlur(image, (0, 0), sigma), wide ones at a smaller size (pyramid_factor):
+    edges replicated to a multiple of f, box-averaged, blurred, brought back bilinearly."""
+    factor = pyramid_factor(sigma)
+    if factor == 1:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    height, width = image.shape[:2]
+    pad = ((0, -height % factor), (0, -width % factor)) + ((0, 0),) * (image.ndim - 2)
+    padded = np.pad(image, pad, mode="edge")
+    small = cv2.resize(padded, (padded.shape[1] // factor, padded.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+    big = cv2.resize(small, (padded.shape[1], padded.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return big[:height, :width]
 
 
 def colour_over_page(model: np.ndarray, page_w: np.ndarray) -> np.ndarray:
@@ -66,8 +104,8 @@ def colour_over_page(model: np.ndarray, page_w: np.ndarray) -> np.ndarray:
     colour = None
     trusted = np.zeros(den.shape, bool)
     for sigma in RATIO_SIGMAS:
-        n = cv2.GaussianBlur(num, (0, 0), sigma)
-        d = cv2.GaussianBlur(den, (0, 0), sigma)
+        n = wide_blur(num, sigma)
+        d = wide_blur(den, sigma)
         ratio = n / np.maximum(d, 1e-6)[..., None]
         if colour is None:
             colour = ratio
@@ -143,10 +181,10 @@ def _step_out(distance: np.ndarray, near: np.ndarray, reach: float) -> tuple[np.
     return best_x, best_y
 
 
-def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _sampling_maps(ink: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """For each output pixel, where to sample the working-size colour layer, as cv2.remap's
-    fixed-point maps. page: uint8 grey at the output size."""
-    height, width = page.shape
+    fixed-point maps. ink: bool at the output size (line_art)."""
+    height, width = ink.shape
     scale_x, scale_y = working[0] / width, working[1] / height
 
     def to_working(x, y):  # output pixel centres -> working pixel coordinates
@@ -157,7 +195,6 @@ def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarr
     xy = np.empty((height, width, 2), np.int16)
     xy[..., 0], xy[..., 1] = column_x[None, :], row_y[:, None]
     frac = (row_frac[:, None] & np.uint16(~31 & 0xFFFF)) | (column_frac[None, :] & np.uint16(31))
-    ink = page < round(INK_LEVEL * 255)
     if not ink.any() or ink.all():
         return xy, frac
     reach = REACH_WORKING_PX / max(scale_x, scale_y) + 1.0
@@ -175,13 +212,72 @@ def _sampling_maps(page: np.ndarray, working: tuple[int, int]) -> tuple[np.ndarr
     return xy, frac
 
 
+def line_art(grey: np.ndarray) -> np.ndarray:
+    """The page's ink (H x W uint8 -> bool): its lines, lettering and solid blacks, not its
+    screentone, washes or hatching' paper (lineart.py's walls, which flats stand on too), at
+    the grey's own size; a line's soft edge included, so that it stays as drawn."""
+    art = lineart.analyse(grey)
+    # a dense dark tone can look solid at the analysis size: only the really black stays ink
+    walls = art.walls & ~(art.solid & (art.grey > SOLID_LEVEL))
+    height, width = grey.shape
+    if art.size != (width, height):
+        walls = cv2.resize(walls.view(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR) > 0
+    walls = cv2.dilate(walls.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    # black areas wider than a tone's dots are ink whatever the page's paper (a page all black
+    # has no paper for lineart.py to find its lines against)
+    dark = (grey < SOLID_LEVEL).view(np.uint8)
+    solid = cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    return (walls & (grey < LINE_LEVEL)) | solid.view(bool)
+
+
+def tone_mean(page: np.ndarray, ink: np.ndarray, working: tuple[int, int]) -> np.ndarray:
+    """What the page is off its ink (its paper, tone and washes) around each working pixel:
+    the level the model saw there (float32 [0, 1]; 1 where there is only ink). Over a window
+    of TONE_SIGMA working pixels: a screentone's period is about a working pixel or two, and
+    one pixel's share of dots is the screen's aliasing, not its level."""
+    paper = (~ink).astype(np.float32)
+    tone = page.astype(np.float32) * np.float32(1 / 255) * paper
+    area = cv2.resize(paper, tuple(working), interpolation=cv2.INTER_AREA)
+    level = cv2.resize(tone, tuple(working), interpolation=cv2.INTER_AREA)
+    for sigma in (TONE_SIGMA, 4 * TONE_SIGMA):  # the wider window reaches into wide solid blacks
+        share = cv2.GaussianBlur(area, (0, 0), sigma)
+        if (share > 1e-3).all():
+            break
+    mean = np.where(share > 1e-3, cv2.GaussianBlur(level, (0, 0), sigma) / np.maximum(share, 1e-6), 1.0)
+    return np.clip(mean, 0.0, 1.0).astype(np.float32)
+
+
+def tone_gain(colour: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """How the page's tone is laid over the model's colours: full = E x (1 - k + k x P), with
+    E <= 1 and k in [0, 1] chosen so that it averages `colour` over a working pixel whose page
+    averages `tone` off the ink (the model's own working-size result). colour: H x W x 3,
+    tone: H x W -> H x W x 4 (E, k).
+
+    Where the model made an area lighter than the page (it read the tone as shading and
+    painted it over), the tone fades towards white, its dots lighter, its paper white:
+    E = colour / v (v: the colour's brightest channel), k = (1 - v) / (1 - tone): the most of
+    the tone's contrast that a colour as light as v can carry. Lighter means lighter than the
+    page anywhere in a working pixel's 3 x 3 neighbourhood (both over TONE_SIGMA's window): a
+    model's softness beside a line
+    the line art missed is not a lighter area (that line stays as drawn). Elsewhere (the
+    model kept the tone as shading) the tone is scaled: E = colour / tone, k = 1."""
+    value = np.maximum(colour.max(axis=-1), 1e-3)
+    # both over the tone's window: a screen's ripple in the model's result is not lighter either
+    lighter = cv2.GaussianBlur(value, (0, 0), TONE_SIGMA) > cv2.dilate(tone, np.ones((3, 3), np.uint8))
+    scale = np.where(lighter, value, np.maximum(np.maximum(tone, value), 1e-3))
+    fade = np.where(lighter, np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0), 1.0)
+    return np.concatenate([colour / scale[..., None], fade[..., None]], axis=2).astype(np.float32)
+
+
 @dataclass
 class PageDetail:
-    """One page at one output size: its grey and where each pixel samples the colours.
-    Made once per page and size (about 0.3 s for an A4 page), then every ratio is cheap."""
+    """One page at one output size: its grey, its ink, and where each pixel samples the colours.
+    Made once per page and size (about 0.4 s for an A4 page), then every ratio is cheap."""
 
     page: np.ndarray      #: the page's grey at the output size, uint8
-    page_w: np.ndarray    #: the page's grey at the working size, float32 [0, 1]
+    ink: np.ndarray       #: its ink at the output size (line_art), bool
+    page_w: np.ndarray    #: the page at the working size with its ink only, tone as paper, float32 [0, 1]
+    tone_w: np.ndarray    #: the page off its ink at the working size (tone_mean), float32 [0, 1]
     maps: tuple[np.ndarray, np.ndarray]  #: cv2.remap's fixed-point maps (6 bytes a pixel)
 
     @classmethod
@@ -191,29 +287,49 @@ class PageDetail:
         if (grey.shape[1], grey.shape[0]) != tuple(size):
             shrink = size[0] < grey.shape[1] and size[1] < grey.shape[0]
             grey = cv2.resize(grey, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        # the page as the model saw it (to 1/255: the model's own output is 8-bit)
-        page_w = cv2.resize(page_grey, tuple(working), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        return cls(grey, page_w, _sampling_maps(grey, tuple(working)))
+        ink = line_art(grey)
+        # the ink as the model saw it (the colour under the ink is the model's result over it)
+        inked = np.where(ink, grey, np.uint8(255))
+        page_w = cv2.resize(inked, tuple(working), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        return cls(grey, ink, page_w, tone_mean(grey, ink, working), _sampling_maps(ink, tuple(working)))
 
     def __post_init__(self):
         self.twins: dict = {}  # device -> detail_gpu.DevicePageDetail, made on first use there
 
     @property
     def nbytes(self) -> int:  # host memory (what the cache's budget counts)
-        return self.page.nbytes + self.page_w.nbytes + sum(m.nbytes for m in self.maps)
+        return sum(a.nbytes for a in (self.page, self.ink, self.page_w, self.tone_w, *self.maps))
+
+    def layers(self, model: np.ndarray) -> np.ndarray:
+        """The colours and the tone's fade at the output size: H x W x 4 float32 (tone_gain's E, k)."""
+        colour = colour_over_page(model.astype(np.float32) / 255.0, self.page_w)
+        return cv2.remap(tone_gain(colour, self.tone_w), *self.maps, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+
+    def _render(self, model: np.ndarray, under_ink: bool) -> np.ndarray:
+        made = self.layers(model)
+        height, width = self.page.shape
+        out = np.empty((height, width, 3), np.float32)
+        for top in range(0, height, 128):  # in bands: no page-sized float temporaries
+            band = slice(top, top + 128)
+            page = self.page[band].astype(np.float32) * np.float32(1 / 255)
+            fade = np.maximum(made[band, :, 3], self.ink[band])  # the ink as drawn
+            if under_ink:  # E x (1 - k + k x P) / P: what multiplied by the page gives `full`, where it can
+                gain = (1.0 - fade) / np.maximum(page, 1e-3) + fade
+            else:
+                gain = 1.0 - fade + fade * page
+            np.multiply(made[band, :, :3], gain[..., None], out=out[band])
+        return np.minimum(out, 1.0, out=out)
 
     def colour_layer(self, model: np.ndarray) -> np.ndarray:
-        """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]."""
-        colour = colour_over_page(model.astype(np.float32) / 255.0, self.page_w)
-        return cv2.remap(colour, *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]; as a
+        Multiply layer under the page it gives `full` wherever a Multiply can (not where `full`
+        is lighter than the page: the tone the model painted over)."""
+        return self._render(model, True)
 
     def full(self, model: np.ndarray) -> np.ndarray:
-        """The colour layer multiplied by the page: H x W x 3 float32 in [0, 1]."""
-        layer = self.colour_layer(model)
-        for top in range(0, layer.shape[0], 256):  # in bands: no page-sized float temporary
-            band = slice(top, top + 256)
-            layer[band] *= (self.page[band].astype(np.float32) * np.float32(1 / 255))[..., None]
-        return layer
+        """The colours with the page's own ink and tone: H x W x 3 float32 in [0, 1]."""
+        return self._render(model, False)
 
 
 #: made per page and size, kept for the next ratio, the next job on the same page, the preview size

@@ -1,8 +1,10 @@
 """The page-size result's per-ratio work computed by torch on the engine's GPU: the twin
-of `detail.PageDetail` (its colour-over-page ratio and its remap).
+of `detail.PageDetail` (its colour-over-page ratio, the tone's gain, the remap and the
+render, the same formulas).
 
-What stays on the CPU: the page's sampling maps (detail._sampling_maps: distance
-transforms, made once per page and output size), copied to the device once as a grid.
+What stays on the CPU: what is made once per page and output size (its ink, from
+lineart.py; its tone at the working size; the sampling maps, from distance transforms),
+copied to the device once.
 Checked against the numpy reference within a level on the CPU (tests/test_device_output.py).
 """
 
@@ -46,6 +48,20 @@ def _reflect_101(index: torch.Tensor, length: int) -> torch.Tensor:
     return torch.where(index >= length, period - index, index)
 
 
+def wide_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """detail.wide_blur of an H x W x C tensor: wide windows blurred at 1/f the size."""
+    factor = detail.pyramid_factor(sigma)
+    if factor == 1:
+        return gaussian_blur(image, sigma)
+    height, width = image.shape[:2]
+    planes = image.permute(2, 0, 1)[None]
+    padded = F.pad(planes, (0, -width % factor, 0, -height % factor), mode="replicate")
+    small = F.avg_pool2d(padded, factor)  # cv2's INTER_AREA at a whole factor: the box mean
+    small = gaussian_blur(small[0].permute(1, 2, 0), sigma / factor).permute(2, 0, 1)[None]
+    big = F.interpolate(small, scale_factor=factor, mode="bilinear", align_corners=False)
+    return big[0, :, :height, :width].permute(1, 2, 0)
+
+
 def colour_over_page(model: torch.Tensor, page_w: torch.Tensor) -> torch.Tensor:
     """detail.colour_over_page on a device: model H x W x 3 and page_w H x W in [0, 1]."""
     num = model * page_w[..., None]
@@ -53,7 +69,7 @@ def colour_over_page(model: torch.Tensor, page_w: torch.Tensor) -> torch.Tensor:
     colour = None
     trusted = torch.zeros(den.shape, dtype=torch.bool, device=model.device)
     for sigma in detail.RATIO_SIGMAS:
-        n, d = gaussian_blur(num, sigma), gaussian_blur(den, sigma)
+        n, d = wide_blur(num, sigma), wide_blur(den, sigma)
         ratio = n / torch.clamp(d, min=1e-6)
         colour = ratio if colour is None else torch.where(trusted, colour, ratio)
         trusted |= d > detail.MIN_PAPER
@@ -63,13 +79,26 @@ def colour_over_page(model: torch.Tensor, page_w: torch.Tensor) -> torch.Tensor:
     return colour.clamp_(0.0, 1.0)
 
 
+def tone_gain(colour: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
+    """detail.tone_gain on a device: H x W x 3 and H x W -> H x W x 4 (E, k)."""
+    value = colour.amax(dim=-1).clamp(min=1e-3)
+    seen = F.max_pool2d(tone[None, None], 3, stride=1, padding=1)[0, 0]  # cv2.dilate, 3 x 3
+    lighter = gaussian_blur(value[..., None], detail.TONE_SIGMA)[..., 0] > seen
+    scale = torch.where(lighter, value, torch.maximum(tone, value).clamp(min=1e-3))
+    fade = torch.where(lighter, ((1.0 - value) / (1.0 - tone).clamp(min=1e-6)).clamp(0.0, 1.0),
+                       torch.ones_like(value))
+    return torch.cat([colour / scale[..., None], fade[..., None]], dim=-1)
+
+
 class DevicePageDetail:
     """detail.PageDetail's per-ratio work on a device: its maps as a sampling grid."""
 
     def __init__(self, made: detail.PageDetail, device: torch.device):
         xy, frac = made.maps
         self.page = torch.from_numpy(made.page).to(device)
+        self.ink = torch.from_numpy(made.ink).to(device)
         self.page_w = torch.from_numpy(made.page_w).to(device)
+        self.tone_w = torch.from_numpy(made.tone_w).to(device)
         frac = torch.from_numpy(frac.astype(np.int32)).to(device)
         xy = torch.from_numpy(xy).to(device).float()
         x = xy[..., 0] + (frac & 31).float() / 32.0  # cv2.remap's 1/32-pixel fixed point
@@ -80,17 +109,31 @@ class DevicePageDetail:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.page, self.page_w, self.grid))
+        return sum(t.numel() * t.element_size() for t in (self.page, self.ink, self.page_w, self.tone_w, self.grid))
 
-    def colour_layer(self, model: torch.Tensor) -> torch.Tensor:
-        """model: uint8 H x W x 3 at the working size -> float32 page-sized layer in [0, 1]."""
+    def layers(self, model: torch.Tensor) -> torch.Tensor:
+        """model: uint8 H x W x 3 at the working size -> float32 page-sized E, k (H x W x 4)."""
         colour = colour_over_page(model.float() / 255.0, self.page_w)
-        sampled = F.grid_sample(colour.permute(2, 0, 1)[None], self.grid, mode="bilinear",
+        gain = tone_gain(colour, self.tone_w)
+        sampled = F.grid_sample(gain.permute(2, 0, 1)[None], self.grid, mode="bilinear",
                                 padding_mode="border", align_corners=True)
         return sampled[0].permute(1, 2, 0)
 
+    def _render(self, model: torch.Tensor, under_ink: bool) -> torch.Tensor:
+        made = self.layers(model)
+        page = self.page.float() / 255.0
+        fade = torch.maximum(made[..., 3], self.ink.float())
+        if under_ink:
+            gain = (1.0 - fade) / page.clamp(min=1e-3) + fade
+        else:
+            gain = 1.0 - fade + fade * page
+        return (made[..., :3] * gain[..., None]).clamp_(max=1.0)
+
+    def colour_layer(self, model: torch.Tensor) -> torch.Tensor:
+        return self._render(model, True)
+
     def full(self, model: torch.Tensor) -> torch.Tensor:
-        return self.colour_layer(model).mul_((self.page.float() / 255.0)[..., None])
+        return self._render(model, False)
 
 
 def on_device(made: detail.PageDetail, device: torch.device) -> DevicePageDetail:

@@ -5,7 +5,7 @@ painted in it, gaps in the lines closed up to about 1% of the page's short side,
 region without a stroke stays paper (gutters, margins, balloons, the face beside a hinted
 sleeve). How, in three steps, each in its own module:
 
-1. lineart.py: the walls, i.e. the line art without screentone, washes and hatching, on
+1. page/lineart.py: the walls, i.e. the line art without screentone, washes and hatching, on
    the page at a normalized analysis size (a web scan as it is, a print scan shrunk);
 2. regions.py: the page cut along the walls with gaps closed (trapped-ball cores grown back
    by a priority flood), solid black areas as regions of their own;
@@ -29,8 +29,9 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..page import lineart
 from ..page.imaging import luma
-from . import lineart, regions
+from . import regions
 from .base import RoughProvider, RoughRequest, empty_hints_warning, register
 
 log = logging.getLogger(__name__)

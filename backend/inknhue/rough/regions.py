@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .lineart import LineArt
+from ..page.lineart import LineArt
 
 #: the largest gap closed, as a share of the page's short side (at any size): 1%, and a
 #: margin for the gaps of 2-12 px that pages 1200 px tall have (12.7 px at 848 x 1200)
