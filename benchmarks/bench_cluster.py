@@ -4,13 +4,13 @@ The same pages (web scans of the realistic corpus, tests/corpus.py), the same fu
 random weights (the released architectures), --precision reference. Prints, for the local
 loop and for Ray with 1 and with N actors:
 
-- seconds per page once the models are loaded (the median of the pages after each
-  engine's first), as the chapter's own "done" lines say (reading the page to recording
-  its result, so Ray's transfer through the object store is in it);
-- Ray's overhead per page: Ray with 1 actor against the local loop, both with the same
-  CPUs (goal on a GPU: under 5% of a page at A4 768);
-- throughput: pages per minute over the chapter once every engine is warm, and its
-  growth with actors against 1 actor.
+- throughput: pages per minute over the chapter once every engine is warm (from each
+  engine's first page done to the last page done), and its growth with actors against 1;
+- Ray's overhead per page: the local loop's throughput over Ray's with 1 actor of the same
+  CPUs, less 1 (goal on a GPU: under 5% of a page at A4 768);
+- seconds per page as the "done" lines say (the median of the warm pages): in the local
+  loop a page's whole time; on Ray from sending the page to recording its result, so a
+  page waiting in its actor's queue (IN_FLIGHT) counts its wait too.
 
 On a CPU, actors share the machine's cores: with N actors of C/N CPUs each, throughput
 shows how well pages in parallel use the cores, not how more GPUs would add up (on GPUs
@@ -118,8 +118,8 @@ def main():
     print(f"{'':24s} {'s / page':>9s} {'pages/min':>10s} {'whole run s':>12s}")
     for name, figures in (("local loop", local), ("Ray, 1 actor", one), (f"Ray, {args.actors} actors", many)):
         print(f"{name:24s} {figures['page']:9.2f} {figures['per_min']:10.1f} {figures['total']:12.1f}")
-    overhead = one["page"] / local["page"] - 1
-    print(f"Ray's overhead per page (1 actor / local loop - 1): {100 * overhead:+.1f}%")
+    overhead = local["per_min"] / one["per_min"] - 1
+    print(f"Ray's overhead per page (local loop's pages/min over 1 actor's, - 1): {100 * overhead:+.1f}%")
     print(f"throughput, {args.actors} actors / 1 actor: {many['per_min'] / one['per_min']:.2f}x")
     print(f"Ray's 1-actor files equal the local loop's byte for byte: {same}")
 

@@ -92,8 +92,8 @@ def test_an_actor_killed_mid_chapter_is_restarted_and_its_page_retried_on_anothe
 
     def kill_under_p3(self, queue, pending, actors, reference):
         dispatch(self, queue, pending, actors, reference)
-        for actor, job in pending.values():
-            if job.page.name == "p3" and not killed:
+        for actor, job in pending.values():  # p3 running (first in its actor's line), not waiting
+            if job.page.name == "p3" and actor.order[0] is job and not killed:
                 killed.append(actor.index)
                 os.kill(actor.pid, signal.SIGKILL)  # a real crash, while it holds p3
 
@@ -113,7 +113,7 @@ def test_a_page_whose_actor_dies_on_every_try_is_reported_and_the_chapter_goes_o
     def kill_whoever_takes_p3(self, queue, pending, actors, reference):
         dispatch(self, queue, pending, actors, reference)
         for ref, (actor, job) in pending.items():
-            if job.page.name == "p3" and ref not in killed:
+            if job.page.name == "p3" and actor.order[0] is job and ref not in killed:
                 killed.add(ref)
                 os.kill(actor.pid, signal.SIGKILL)
 

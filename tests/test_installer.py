@@ -448,3 +448,18 @@ def test_the_index_probe_says_in_a_few_words_why_an_index_cannot_be_used(tmp_pat
     (tmp_path / "cpu/torch").mkdir(parents=True)
     assert unreachable((tmp_path / "cpu/torch").as_uri() + "/") is None  # a mirror on disk
     assert unreachable((tmp_path / "cu128/torch").as_uri() + "/").startswith("no folder")
+
+
+@pytest.mark.parametrize("extras, expected", [((), ["numpy>=1.24"]), (("cluster",), ["numpy>=1.24", "ray>=2.9"])])
+def test_cluster_adds_ray_and_nothing_else_of_the_extras(monkeypatch, extras, expected):
+    import importlib.metadata
+
+    from inknhue.install import installer
+
+    monkeypatch.setattr(importlib.metadata, "requires", lambda name: [
+        "numpy>=1.24", 'ray>=2.9; extra == "cluster"', 'pytest>=8; extra == "test"'])
+    monkeypatch.setattr(installer, "_satisfied", lambda requirement: False)
+    asked = []
+    monkeypatch.setattr(installer, "pip", lambda *args: asked.extend(args))
+    installer.install_dependencies(extras)
+    assert asked == expected

@@ -49,6 +49,9 @@ MAX_TRIES = 3
 MAX_RESTARTS = 4
 #: seconds between looks at the actors while pages run (the bar's refresh)
 POLL_SECONDS = 0.5
+#: pages sent to an actor at once: the next one waits in its queue while the driver writes
+#: the last one's result and reads the next page, so the GPU never waits for the driver
+IN_FLIGHT = 2
 
 
 def import_ray():
@@ -106,6 +109,9 @@ class PageWorker:
     for every page it is sent. Made a Ray actor by `ray.remote(PageWorker)`."""
 
     def __init__(self, args, prior: str):
+        from ..runtime import host_memory
+
+        host_memory.reuse_freed_memory()  # as `inknhue colorize` does: before torch's threads start
         self.args, self.prior = args, prior
         self.node = socket.gethostname()
         self.colorist, self.error, self.notes = None, None, []
@@ -143,9 +149,12 @@ class _Prior:
 class _Actor:
     handle: object
     index: int
-    state: str = "starting"       #: starting, free, busy, gone
+    state: str = "starting"       #: starting, ready, gone
     node: str = "?"
     pid: int | None = None
+    life: int = 0                 #: how many times it died (Ray restarts it)
+    order: list = field(default_factory=list)  #: its jobs in flight, in the order it runs them
+    culprit: object = None        #: the job it last died under
 
 
 @dataclass
@@ -153,6 +162,7 @@ class _Job:
     page: chapter.Page
     tried: set[int] = field(default_factory=set)  #: actors that died under it
     started: float = 0.0
+    life: int = 0                 #: the actor's life it was sent to
 
 
 def actor_plan(ray, args) -> tuple[int, dict]:
@@ -227,10 +237,10 @@ class _Loop:
         try:
             while queue or pending:
                 if starting:
-                    self._look_at_starting(starting, actors, wait=not any(a.state == "free" for a in actors))
+                    self._look_at_starting(starting, actors, wait=not any(a.state == "ready" for a in actors))
                 self._dispatch(queue, pending, actors, reference)
                 if not pending and not starting:
-                    if queue and not any(a.state in ("free", "busy") for a in actors):
+                    if queue and not any(a.state == "ready" for a in actors):
                         raise InknhueError("no actor is left to colorize on: "
                                            f"{self.tally.line(len(plan.pages))}")
                     if not queue:
@@ -275,14 +285,15 @@ class _Loop:
                 if all(a.state == "gone" for a in actors):
                     raise InknhueError(info["error"])
                 continue
-            actor.state = "free"
+            actor.state = "ready"
             self.tell(f"actor {actor.index} ready on {actor.node} (pid {actor.pid})")
         self._show(actors)
 
     def _dispatch(self, queue: deque, pending: dict, actors: list[_Actor], reference) -> None:
         while queue:
             job = queue[0]
-            free = [a for a in actors if a.state == "free" and a.index not in job.tried]
+            free = sorted((a for a in actors if a.state == "ready" and len(a.order) < IN_FLIGHT
+                           and a.index not in job.tried), key=lambda a: len(a.order))
             if not free:
                 if all(a.state == "gone" or a.index in job.tried for a in actors):
                     queue.popleft()  # no actor left that it has not killed
@@ -298,8 +309,8 @@ class _Loop:
             except Exception as exc:  # a damaged page fails alone, here, before any actor sees it
                 self._failed(job, chapter._page_failure(exc))
                 continue
-            job.started = time.perf_counter()
-            actor.state = "busy"
+            job.started, job.life = time.perf_counter(), actor.life
+            actor.order.append(job)
             pending[actor.handle.colorize.remote(request)] = (actor, job)
 
     def _collect(self, ref, actor: _Actor, job: _Job, queue: deque, starting: dict, actors) -> None:
@@ -307,6 +318,16 @@ class _Loop:
         try:
             final, ran, warnings, notes, node = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
+            running = actor.order[0] if actor.order else job  # the page it died under
+            actor.order.remove(job)
+            if job.life == actor.life:  # the first word of this death
+                actor.life += 1
+                actor.state = "starting"  # Ray restarts it; ready says when it is back (or gone)
+                starting[actor.handle.ready.remote()] = actor
+                actor.culprit = running
+            if job is not actor.culprit:
+                queue.appendleft(job)  # it waited behind the page that died: nothing against it
+                return
             job.tried.add(actor.index)
             tries = len(job.tried)
             self.tell(f"actor {actor.index} on {actor.node} died under {job.page.name} ({_first_line(exc)})"
@@ -315,14 +336,12 @@ class _Loop:
                 self._failed(job, f"its actor died on {tries} tries")
             else:
                 queue.appendleft(job)
-            actor.state = "starting"  # Ray restarts it; ready says when it is back (or gone)
-            starting[actor.handle.ready.remote()] = actor
             return
         except ray.exceptions.RayTaskError as exc:  # the page's own failure, raised in the actor
-            actor.state = "free"
+            actor.order.remove(job)
             self._failed(job, chapter._page_failure(getattr(exc, "cause", None) or exc))
             return
-        actor.state = "free"
+        actor.order.remove(job)
         for note in notes:
             self.tell(f"actor {actor.index}: {note}")
         for warning in warnings:
@@ -348,7 +367,8 @@ class _Loop:
         minutes = (time.monotonic() - self.first) / 60
         states = {}
         for actor in actors:
-            states[actor.state] = states.get(actor.state, 0) + 1
+            state = ("busy" if actor.order else "free") if actor.state == "ready" else actor.state
+            states[state] = states.get(state, 0) + 1
         rate = f"{len(self.tally.done) / minutes:.1f} pages/min, " if minutes > 0 and self.tally.done else ""
         self.bar_text(rate + ", ".join(f"{n} {state}" for state, n in states.items()), refresh=True)
 

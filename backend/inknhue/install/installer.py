@@ -368,11 +368,16 @@ def _after_fallback(choice: TorchChoice) -> TorchChoice:
     return TorchChoice(choice.device, None, "PyPI's build")
 
 
-def install_dependencies() -> None:
+def install_dependencies(extras: tuple[str, ...] = ()) -> None:
+    """The package's requirements, and those of `extras` (its optional-dependencies: cluster)."""
     from importlib.metadata import PackageNotFoundError, requires
 
+    def wanted(requirement: str) -> bool:
+        marker = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", requirement)
+        return marker is None or marker.group(1) in extras
+
     try:
-        needed = [r for r in requires("inknhue") or [] if "extra ==" not in r]
+        needed = [r.split(";")[0].strip() for r in requires("inknhue") or [] if wanted(r)]
     except PackageNotFoundError:
         raise InknhueError("the inknhue package is not installed in this Python; run installer/install.py") from None
     missing = [r for r in needed if not _satisfied(r)]
@@ -645,6 +650,9 @@ OPTIONS = (
     (("--pyzmq",), dict(choices=("vendor", "system"), default="vendor",
                         help="vendor: pyzmq wheels inside the plugin (default); system: the distribution's "
                              "python3-zmq")),
+    (("--cluster",), dict(action="store_true",
+                          help="also install Ray, for chapters across GPUs and machines "
+                               "(`inknhue colorize ... --cluster`; the extra inknhue[cluster])")),
 )
 
 
@@ -681,7 +689,7 @@ def command_line(argv: list[str]) -> str:
 def install(device: str = "auto", weights_from: Path | None = None, no_weights: bool = False,
             krita_dir: Path | None = None, source: Path | None = None, wheels_from: Path | None = None,
             pyzmq: str = "vendor", skip_torch: bool = False, torch_index: str = TORCH_INDEX,
-            rerun: str | None = None) -> int:
+            rerun: str | None = None, cluster: bool = False) -> int:
     """Returns 0 when everything is in place, INCOMPLETE when only the weights are missing."""
     data = user_data_dir()
     manifest = Manifest(data / MANIFEST)
@@ -690,7 +698,7 @@ def install(device: str = "auto", weights_from: Path | None = None, no_weights: 
     manifest.info["rerun"] = rerun  # `inknhue doctor` names it
     if not skip_torch:
         device = install_torch(device, torch_index).device
-    install_dependencies()
+    install_dependencies(("cluster",) if cluster else ())
     weights_dir = weights.resolve_weights_dir()
     problem = None
     if no_weights:
