@@ -102,6 +102,17 @@ def connect(ray, address: str) -> bool:
     return True
 
 
+def _token_auth_if_a_token_is_here() -> None:
+    """Ray 2.5x clusters started by `ray start` ask for a token, which a driver joining them
+    by address only offers in token mode (RAY_AUTH_MODE): set it where a token is at hand
+    (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), unless the user chose."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(path):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 # --- the actors ----------------------------------------------------------------------------
 
 class PageWorker:
@@ -184,6 +195,8 @@ def run(args, say: Callable[[str], None]) -> int:
     """`inknhue colorize ... --cluster`; the exit codes are a chapter's (0, 1, 130)."""
     if args.server:
         raise InknhueError("--cluster and --server: pick one (a cluster runs its own engines)")
+    if args.cluster not in ("ray", "auto"):
+        _token_auth_if_a_token_is_here()  # before Ray is imported: it reads the mode once
     ray = import_ray()
     plan = chapter.make_plan(args)
     started_ray = False
