@@ -20,7 +20,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def head(tmp_path):
+def head(tmp_path, monkeypatch):
+    # a Ray started in this process sets its auth mode here; `ray start` and the driver choose
+    # theirs as a user's shell would (the head makes a token in this test's HOME, the driver
+    # finds it there)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     port = free_port()
     started = subprocess.run([str(RAY), "start", "--head", "--port", str(port), "--num-cpus", "1",
                               "--include-dashboard=false", "--disable-usage-stats"],
