@@ -56,6 +56,8 @@ class View(Protocol):
         """A job went out (Colorize off) or ended (Colorize on if the backend is there)."""
     def result_shown(self) -> None:
         """A result was written: Keep becomes possible, and Live may be offered now."""
+    def result_gone(self) -> None:
+        """The result's layer was deleted (or undone away): nothing to keep or blend."""
     def offer_conversion(self, visible: bool) -> None:
         """The one-click conversion of a greyscale document to RGB."""
     def live_failed(self, reason: str) -> None:
@@ -120,6 +122,19 @@ class Controllers:
     def cancel(self) -> None:
         if self.running is not None:
             self.of(self.running.document).cancel()
+
+    def check_layers(self) -> None:
+        """Notice at once when the active document's result layer is gone (the artist deleted
+        it, or undid it away): the docker then offers nothing for it (the docker's timer)."""
+        doc = document.active_document()
+        session = self.sessions.of(doc) if doc is not None else None
+        if session is None or session.shown is None or session.busy:
+            return
+        if document.find_layer(doc, unique_id=session.shown.layer) is None:
+            session.forget_shown()
+            self.view.result_gone()
+            self.view.show_progress(0, "")
+            self.view.say("The colour layer is gone: Colorize makes a new one.")
 
     # what a re-run costs here -------------------------------------------------------------
 
@@ -337,9 +352,13 @@ class Controller:
             if not any(self.doc == d for d in document.open_documents()):
                 return self.finish("The document was closed before its colours came back.")
             live = session.live
+            doc, active = self.doc, self.doc.activeNode()
             session.show(event["job"], bytes(images["result"].data))
+            self.view.later(lambda: document.keep_active(doc, active))  # after Krita's own reaction to a new layer
             self.shared.measured(session, event)
             session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
+            if session.hidden_by:
+                session.warnings.append(session.hidden_by)
             self.finish("")
             if on_screen:
                 ran = event.get("ran", [])

@@ -26,6 +26,7 @@ LIVE_TIP = ("Live colour: the result updates by itself shortly after you lift th
 STATE_TEXT = {"off": "Backend: off", "connecting": "Backend: connecting…", "starting": "Backend: starting…",
               "connected": "Backend: connected", "not_installed": "Backend: not installed",
               "error": "Backend: error"}
+LAYERS_POLL_MS = 300
 _backend: Backend | None = None
 
 
@@ -63,6 +64,10 @@ class InknhueDocker(DockWidget):
         self.live_timer = QtCore.QTimer(self)
         self.live_timer.setInterval(round(POLL_S * 1000))
         self.live_timer.timeout.connect(self._live_tick)
+        self.layers_timer = QtCore.QTimer(self)  # notices a deleted result layer at once
+        self.layers_timer.setInterval(LAYERS_POLL_MS)
+        self.layers_timer.timeout.connect(self.controllers.check_layers)
+        self.layers_timer.start()
         self._build()
         self.backend.state_changed.connect(self._on_state)
         self.backend.hello_changed.connect(self._on_hello)
@@ -226,6 +231,9 @@ class InknhueDocker(DockWidget):
     def result_shown(self) -> None:
         self.keep_button.setEnabled(True)
         self._update_live_offer()
+
+    def result_gone(self) -> None:
+        self.keep_button.setEnabled(False)
 
     def offer_conversion(self, visible: bool) -> None:
         self.convert.setVisible(visible)

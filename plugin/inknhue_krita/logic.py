@@ -39,22 +39,15 @@ PREVIEW_LONG_SIDE = 1280
 DEPTHS = {"U8": "uint8", "U16": "uint16", "F16": "float16", "F32": "float32"}
 BYTES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
 #: a fully opaque alpha in Krita's pixel data, little-endian, per dtype
-_OPAQUE_ALPHA = {"uint8": b"\xff", "uint16": b"\xff\xff", "float16": b"\x00\x3c", "float32": b"\x00\x00\x80\x3f"}
+OPAQUE_ALPHA = {"uint8": b"\xff", "uint16": b"\xff\xff", "float16": b"\x00\x3c", "float32": b"\x00\x00\x80\x3f"}
 
 
 def fully_opaque(data: bytes, dtype: str) -> bool:
     """Whether BGRA pixel data in `dtype` covers everything (alpha 1 everywhere)."""
-    alpha = _OPAQUE_ALPHA[dtype]
+    alpha = OPAQUE_ALPHA[dtype]
     size = len(alpha)
     step = 4 * size
     return bool(data) and all(not data[3 * size + i::step].strip(alpha[i:i + 1]) for i in range(size))
-
-
-def colour_layer_place(opaque: list[bool]) -> int:
-    """Where the colour-under-ink layer goes, given the page's layers bottom to top (is each
-    opaque?): the index of the layer it goes right above: the topmost opaque one (the paper,
-    or a scanned page the colour can only be multiplied over), else the bottom one."""
-    return max((i for i, o in enumerate(opaque) if o), default=0)
 
 
 @dataclass(frozen=True)
@@ -67,6 +60,10 @@ class Rect:
     @property
     def empty(self) -> bool:
         return self.width <= 0 or self.height <= 0
+
+    def contains(self, other: "Rect") -> bool:
+        return (self.x <= other.x and self.y <= other.y and other.x + other.width <= self.x + self.width
+                and other.y + other.height <= self.y + self.height)
 
     def intersected(self, other: "Rect") -> "Rect":
         x0, y0 = max(self.x, other.x), max(self.y, other.y)
