@@ -5,7 +5,7 @@ import json
 
 import pytest
 from inknhue_krita import config, vendor
-from inknhue_krita.logic import (BlendThrottle, Rect, colour_layer_place, document_format, fully_opaque, layer_name,
+from inknhue_krita.logic import (BlendThrottle, Rect, document_format, fully_opaque, layer_name,
                                  preview_size, progress_text, progress_value, ratio_to_slider, slider_to_ratio,
                                  snap_max_size, work_area)
 
@@ -130,13 +130,3 @@ def test_a_layer_is_opaque_only_if_every_pixel_is(dtype, opaque, clear):
     assert fully_opaque(opaque * 50, dtype)
     assert not fully_opaque(opaque * 25 + clear + opaque * 24, dtype)
     assert not fully_opaque(b"", dtype)
-
-
-@pytest.mark.parametrize("opaque, index", [
-    ([True, False], 0),         # white Background, transparent ink above: between them
-    ([True, True], 1),          # a scanned page over the Background: multiplied over the scan
-    ([True, True, False], 1),   # ... and under line art layers above it
-    ([False, False], 0),        # nothing opaque: above the lowest layer
-])
-def test_the_colour_layer_goes_under_the_ink_and_over_the_paper(opaque, index):
-    assert colour_layer_place(opaque) == index

@@ -353,8 +353,8 @@ class Controller:
                 return self.finish("The document was closed before its colours came back.")
             live = session.live
             doc, active = self.doc, self.doc.activeNode()
-            session.show(event["job"], bytes(images["result"].data))
-            self.view.later(lambda: document.keep_active(doc, active))  # after Krita's own reaction to a new layer
+            layer = document.layer_id(session.show(event["job"], bytes(images["result"].data)))
+            self.view.later(lambda: document.keep_active(doc, active, unless_changed_from=layer))
             self.shared.measured(session, event)
             session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
             if session.hidden_by:

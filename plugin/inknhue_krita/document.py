@@ -238,10 +238,14 @@ def arrange(document, wanted: list[str], new: dict) -> None:
         log.warning("the layers did not land in the order asked")
 
 
-def keep_active(document, active) -> None:
-    """The artist's active layer again (adding a layer makes Krita activate it)."""
-    if active is not None and (document.activeNode() is None or
-                               layer_id(document.activeNode()) != layer_id(active)):
+def keep_active(document, active, unless_changed_from: str = "") -> None:
+    """The artist's active layer again (adding a layer makes Krita activate it; a Krita may do
+    so later, hence a second call then, which leaves a layer the artist chose since alone:
+    it acts only while the layer `unless_changed_from` names, or none, is active)."""
+    now = document.activeNode()
+    if active is None or (now is not None and layer_id(now) == layer_id(active)):
+        return
+    if not unless_changed_from or now is None or layer_id(now) == unless_changed_from:
         document.setActiveNode(active)
 
 

@@ -63,7 +63,7 @@ class Session:
     live: bool = False          #: the job in flight was started by live colour
     quiet: bool = False         #: cancelled for newer hints: it ends without a word
     hints: tuple | None = None  #: the hint layer's fingerprint when the last job was sent
-    hidden_by: str | None = None  #: the layer that hides the result just made (placement.hidden_by)
+    hidden_by: str = ""         #: what hides the layer just made, in the artist's words ("" if nothing)
     #: the job's times (monotonic seconds): sent (before the page was read), accepted, its first event
     sent_at: float = 0.0
     accepted_at: float | None = None
@@ -113,13 +113,12 @@ class Session:
         node = document.find_layer(doc, unique_id=self.working.get(placement.kind, ""))
         previous = self.shown.placement.rect if self.shown and self.shown.layer == self.working.get(
             placement.kind) else None
-        self.hidden_by = None
+        self.hidden_by = ""
         if node is None:
             names = [n.name() for n in document.all_layers(doc)]
             page = document.find_layer(doc, unique_id=placement.page_layer) if placement.page_layer else None
-            node, hider = document.add_result_layer(doc, layer_name(names, base_name), placement.rect,
-                                                    placement.format.dtype, placement.kind, blending, page)
-            self.hidden_by = hider.name if hider is not None else None
+            node, self.hidden_by = document.add_result_layer(doc, layer_name(names, base_name), placement.rect,
+                                                             placement.format.dtype, placement.kind, blending, page)
             self.working[placement.kind] = document.layer_id(node)
         elif previous is not None and previous != placement.rect:
             document.clear_pixels(doc, node, previous, placement.format.dtype)  # another selection before

@@ -652,3 +652,91 @@ def test_live_colour_that_fails_stops_once_and_says_why(docker, monkeypatch):
     docker.live_switch.setChecked(True)  # it looks at once, and fails: off, not a dialog every quarter second
     assert not docker.live_switch.isChecked() and not docker.live_timer.isActive()
     assert docker.message.text() == "Live colour stopped: the layer went away"
+
+
+def test_the_active_layer_stays_the_artists_after_every_kind_of_result(docker):
+    page = drawn()
+    doc, ink = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    doc.setActiveNode(hints)  # the artist paints on the hint layer
+    colorize(docker, doc)  # the first result makes a layer
+    assert doc.activeNode() is hints
+    run_colorize(docker)  # a re-run, in place
+    assert doc.activeNode() is hints
+    docker.keep_button.click()
+    colorize(docker, doc)  # after Keep: a new layer
+    assert doc.activeNode() is hints
+    selection = krita.Selection(120, 180)
+    selection.select(20, 30, 60, 60, 255)
+    doc.setSelection(selection)
+    colorize(docker, doc)
+    doc.setSelection(None)
+    doc.setActiveNode(ink)  # now the ink is the active one
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    colorize(docker, doc)
+    assert doc.activeNode() is ink, (doc.activeNode().name(), [n.name() for n in doc.topLevelNodes()])
+    docker.output_layer.setCurrentIndex(0)
+
+
+@pytest.mark.parametrize("kind", ["full", "colour"])
+def test_colorize_adds_no_step_to_the_undo_history(docker, kind):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    doc.undo_steps.append("Freehand Brush Stroke")  # the artist's last stroke
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData(kind))
+    layer = colorize(docker, doc)
+    assert doc.undo_steps[-1] == "Freehand Brush Stroke"  # Ctrl+Z undoes the stroke, not the colours
+    assert layer.blendingMode() == ("multiply" if kind == "colour" else "normal")
+    assert all(not d.name().startswith("inknhue scratch") for d in krita.Krita.instance().documents())
+    docker.output_layer.setCurrentIndex(0)
+
+
+def test_colour_under_the_ink_is_seen_over_an_earlier_opaque_result(docker, weights):
+    page = drawn()
+    doc, ink = new_document(page)
+    ink.pixels[..., 3] = 255 - page.grey  # line art of its own over the white Background
+    ink.pixels[..., :3] = 0
+    ink.setName("Line art")
+    paint_hints(docker, doc, page)
+    earlier = colorize(docker, doc)  # an opaque coloured page, above the line art
+    docker.keep_button.click()
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    before = canvas(doc).copy()
+    layer = colorize(docker, doc)
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names == ["Background", "Line art", "inkn'hue colour kept", layer.name(), "inkn'hue hints"]
+    assert (canvas(doc) != before).any()  # the canvas changed
+    earlier.setVisible(False)
+    result = expected(weights, page, 0.8)
+    doc.topLevelNodes()[-1].setVisible(False)
+    assert np.abs(canvas(doc)[..., [2, 1, 0]].astype(int) - result.final(0.8, "page")).max() <= 2
+    docker.output_layer.setCurrentIndex(0)
+
+
+def test_the_artist_is_told_when_an_earlier_result_hides_the_new_colours(docker):
+    page = drawn()
+    doc, ink = new_document(page)
+    ink.pixels[..., 3] = 255 - page.grey  # line art of its own: the colours go beneath it
+    paint_hints(docker, doc, page)
+    cover = doc.createNode("inkn'hue colour kept", "paintlayer")  # an earlier result, opaque over most
+    cover.pixels[:150] = (200, 200, 200, 255)
+    doc.rootNode().addChildNode(cover, doc.topLevelNodes()[-2])
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    colorize(docker, doc)
+    assert "\u201cinkn'hue colour kept\u201d above hides 83% of the new colours" in docker.message.text()
+    docker.output_layer.setCurrentIndex(0)
+
+
+def test_a_deleted_result_layer_is_noticed_at_once(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    layer = colorize(docker, doc)
+    assert docker.keep_button.isEnabled() and "Done" in docker.stage.text()
+    layer.remove()  # the artist deletes it (or undoes it away)
+    pump(lambda: not docker.keep_button.isEnabled(), timeout=2)
+    assert docker.stage.text() == "" and "gone" in docker.message.text()
+    assert docker.sessions.of(doc).shown is None
+    colorize(docker, doc)  # the next Colorize makes a new one
+    assert len(result_layers(doc)) == 1
