@@ -134,7 +134,12 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
     # the Background was active when the hint layer was added: it went under the opaque ink,
     # yet the result is on top, seen, with the hints above it
     assert report["layers_before"] == ["Background", "inkn'hue hints", "ink"]
-    assert report["layers_after"] == ["Background", "ink", "inkn'hue colour", "inkn'hue hints"]
+    assert report["layers_after"] == ["Background", "ink", "sketch", "inkn'hue colour", "inkn'hue hints"]
+    # the artist's active layer stays, and Colorize adds nothing to the undo history
+    assert report["active_before"] == report["active_after"] == "inkn'hue hints" and report["active_after_colour"] == "inkn'hue hints"
+    assert report["undo_before"] == report["undo_after"] == report["undo_after_colour"] == "Undo Clear"
+    # Ctrl+Z undid the artist's step (the clear), not a colour layer
+    assert report["undo_after_ctrl_z"] == "Undo Add Layer"
     assert report["ink_unchanged"]
     canvas = np.frombuffer(Path(report["canvas_result"]).read_bytes(), np.uint8).reshape(height, width, 4)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -151,8 +156,10 @@ def run_page(root: Path, env: dict, weights: Path) -> dict:
     # the colours alone: a Multiply layer right above the (opaque) page, and Krita's own
     # Multiply of it over the page shows the coloured page
     assert report["colour_layer_blending"] == "multiply"
-    assert report["layers_with_colour"] == ["Background", "ink", "inkn'hue colour under ink", "inkn'hue colour",
-                                            "inkn'hue hints"]
+    assert report["canvas_changed_by_colour"], report["colour_message"]  # the artist sees the new colours
+    # above the opaque coloured page made before, where it is seen, not beneath it
+    assert report["layers_with_colour"] == ["Background", "ink", "sketch", "inkn'hue colour",
+                                            "inkn'hue colour under ink", "inkn'hue hints"]
     colour = np.frombuffer(Path(report["colour_layer"]).read_bytes(), np.uint8).reshape(height, width, 4)
     np.testing.assert_array_equal(colour[..., [2, 1, 0]], result.final(0.3, "page", layer="colour"))
     canvas = np.frombuffer(Path(report["canvas_colour"]).read_bytes(), np.uint8).reshape(height, width, 4)

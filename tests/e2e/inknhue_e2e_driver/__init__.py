@@ -41,6 +41,12 @@ def step(name):
     save_report()
 
 
+def undo_text():
+    QApplication.processEvents()
+    undo = Krita.instance().action("edit_undo")
+    return undo.text() if undo is not None and undo.isEnabled() else ""
+
+
 def find_docker():
     for docker in Krita.instance().dockers():
         if type(docker).__name__ == "InknhueDocker":
@@ -121,12 +127,42 @@ class Driver:
         self.doc.refreshProjection()
         self.doc.waitForDone()
         REPORT["layers_before"] = [n.name() for n in self.doc.topLevelNodes()]
+        # the artist's last step before Colorize, one the undo history names: clearing a sketch layer
+        self.sketch = self.doc.createNode("sketch", "paintlayer")
+        self.doc.rootNode().addChildNode(self.sketch, None)
+        self.activate("sketch", self.clear_sketch)
+
+    def activate(self, name, then):
+        """Make a layer the active one, as clicking it does (Krita settles it on its event loop)."""
+        node = find_layer(self.doc, name)
+
+        def active():
+            if self.doc.activeNode() is not None and self.doc.activeNode().name() == name:
+                return True
+            self.doc.setActiveNode(node)
+            return False
+
+        self.wait(active, then, timeout=10, what=f"{name} active")
+
+    def clear_sketch(self):
+        Krita.instance().action("clear").trigger()
+        self.doc.waitForDone()
+        self.activate("inkn'hue hints", self.press_colorize)  # the artist paints on the hint layer
+
+    def press_colorize(self):
+        REPORT["undo_before"] = undo_text()
+        REPORT["active_before"] = self.doc.activeNode().name()
         step("hints")
         self.docker.colorize_button.click()
         self.wait(lambda: find_layer(self.doc, "inkn'hue colour") is not None and self.docker.running is None,
                   self.read_result, what="the colour layer")
 
     def read_result(self):
+        QTimer.singleShot(300, self.read_result_settled)  # whatever Krita does on a new layer, done
+
+    def read_result_settled(self):
+        REPORT["active_after"] = self.doc.activeNode().name()
+        REPORT["undo_after"] = undo_text()
         layer = find_layer(self.doc, "inkn'hue colour")
         self.dump(layer, "result_0.8")
         self.doc.refreshProjection()
@@ -149,11 +185,27 @@ class Driver:
         self.screenshot()
         # the colours alone, as a Multiply layer under the ink
         self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("colour"))
+        self.canvas_before_colour = bytes(self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"]))
         self.docker.colorize_button.click()
         self.wait(lambda: find_layer(self.doc, "inkn'hue colour under ink") is not None and self.docker.running is None,
                   self.read_colour_layer, what="the colour-under-ink layer")
 
     def read_colour_layer(self):
+        QTimer.singleShot(300, self.read_colour_layer_settled)
+
+    def read_colour_layer_settled(self):
+        REPORT["active_after_colour"] = self.doc.activeNode().name()
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        REPORT["canvas_changed_by_colour"] = bytes(
+            self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"])) != self.canvas_before_colour
+        REPORT["colour_message"] = self.docker.message.text()
+        REPORT["undo_after_colour"] = undo_text()
+        undo = Krita.instance().action("edit_undo")  # Ctrl+Z: the artist's last step goes, not our layers
+        undo.trigger()
+        self.doc.waitForDone()
+        QApplication.processEvents()
+        REPORT["undo_after_ctrl_z"] = undo_text()
         layer = find_layer(self.doc, "inkn'hue colour under ink")
         REPORT["colour_layer_blending"] = layer.blendingMode()
         REPORT["layers_with_colour"] = [n.name() for n in self.doc.topLevelNodes()]
