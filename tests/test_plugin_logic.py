@@ -5,7 +5,7 @@ import json
 
 import pytest
 from inknhue_krita import config, vendor
-from inknhue_krita.logic import (BlendThrottle, Rect, document_format, fully_opaque, layer_name,
+from inknhue_krita.logic import (BlendThrottle, Rect, box_max_size, document_format, fully_opaque, layer_name,
                                  preview_size, progress_text, progress_value, ratio_to_slider, slider_to_ratio,
                                  snap_max_size, work_area)
 
@@ -130,3 +130,11 @@ def test_a_layer_is_opaque_only_if_every_pixel_is(dtype, opaque, clear):
     assert fully_opaque(opaque * 50, dtype)
     assert not fully_opaque(opaque * 25 + clear + opaque * 24, dtype)
     assert not fully_opaque(b"", dtype)
+
+
+def test_a_selection_box_is_worked_at_the_pages_scale_so_it_costs_its_share():
+    a4 = (2480, 3508)
+    assert box_max_size(256, a4, Rect(800, 1200, 400, 300)) == 64  # 300 * 256/2480 = 31: at least 64
+    assert box_max_size(768, a4, Rect(0, 0, 1240, 1754)) == 384     # a quarter page: half the short side
+    assert box_max_size(768, a4, Rect(0, 0, 2480, 3000)) == 768     # never finer than asked
+    assert box_max_size(768, (600, 700), Rect(0, 0, 300, 200)) == 768  # a small page is worked at its size

@@ -21,8 +21,8 @@ from typing import Callable, Protocol
 
 from . import document
 from .live import Action, LiveScheduler, live_unavailable, rerun_estimate
-from .logic import (HINT_LAYER, BlendThrottle, Format, Rect, document_format, preview_size, progress_text,
-                    progress_value, work_area)
+from .logic import (HINT_LAYER, MIN_MAX_SIZE, BlendThrottle, Format, Rect, box_max_size, document_format,
+                    preview_size, progress_text, progress_value, work_area)
 from .messages import PROVIDER_NEEDS
 from .protocol import RawImage
 from .session import Placement, Session, Sessions
@@ -269,8 +269,13 @@ class Controller:
         mask = document.selection_mask(doc, rect)
         if mask is not None:
             images["mask"] = RawImage(rect.width, rect.height, "L", mask)
+        max_size = choices.max_size
+        if rect != Rect(0, 0, *document.size(doc)):  # a selection box: at the page's scale
+            limits = self.backend.hello.get("limits", {}).get("max_size")
+            low = limits[0] if isinstance(limits, list) and limits and isinstance(limits[0], int) else MIN_MAX_SIZE
+            max_size = box_max_size(choices.max_size, document.size(doc), rect, low)
         header = {"type": "colorize", "provider": choices.provider, "ratio": choices.ratio,
-                  "max_size": choices.max_size, "fill_all": choices.fill_all,
+                  "max_size": max_size, "fill_all": choices.fill_all,
                   "transfer": choices.transfer and reference is not None,
                   "output": fmt.output("page", choices.layer)}
         page_layer = document.layer_id(page_node) if source == "layer" and page_node is not None else ""

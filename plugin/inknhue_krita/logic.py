@@ -115,6 +115,16 @@ def preview_size(width: int, height: int, long_side: int = PREVIEW_LONG_SIDE) ->
     return [max(1, round(width * scale)), max(1, round(height * scale))]
 
 
+def box_max_size(max_size: int, page: tuple[int, int], box: Rect, low: int = MIN_MAX_SIZE) -> int:
+    """The Max size for a selection box that works it at the page's own working scale, so a
+    box costs its share of the page (a box at the page's Max size would be worked as finely
+    as the whole page: a 400x300 box cost twice the page). Never above `max_size`."""
+    if max(page) <= max_size:  # the page is worked at its own size: so is the box
+        return max_size
+    scale = max_size / min(page)
+    return max(low, min(max_size, 32 * round(min(box.width, box.height) * scale / 32)))
+
+
 def snap_max_size(value: int, low: int = MIN_MAX_SIZE, high: int = MAX_MAX_SIZE) -> int:
     """The working size the network accepts: a multiple of 32 within its range."""
     return min(high, max(low, round(value / 32) * 32))

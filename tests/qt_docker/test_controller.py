@@ -170,3 +170,23 @@ def test_live_starts_a_run_when_the_hints_change_and_rest(setup):
     assert len(backend.sent) == 1 and controllers.running.live
     controllers.live_off()
     assert controllers.running.cancelled  # turning Live off stops its run
+
+
+def test_a_selection_box_goes_out_at_the_pages_working_scale(setup):
+    controllers, doc, view, backend = setup  # a 40x30 page: at Max size 64 it is worked at its size
+    selection = krita.Selection(40, 30)
+    selection.select(4, 4, 20, 10, 255)
+    doc.setSelection(selection)
+    assert controllers.of(doc).start(Choices(provider="flats", max_size=64))
+    assert backend.sent[0][0]["max_size"] == 64
+    big = krita.Krita.instance().createDocument(2480, 3508, "A4", "RGBA", "U8", "", 300.0)
+    hints = big.createNode(HINT_LAYER, "paintlayer")
+    big.rootNode().addChildNode(hints, None)
+    selection = krita.Selection(2480, 3508)
+    selection.select(800, 1200, 1240, 1754, 255)  # a quarter of the page
+    big.setSelection(selection)
+    controllers.running.finished()
+    assert controllers.of(big).start(Choices(provider="flats", max_size=768))
+    header, images, _ = backend.sent[-1]
+    assert header["max_size"] == 384 and images["page"].width == 1240  # half the page's short side
+    krita.Krita.instance().close(big)
