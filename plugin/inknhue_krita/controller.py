@@ -24,6 +24,9 @@ from .live import Action, LiveScheduler, live_unavailable, rerun_estimate
 from .logic import (HINT_LAYER, MIN_MAX_SIZE, BlendThrottle, Format, Rect, box_max_size, document_format,
                     preview_size, progress_text, progress_value, work_area)
 from .messages import PROVIDER_NEEDS
+from .preview import DEPTHS as PREVIEW_DEPTHS
+from .preview import KNOTS as PREVIEW_KNOTS
+from .preview import Preview
 from .protocol import RawImage
 from .session import Placement, Session, Sessions
 
@@ -393,12 +396,18 @@ class Controller:
         return self.session.keep()
 
     def blend(self, ratio: float, final: bool) -> None:
-        """Show the result at another ratio: a reduced 8-bit preview while dragging, the
-        whole page when `final`; one blend in flight at a time."""
+        """Show the result at another ratio: while dragging, a mix of the result's two ends
+        made here (preview.py; until they have come, the backend's reduced 8-bit blends, one
+        in flight at a time); the backend's blend of the whole page when `final`."""
         throttle = self.shared.throttle
         shown = self.session.shown
         if shown is None or not self.backend.connected or shown.placement.kind == "flats":
             return  # flats have no colour blend
+        if not final:
+            preview = self.session.preview
+            if preview is not None and preview.job == shown.job:  # mixed here: no round trip
+                return self._write_blend(shown, preview.frame(ratio))
+            self._fetch_preview(shown)  # for the next moves; this one the backend blends
         request = throttle.request(ratio, final)
         if request is None:
             return
@@ -413,6 +422,42 @@ class Controller:
         except Exception as exc:
             throttle.done()
             self.view.say(f"Could not blend: {exc}")
+
+    def _fetch_preview(self, shown) -> None:
+        """Ask the backend once per result for it at a few ratios, reduced (preview.py mixes them)."""
+        fmt = shown.placement.format
+        if fmt.dtype not in PREVIEW_DEPTHS or self.session.preview_asked == shown.job:
+            return
+        self.session.preview_asked = shown.job
+        rect = shown.placement.rect
+        size = preview_size(rect.width, rect.height)
+        knots: dict[float, object] = {}
+
+        def arrived(ratio, reply, images):
+            if reply.get("type") == "error" or images is None or "result" not in images:
+                return
+            knots[ratio] = images["result"]
+            if len(knots) == len(PREVIEW_KNOTS) and self.session.shown is shown:
+                first = knots[PREVIEW_KNOTS[0]]
+                self.session.preview = Preview(shown.job, first.width, first.height,
+                                               {r: bytes(image.data) for r, image in knots.items()},
+                                               rect.width, rect.height, fmt.dtype)
+
+        for knot in PREVIEW_KNOTS:
+            header = {"type": "blend", "job": shown.job, "ratio": knot,
+                      **Format("uint8", fmt.linear).output(size, shown.placement.kind)}
+            try:
+                self.backend.request(header, callback=lambda reply, images, knot=knot: arrived(knot, reply, images))
+            except Exception as exc:  # noqa: BLE001  (the backend's blends go on without it)
+                log.warning("no preview: %s", exc)
+                return
+
+    def _write_blend(self, shown, data: bytes) -> None:
+        node = document.find_layer(self.doc, unique_id=shown.layer)
+        if node is None:
+            self.view.say("The colour layer is gone: Colorize again to get a new one.")
+        else:
+            document.write_pixels(self.doc, node, data, shown.placement.rect)
 
     def _blended(self, shown, reply: dict, images) -> None:
         following = self.shared.throttle.done()

@@ -63,6 +63,8 @@ class Session:
     live: bool = False          #: the job in flight was started by live colour
     quiet: bool = False         #: cancelled for newer hints: it ends without a word
     hints: tuple | None = None  #: the hint layer's fingerprint when the last job was sent
+    preview: object = None      #: the shown result's preview.Preview (the slider's drag), once fetched
+    preview_asked: str = ""     #: the job whose preview was asked for
     hidden_by: str = ""         #: what hides the layer just made, in the artist's words ("" if nothing)
     #: the job's times (monotonic seconds): sent (before the page was read), accepted, its first event
     sent_at: float = 0.0

@@ -14,6 +14,7 @@ from parity import write_released_layout
 
 from inknhue.engine.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
+from inknhue_krita import preview
 from inknhue_krita.qt import Qt
 
 RED, BLUE = (220, 40, 40), (40, 60, 220)
@@ -740,3 +741,30 @@ def test_a_deleted_result_layer_is_noticed_at_once(docker):
     assert docker.sessions.of(doc).shown is None
     colorize(docker, doc)  # the next Colorize makes a new one
     assert len(result_layers(doc)) == 1
+
+
+def test_dragging_the_slider_mixes_a_preview_here_and_the_release_blends_the_page(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    layer = colorize(docker, doc)
+    reference = expected(weights, page, 0.8)
+    session = docker.sessions.of(doc)
+    docker.ratio.setSliderDown(True)
+    docker.ratio.setValue(70)  # the first move: the backend blends it, and the ends are asked for
+    pump(lambda: session.preview is not None and docker.throttle.in_flight is None)
+    sent = docker.backend._callbacks.copy()
+    for value, ratio in ((0, 0.0), (100, 1.0), (50, 0.5), (62, 0.62)):
+        docker.ratio.setValue(value)  # each move written at once, without the backend
+        assert docker.backend._callbacks == sent and docker.throttle.in_flight is None
+        got = layer.pixels[..., [2, 1, 0]].astype(int)
+        difference = np.abs(got - reference.final(ratio, "page"))
+        if ratio in preview.KNOTS:  # the backend's own blends, reduced (here: the page is small)
+            assert difference.max() <= 1
+        else:  # mixed between the two nearest: close
+            assert difference.max() <= 24 and difference.mean() < 2, (ratio, difference.max(), difference.mean())
+    docker.ratio.setSliderDown(False)
+    docker.ratio.sliderReleased.emit()
+    writes = layer.writes
+    pump(lambda: layer.writes > writes and docker.throttle.in_flight is None)
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], reference.final(0.62, "page"))
