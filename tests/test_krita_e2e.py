@@ -201,6 +201,25 @@ def test_without_a_backend_the_docker_says_so_and_krita_keeps_working(parity_wei
     assert report["painted"]
 
 
+def test_krita_stays_responsive_while_a_page_colorizes_and_the_slider_follows_a_drag(parity_weights, tmp_path):
+    """A4 at 300 dpi. What the plugin holds Krita's UI thread for, measured inside Krita: its
+    longest call and a 50 ms timer's gaps (those include the backend's load on this CPU)."""
+    width, height = 2480, 3508
+    page = Page(width, height).rectangle(100, 100, 2380, 3400).circle(1240, 1750, 600)
+    page.stroke([(1100, 1700), (1400, 1800)], (220, 40, 40))
+    (tmp_path / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
+    (tmp_path / "hints.bgra").write_bytes(np.ascontiguousarray(page.hints[..., [2, 1, 0, 3]]).tobytes())
+    env = krita_home(tmp_path, with_backend=True, weights=parity_weights)
+    report = run_krita(tmp_path, env, {"mode": "responsive", "width": width, "height": height, "max_size": 64,
+                                       "page": str(tmp_path / "page.bgra"), "hints": str(tmp_path / "hints.bgra")},
+                       timeout=400)
+    print(f"\nA4 run in Krita: {report['run']}; longest plugin calls {report['run_longest_call']}; "
+          f"slider moves (s): {report['moves_s']}")
+    assert report["steps"] == ["document", "responsive"] and "Done" in report["stage"]
+    assert max(report["run_longest_call"].values()) < 0.25  # no call of the plugin's holds the UI thread long
+    assert sorted(report["moves_s"])[len(report["moves_s"]) // 2] < 0.25  # a move, written and projected
+
+
 def test_each_virtual_screen_gets_a_free_display_of_its_own():
     with virtual_screen() as first, virtual_screen() as second:
         assert first != second and first.startswith(":") and second.startswith(":")

@@ -31,6 +31,7 @@ from .protocol import RawImage
 from .session import Placement, Session, Sessions
 
 log = logging.getLogger("inknhue_krita")
+STEP_S = 0.03  #: the longest stretch of writing a result before Qt gets the UI thread back
 
 
 @dataclass(frozen=True)
@@ -359,25 +360,46 @@ class Controller:
         elif kind == "result":
             if not any(self.doc == d for d in document.open_documents()):
                 return self.finish("The document was closed before its colours came back.")
-            live = session.live
-            doc, active = self.doc, self.doc.activeNode()
-            layer = document.layer_id(session.show(event["job"], bytes(images["result"].data)))
-            self.view.later(lambda: document.keep_active(doc, active, unless_changed_from=layer))
-            self.shared.measured(session, event)
-            session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
-            if session.hidden_by:
-                session.warnings.append(session.hidden_by)
-            self.finish("")
-            if on_screen:
-                ran = event.get("ran", [])
-                self.view.show_progress(100, ("Live: done" if live else "Done") + f" in {event.get('seconds', 0):.1f} s"
-                                        + ("" if "shade" in ran else " (shading reused)"))
-                self.view.say(" ".join(session.warnings))
-            self.view.result_shown()
+            doc, active, live = self.doc, self.doc.activeNode(), session.live
+            steps = session.showing(event["job"], bytes(images["result"].data))
+            self._written(steps, lambda node: self._shown(event, node, live, on_screen, doc, active))
         elif kind == "cancelled":
             self.finish("Cancelled.")
         elif kind == "error":
             self.finish(event.get("message", "The job failed."))
+
+    def _written(self, steps, then: Callable) -> None:
+        """Run a result's writing steps for at most STEP_S at a time, the rest after Qt has
+        drawn and handled input (view.later), then `then(layer)`."""
+        started = time.monotonic()
+        try:
+            while True:
+                next(steps)
+                if time.monotonic() - started > STEP_S:
+                    if not any(self.doc == d for d in document.open_documents()):
+                        return self.finish("The document was closed before its colours came back.")
+                    return self.view.later(lambda: self._written(steps, then))
+        except StopIteration as done:
+            then(done.value)
+        except Exception as exc:  # noqa: BLE001  (on a timer: said, and the job ends)
+            log.exception("writing the result failed")
+            self.finish(f"Could not write the colours: {exc}")
+
+    def _shown(self, event: dict, node, live: bool, on_screen: bool, doc, active) -> None:
+        session = self.session
+        layer = document.layer_id(node)
+        self.view.later(lambda: document.keep_active(doc, active, unless_changed_from=layer))
+        self.shared.measured(session, event)
+        session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
+        if session.hidden_by:
+            session.warnings.append(session.hidden_by)
+        self.finish("")
+        if on_screen:
+            ran = event.get("ran", [])
+            self.view.show_progress(100, ("Live: done" if live else "Done") + f" in {event.get('seconds', 0):.1f} s"
+                                    + ("" if "shade" in ran else " (shading reused)"))
+            self.view.say(" ".join(session.warnings))
+        self.view.result_shown()
 
     def finish(self, message: str, clear: bool = False) -> None:
         self.session.finished()

@@ -283,6 +283,13 @@ def write_pixels(document, node, data: bytes, rect: Rect) -> None:
     document.refreshProjection()
 
 
+def write_slices(document, node, data: bytes, rect: Rect, dtype: str):
+    """write_pixels a band at a time (slices.py), yielding between bands; the projection is
+    brought up to date once, after the last."""
+    yield from slices.write(node.setPixelData, QtCore.QByteArray, data, rect, 4 * BYTES[dtype])
+    document.refreshProjection()
+
+
 def colorize_mask_hints(document, rect: Rect):
     """A Colorize Mask's key strokes as BGRA hint pixels, where this Krita exposes them."""
     for node in all_layers(document):

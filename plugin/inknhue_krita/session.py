@@ -109,6 +109,16 @@ class Session:
     def show(self, job: str, data: bytes) -> object:
         """Write a result into the working layer of its kind (made if there is none) and
         make it visible, with the hints above it; returns the layer."""
+        steps = self.showing(job, data)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def showing(self, job: str, data: bytes):
+        """show() in steps: a generator that yields after placing the layer and after each
+        band written (the controller lets Qt draw between them); returns the layer."""
         placement = self.placement
         doc = self.document
         _, base_name, blending, _, _ = next(o for o in OUTPUT_LAYERS if o[0] == placement.kind)
@@ -122,11 +132,12 @@ class Session:
             node, self.hidden_by = document.add_result_layer(doc, layer_name(names, base_name), placement.rect,
                                                              placement.format.dtype, placement.kind, blending, page)
             self.working[placement.kind] = document.layer_id(node)
+            yield
         elif previous is not None and previous != placement.rect:
             document.clear_pixels(doc, node, previous, placement.format.dtype)  # another selection before
         if not node.visible():
             node.setVisible(True)
-        document.write_pixels(doc, node, data, placement.rect)
+        yield from document.write_slices(doc, node, data, placement.rect, placement.format.dtype)
         self.shown = ShownResult(job, document.layer_id(node), placement)
         return node
 

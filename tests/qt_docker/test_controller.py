@@ -7,6 +7,7 @@ import pytest
 
 from inknhue_krita.controller import Choices, Controllers
 from inknhue_krita.logic import HINT_LAYER, RESULT_LAYER
+from inknhue_krita.preview import KNOTS
 from inknhue_krita.protocol import RawImage
 
 
@@ -150,10 +151,12 @@ def test_the_slider_blends_the_result_shown_one_request_at_a_time(setup):
     controller.blend(0.2, final=False)
     controller.blend(0.4, final=False)  # waits for the first
     controller.blend(0.9, final=True)
-    blends = [h for h, _, _ in backend.sent if h["type"] == "blend"]
+    knots = [h["ratio"] for h, _, _ in backend.sent if h["type"] == "blend" and h["ratio"] in KNOTS]
+    assert knots == list(KNOTS)  # the drag's preview asked for once (preview.py)
+    blends = [h for h, _, _ in backend.sent if h["type"] == "blend" and h["ratio"] not in KNOTS]
     assert [b["ratio"] for b in blends] == [0.2]
     backend.sent[-1][2]({"type": "blend"}, result_image(doc, (1, 2, 3)))
-    blends = [h for h, _, _ in backend.sent if h["type"] == "blend"]
+    blends = [h for h, _, _ in backend.sent if h["type"] == "blend" and h["ratio"] not in KNOTS]
     assert [b["ratio"] for b in blends] == [0.2, 0.9] and blends[-1]["size"] == "page"  # the final one, whole
     assert tuple(layer(doc, RESULT_LAYER).pixels[0, 0]) == (1, 2, 3, 255)
 

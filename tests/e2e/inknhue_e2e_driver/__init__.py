@@ -96,6 +96,9 @@ class Driver:
         REPORT["docker"] = self.docker is not None
         if self.docker is None:
             raise RuntimeError("no inkn'hue docker in this Krita")
+        if SPEC["mode"] == "responsive":
+            return self.wait(lambda: self.docker.backend.state == "connected", self.responsive_run,
+                             what="a connected backend")
         if SPEC["mode"] == "no_backend":
             self.wait(lambda: self.docker.backend.state in ("not_installed", "error"), self.no_backend,
                       timeout=30, what="the backend state")
@@ -258,6 +261,74 @@ class Driver:
         self.dump(self.layer, "result_live")
         self.docker.live_switch.setChecked(False)
         step("live")
+        quit_krita()
+
+    def responsive_run(self):
+        """Krita's UI thread during a run and a drag of the slider: a 50 ms timer's missed
+        ticks and longest gap, and the longest call into the plugin's own code (what the
+        plugin holds the UI thread for, the backend's load on the CPU set aside)."""
+        self.docker.max_size.setValue(SPEC["max_size"])
+        self.docker.add_hints.click()
+        hints = find_layer(self.doc, "inkn'hue hints")
+        hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        self.longest = {}
+        controller = sys.modules["inknhue_krita.controller"].Controller
+        for owner, name in ((controller, "start"), (controller, "on_event"), (controller, "_written"),
+                            (self.docker.backend.connection, "receive")):
+            self.timed(owner, name)
+        self.ticks = []
+        self.ticker = QTimer()
+        self.ticker.setInterval(50)
+        self.ticker.timeout.connect(lambda: self.ticks.append(time.monotonic()))
+        self.ticker.start()
+        self.run_started = time.monotonic()
+        self.docker.colorize_button.click()
+        self.wait(lambda: self.docker.running is None and self.docker.sessions.of(self.doc).shown is not None,
+                  self.responsive_drag, timeout=200, what="the result")
+
+    def timed(self, owner, name):
+        original = getattr(owner, name)  # a class's function or an object's bound method
+
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.longest[name] = max(self.longest.get(name, 0.0), time.perf_counter() - started)
+
+        setattr(owner, name, call)
+
+    def gaps(self, since):
+        ticks = [t for t in self.ticks if t >= since]
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        expected = (time.monotonic() - since) / 0.05
+        return {"seconds": round(time.monotonic() - since, 2), "ticks": len(ticks), "expected": round(expected),
+                "missed": max(0, round(expected) - len(ticks)), "longest_gap": round(max(gaps, default=0), 3)}
+
+    def responsive_drag(self):
+        REPORT["run"] = self.gaps(self.run_started)
+        REPORT["run_longest_call"] = {k: round(v, 3) for k, v in self.longest.items()}
+        REPORT["stage"] = self.docker.stage.text()
+        ratio = self.docker.ratio
+        ratio.setSliderDown(True)
+        ratio.setValue(70)  # the first move asks for the preview
+        self.wait(lambda: self.docker.sessions.of(self.doc).preview is not None and
+                  self.docker.throttle.in_flight is None, self.responsive_moves, timeout=60, what="the preview")
+
+    def responsive_moves(self):
+        moves = []
+        for value in (10, 30, 50, 80, 95):
+            started = time.perf_counter()
+            self.docker.ratio.setValue(value)
+            self.doc.waitForDone()  # Krita has the new pixels in its projection
+            moves.append(round(time.perf_counter() - started, 3))
+        REPORT["moves_s"] = moves
+        REPORT["longest_call_all"] = {k: round(v, 3) for k, v in self.longest.items()}
+        self.docker.ratio.setSliderDown(False)
+        self.docker.ratio.sliderReleased.emit()
+        step("responsive")
         quit_krita()
 
     def poll_cost(self):
