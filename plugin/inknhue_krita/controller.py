@@ -249,7 +249,9 @@ class Controller:
             # painting on the hint layer makes it the active one: the page stays the last job's layer
             page_node = document.find_layer(doc, unique_id=session.placement.page_layer) or page_node
         hints_node = document.find_layer(doc, HINT_LAYER)
-        seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None else None
+        # what live colour compares later hints with: only while it is on (0.1 s on an A4 page)
+        seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None and self.shared.live.on \
+            else None
         hints = None
         if PROVIDER_NEEDS.get(choices.provider) == "hints":
             if choices.hints_source == "colorize_mask":

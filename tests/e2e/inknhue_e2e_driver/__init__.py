@@ -273,10 +273,13 @@ class Driver:
         hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
         self.doc.refreshProjection()
         self.doc.waitForDone()
-        self.longest = {}
+        self.longest, self.calls = {}, {}
         controller = sys.modules["inknhue_krita.controller"].Controller
         for owner, name in ((controller, "start"), (controller, "on_event"), (controller, "_written"),
-                            (self.docker.backend.connection, "receive")):
+                            (self.docker.backend.connection, "receive"), (self.docker.backend, "request"),
+                            (sys.modules["inknhue_krita.document"], "page_pixels"),
+                            (sys.modules["inknhue_krita.document"], "layer_pixels"),
+                            (sys.modules["inknhue_krita.document"], "layer_fingerprint")):
             self.timed(owner, name)
         self.ticks = []
         self.ticker = QTimer()
@@ -292,6 +295,7 @@ class Driver:
         original = getattr(owner, name)  # a class's function or an object's bound method
 
         def call(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
             started = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -318,6 +322,8 @@ class Driver:
                   self.docker.throttle.in_flight is None, self.responsive_moves, timeout=60, what="the preview")
 
     def responsive_moves(self):
+        REPORT["write_steps"] = self.calls.get("_written", 0)
+        requests = self.calls.get("request", 0)
         moves = []
         for value in (10, 30, 50, 80, 95):
             started = time.perf_counter()
@@ -325,6 +331,7 @@ class Driver:
             self.doc.waitForDone()  # Krita has the new pixels in its projection
             moves.append(round(time.perf_counter() - started, 3))
         REPORT["moves_s"] = moves
+        REPORT["blends_during_moves"] = self.calls.get("request", 0) - requests
         REPORT["longest_call_all"] = {k: round(v, 3) for k, v in self.longest.items()}
         self.docker.ratio.setSliderDown(False)
         self.docker.ratio.sliderReleased.emit()
