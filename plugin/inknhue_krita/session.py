@@ -129,8 +129,9 @@ class Session:
         if node is None:
             names = [n.name() for n in document.all_layers(doc)]
             page = document.find_layer(doc, unique_id=placement.page_layer) if placement.page_layer else None
-            node, self.hidden_by = document.add_result_layer(doc, layer_name(names, base_name), placement.rect,
-                                                             placement.format.dtype, placement.kind, blending, page)
+            node, self.hidden_by = yield from document.add_result_layer(
+                doc, layer_name(names, base_name), placement.rect, placement.format.dtype, placement.kind,
+                blending, page)
             self.working[placement.kind] = document.layer_id(node)
             yield
         elif previous is not None and previous != placement.rect:

@@ -279,7 +279,11 @@ class Driver:
                             (self.docker.backend.connection, "receive"), (self.docker.backend, "request"),
                             (sys.modules["inknhue_krita.document"], "page_pixels"),
                             (sys.modules["inknhue_krita.document"], "layer_pixels"),
-                            (sys.modules["inknhue_krita.document"], "layer_fingerprint")):
+                            (sys.modules["inknhue_krita.document"], "layer_fingerprint"),
+                            (sys.modules["inknhue_krita.document"], "arrange"),
+                            (sys.modules["inknhue_krita.document"], "new_layer"),
+                            (sys.modules["inknhue_krita.document"], "covers"),
+                            (sys.modules["inknhue_krita.document"], "opaque_share")):
             self.timed(owner, name)
         self.ticks = []
         self.ticker = QTimer()
