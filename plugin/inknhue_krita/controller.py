@@ -154,10 +154,10 @@ class Controllers:
         device = self.backend.hello.get("device")
         self.rerun_device = device.get("name") if isinstance(device, dict) else None
 
-    def live_unavailable(self, provider: str, hints_source: str) -> str:
+    def live_unavailable(self, provider: str, hints_source: str, at_smallest: bool = False) -> str:
         """Why Live is not offered now ("" when it is)."""
         return live_unavailable(self.rerun_s, self.backend.hello.get("device"), provider, hints_source,
-                                self.rerun_cached)
+                                self.rerun_cached, at_smallest)
 
     # live colour (the rules: live.py) ------------------------------------------------------
 
@@ -327,7 +327,13 @@ class Controller:
         if session.cancelled:  # overtaken (or cancelled) while it was on its way
             return self._send_cancel()
         self.view.job_running(True, cancellable=True)
-        self.view.show_progress(stage="Waiting for the backend…" if reply.get("position") else "Starting…")
+        if reply.get("position"):
+            stage = "Waiting for the backend's job before this one…"
+        elif self.backend.hello.get("models") in ("loading", "not loaded"):
+            stage = "Starting: the networks are loading (once a session, up to a minute on a CPU)…"
+        else:
+            stage = "Starting…"
+        self.view.show_progress(stage=stage)
 
     def cancel(self, quiet: bool = False) -> None:
         """Stop the job; its result, if it still comes, is dropped. `quiet`: for newer hints

@@ -193,3 +193,11 @@ def test_a_selection_box_goes_out_at_the_pages_working_scale(setup):
     header, images, _ = backend.sent[-1]
     assert header["max_size"] == 384 and images["page"].width == 1240  # half the page's short side
     krita.Krita.instance().close(big)
+
+
+def test_a_job_waiting_for_the_networks_to_load_says_so(setup):
+    controllers, doc, view, backend = setup
+    backend.hello["models"] = "loading"
+    controllers.of(doc).start(controllers.choices())
+    backend.sent[0][2]({"type": "accepted", "job": "j9", "position": 0}, None)
+    assert "the networks are loading" in view.stage

@@ -768,3 +768,31 @@ def test_dragging_the_slider_mixes_a_preview_here_and_the_release_blends_the_pag
     writes = layer.writes
     pump(lambda: layer.writes > writes and docker.throttle.in_flight is None)
     np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], reference.final(0.62, "page"))
+
+
+def test_add_hint_layer_on_a_greyscale_page_converts_and_then_makes_the_layer(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    doc._model = "GRAYA"
+    docker.add_hints.click()
+    docker.convert.click()  # what the artist asked for follows the conversion
+    assert any(n.name() == "inkn'hue hints" for n in doc.topLevelNodes())
+    assert docker.message.text().startswith("Converted to RGB. Paint colour strokes on the hint layer")
+    assert "Colorize again" not in docker.message.text()
+
+
+def test_the_live_advice_names_max_size_only_while_it_can_go_lower(docker, monkeypatch):
+    docker.rerun_s = 30.0
+    docker.max_size.setValue(docker.max_size.minimum())
+    docker.max_size.editingFinished.emit()
+    assert "smaller Max size" not in docker.live_switch.toolTip() and "selection" in docker.live_switch.toolTip()
+    docker.max_size.setValue(256)
+    docker.max_size.editingFinished.emit()
+    assert "smaller Max size" in docker.live_switch.toolTip()
+    docker.rerun_s = None
+
+
+def test_the_status_shows_no_command_line_while_the_backend_starts(docker):
+    docker._on_state("starting", "")
+    assert docker.status.text() == "Backend: starting…"
+    docker._on_state(docker.backend.state, docker.backend.detail)
