@@ -52,6 +52,9 @@ def test_max_size_snaps_to_what_the_network_accepts(given, snapped):
 def test_progress_names_the_stage_and_counts_running_stages_as_half():
     assert progress_text("shade", 2, 6) == "2/6 Shading"
     assert progress_text("shade", 2, 6, cached=True) == "2/6 Shading (reused)"
+    # before the backend has timed anything here, no guess: it says so
+    assert progress_text("shade", 2, 6, running=True) == "2/6 Shading · estimating…"
+    assert progress_text("shade", 2, 6, eta=40.0, running=True) == "2/6 Shading · about 40 s left"
     assert progress_value(2, 6, finished=False) == 25 and progress_value(6, 6, finished=True) == 100
 
 

@@ -310,7 +310,7 @@ def cmd_colorize(args) -> int:
 
 
 def _colorize_page(args) -> int:
-    from .engine.pipeline import STAGES, Engine
+    from .engine.pipeline import STAGES, Engine, output_made
     from .page.imaging import write_image
 
     if args.layer == "flats":
@@ -332,7 +332,9 @@ def _colorize_page(args) -> int:
     for warning in result.warnings:
         if warning not in said:
             _say(f"warning: {warning}")
+    rendering = time.perf_counter()
     final = result.final(args.ratio, args.output_size, args.layer)
+    output_made(time.perf_counter() - rendering, result.page_size)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
     return 0

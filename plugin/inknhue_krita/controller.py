@@ -127,6 +127,15 @@ class Controllers:
         if self.running is not None:
             self.of(self.running.document).cancel()
 
+    def tick(self) -> None:
+        """The docker's timer: a deleted result noticed, the time left counted down."""
+        self.check_layers()
+        running = self.running
+        if running is not None and running.progress is not None and not running.cancelled:
+            controller = self.of(running.document)
+            if controller.on_screen:
+                self.view.show_progress(stage=controller.progress_line())
+
     def check_layers(self) -> None:
         """Notice at once when the active document's result layer is gone (the artist deleted
         it, or undid it away): the docker then offers nothing for it (the docker's timer)."""
@@ -335,6 +344,16 @@ class Controller:
             stage = "Starting…"
         self.view.show_progress(stage=stage)
 
+    def progress_line(self) -> str:
+        """The stage line of the last progress event, its time left counted down since (the
+        backend says nothing while it makes the page-size output)."""
+        event, at = self.session.progress
+        eta = event.get("eta")
+        if isinstance(eta, (int, float)):
+            eta = max(0.0, eta - (time.monotonic() - at))
+        return progress_text(event["stage"], event["index"], event["total"], event.get("cached"),
+                             event.get("fraction"), eta, running=event.get("seconds") is None)
+
     def cancel(self, quiet: bool = False) -> None:
         """Stop the job; its result, if it still comes, is dropped. `quiet`: for newer hints
         (live colour), so no "Cancelled." for the artist."""
@@ -357,12 +376,11 @@ class Controller:
         session.heard(time.monotonic())
         on_screen = self.on_screen
         if kind == "progress":
+            session.progress = (event, time.monotonic())
             if on_screen and not session.cancelled:
                 self.view.show_progress(
                     progress_value(event["index"], event["total"], event.get("seconds") is not None,
-                                   event.get("done")),
-                    progress_text(event["stage"], event["index"], event["total"], event.get("cached"),
-                                  event.get("fraction"), event.get("eta")))
+                                   event.get("done")), self.progress_line())
         elif kind in ("result", "cancelled") and session.cancelled:  # a result is never written then
             self.finish("" if session.quiet else "Cancelled.", clear=True)
         elif kind == "result":

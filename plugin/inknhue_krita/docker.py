@@ -64,9 +64,9 @@ class InknhueDocker(DockWidget):
         self.live_timer = QtCore.QTimer(self)
         self.live_timer.setInterval(round(POLL_S * 1000))
         self.live_timer.timeout.connect(self._live_tick)
-        self.layers_timer = QtCore.QTimer(self)  # notices a deleted result layer at once
+        self.layers_timer = QtCore.QTimer(self)  # a deleted result layer noticed, the time left counted down
         self.layers_timer.setInterval(LAYERS_POLL_MS)
-        self.layers_timer.timeout.connect(self.controllers.check_layers)
+        self.layers_timer.timeout.connect(self.controllers.tick)
         self.layers_timer.start()
         self._build()
         self.backend.state_changed.connect(self._on_state)

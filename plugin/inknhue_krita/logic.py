@@ -142,12 +142,14 @@ def time_left_text(seconds: float | None) -> str:
 
 
 def progress_text(stage: str, index: int, total: int, cached: bool = False, fraction: float | None = None,
-                  eta: float | None = None) -> str:
+                  eta: float | None = None, running: bool = False) -> str:
+    """The stage line; `running`: the stage has started, not ended (then an unknown time
+    left reads "estimating…": the backend knows it once it has timed a stage here)."""
     label = STAGE_LABELS.get(stage, stage)
     text = f"{index}/{total} {label}" + (" (reused)" if cached else "")
     if fraction is not None:
         text += f" {100 * fraction:.0f}%"
-    left = time_left_text(eta)
+    left = time_left_text(eta) or ("estimating…" if running and eta is None else "")
     return f"{text} · {left}" if left and not cached else text
 
 

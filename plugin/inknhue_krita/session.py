@@ -63,6 +63,7 @@ class Session:
     live: bool = False          #: the job in flight was started by live colour
     quiet: bool = False         #: cancelled for newer hints: it ends without a word
     hints: tuple | None = None  #: the hint layer's fingerprint when the last job was sent
+    progress: tuple | None = None  #: the job's last progress event and when it came (monotonic)
     preview: object = None      #: the shown result's preview.Preview (the slider's drag), once fetched
     preview_asked: str = ""     #: the job whose preview was asked for
     hidden_by: str = ""         #: what hides the layer just made, in the artist's words ("" if nothing)
@@ -83,6 +84,7 @@ class Session:
         self.state, self.placement, self.job, self.warnings = JobState.SENDING, placement, None, []
         self.live, self.quiet, self.hints = live, False, hints
         self.sent_at, self.accepted_at, self.started_at = at, None, None
+        self.progress = None
 
     def accepted(self, job: str, at: float = 0.0) -> None:
         self.job, self.accepted_at = job, at
