@@ -201,3 +201,19 @@ def test_a_job_waiting_for_the_networks_to_load_says_so(setup):
     controllers.of(doc).start(controllers.choices())
     backend.sent[0][2]({"type": "accepted", "job": "j9", "position": 0}, None)
     assert "the networks are loading" in view.stage
+
+
+def test_the_time_left_counts_down_between_the_backends_events(setup, monkeypatch):
+    controllers, doc, view, backend = setup
+    import inknhue_krita.controller as controller_module
+
+    now = [100.0]
+    monkeypatch.setattr(controller_module.time, "monotonic", lambda: now[0])
+    controllers.of(doc).start(controllers.choices())
+    backend.sent[0][2]({"type": "accepted", "job": "j8"}, None)
+    controllers.on_event({"type": "progress", "job": "j8", "stage": "blend", "index": 6, "total": 6,
+                          "seconds": None, "eta": 40.0}, None)
+    assert view.stage.endswith("about 40 s left")
+    now[0] += 20.0  # the backend makes the page-size output: no events
+    controllers.tick()
+    assert view.stage.endswith("about 20 s left")
