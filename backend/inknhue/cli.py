@@ -245,10 +245,16 @@ def _print_progress(event) -> None:
 
 
 def _rough_inputs(args):
-    """Read what the artist gave; returns (page, provider, request)."""
+    """Read what the artist gave and check all of it that needs no weights; returns (page,
+    provider, request). A missing file is said before torch is imported (seconds)."""
+    for what, given in (("page", args.page), ("hints", args.hints), ("rough colours", args.rough),
+                        ("reference", args.reference)):
+        if given and not Path(given).exists():
+            raise InputError(f"{what} not found: {given}")
     from .engine.pipeline import check_max_size
     from .page.imaging import check_work_size, check_writable, read_hints, read_rgb
     from .rough import RoughRequest, get_provider
+    from .rough.base import empty_hints_warning
 
     check_max_size(args.max_size)
     prior = args.prior or ("image" if args.rough else "flats")
@@ -270,7 +276,12 @@ def _rough_inputs(args):
         reference=read_rgb(args.reference, "reference") if args.reference else None,
         rough=read_rgb(args.rough, "rough colours") if args.rough else None,
         fill_all=args.fill_all, transfer=args.transfer, max_size=args.max_size)
-    return page, get_provider(prior), request
+    provider = get_provider(prior)
+    provider.validate(request)  # e.g. hints of another size than the page: now, not after the weights load
+    if prior != "image" and empty_hints_warning(request):
+        raise InputError(f"the hints {args.hints} are fully transparent: paint colour strokes on the layer "
+                         f"(the result would be the page on blank paper)")
+    return page, provider, request
 
 
 def check_flats_args(args) -> None:
@@ -310,12 +321,12 @@ def cmd_colorize(args) -> int:
 
 
 def _colorize_page(args) -> int:
-    from .engine.pipeline import STAGES, Engine, output_made
-    from .page.imaging import write_image
-
     if args.layer == "flats":
         return _flats_page(args)
     page, provider, request = _rough_inputs(args)
+    from .engine.pipeline import STAGES, Engine, output_made  # torch: only once the inputs are sound
+    from .page.imaging import write_image
+
     if args.server:
         return _colorize_on_server(args, page, provider, request)
     engine = Engine(args.weights, args.device, engine_options(args))
