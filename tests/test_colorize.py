@@ -214,3 +214,29 @@ def test_a_missing_page_is_said_before_torch_is_imported(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nothere.png"), str(tmp_path / "out.png")],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "page not found" in done.stderr and done.stdout.strip() == "False"
+
+
+class Stream:
+    def __init__(self, terminal):
+        self.terminal, self.text = terminal, ""
+
+    def isatty(self):
+        return self.terminal
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_a_terminal_sees_the_stage_move_and_a_file_gets_a_line_per_stage():
+    from inknhue.engine.pipeline import StageEvent
+
+    events = [StageEvent("shade", 2, 6, None, fraction=0.4, eta=30.0), StageEvent("shade", 2, 6, 12.5)]
+    terminal, log_file = Stream(True), Stream(False)
+    for event in events:
+        cli._print_progress(event, terminal)
+        cli._print_progress(event, log_file)
+    assert "[2/6] shade      40%, about 30 s left" in terminal.text and terminal.text.endswith("12.50 s\n")
+    assert log_file.text == "[2/6] shade      12.50 s\n"

@@ -238,10 +238,19 @@ def _add_style2paints_commands(commands) -> None:
                          help="the height and width of the zero input each model is run on once (default 128)")
 
 
-def _print_progress(event) -> None:
+def _print_progress(event, stream=None) -> None:
+    """A line per stage; on a terminal, the running stage's part done and the time left too,
+    redrawn in place (a CPU spends a minute in one stage)."""
+    stream = stream or sys.stderr
+    terminal = stream.isatty()
     if event.seconds is not None:
-        _say(f"[{event.index}/{event.total}] {event.stage:<9} {event.seconds:6.2f} s"
-             + (" (cached)" if event.cached else ""))
+        line = f"[{event.index}/{event.total}] {event.stage:<9} {event.seconds:6.2f} s" + \
+            (" (cached)" if event.cached else "")
+        print(("\r\033[K" if terminal else "") + line, file=stream, flush=True)
+    elif terminal and event.fraction is not None:
+        left = f", about {event.eta:.0f} s left" if event.eta is not None else ", estimating the time left"
+        print(f"\r\033[K[{event.index}/{event.total}] {event.stage:<9} {100 * event.fraction:3.0f}%{left}",
+              end="", file=stream, flush=True)
 
 
 def _rough_inputs(args):
