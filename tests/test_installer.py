@@ -448,3 +448,15 @@ def test_the_index_probe_says_in_a_few_words_why_an_index_cannot_be_used(tmp_pat
     (tmp_path / "cpu/torch").mkdir(parents=True)
     assert unreachable((tmp_path / "cpu/torch").as_uri() + "/") is None  # a mirror on disk
     assert unreachable((tmp_path / "cu128/torch").as_uri() + "/").startswith("no folder")
+
+
+def test_pips_resolver_block_is_said_in_words_and_the_rest_kept():
+    from inknhue.install.installer import resolver_notes
+
+    stderr = ("WARNING: something else\n"
+              "ERROR: pip's dependency resolver does not currently take into account all the packages that are "
+              "installed. This behaviour is the source of the following dependency conflicts.\n"
+              "spacy 3.7 requires numpy<2, but you have numpy 2.1 which is incompatible.\n"
+              "after\n")
+    kept, conflicts = resolver_notes(stderr)
+    assert kept == "WARNING: something else\nafter\n" and conflicts == ["spacy 3.7"]

@@ -290,11 +290,39 @@ def pip_install(*args: str, python: str | None = None) -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "pip.log"
         done = subprocess.run([python or sys.executable, "-m", "pip", "--disable-pip-version-check",
-                               "--log", str(log), "install", *args])
+                               "--log", str(log), "install", *args], stderr=subprocess.PIPE, text=True,
+                              errors="replace")
+        said, conflicts = resolver_notes(done.stderr or "")
+        if said:
+            print(said, file=sys.stderr, end="" if said.endswith("\n") else "\n", flush=True)
+        if conflicts:
+            say(f"pip: {len(conflicts)} package(s) already in this Python want other versions of what they "
+                f"use ({conflicts[0]}{', ...' if len(conflicts) > 1 else ''}); pip reports it as an ERROR but "
+                f"installed everything: inkn'hue does not use them, nothing to do")
         if done.returncode == 0:
             return None
         text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
     return pip_failure_cause(text) if text else f"pip exited with status {done.returncode}"
+
+
+_RESOLVER = "ERROR: pip's dependency resolver does not currently take into account"
+
+
+def resolver_notes(stderr: str) -> tuple[str, list[str]]:
+    """pip's stderr without its dependency-resolver block (an ERROR line that follows a
+    successful install when other packages of this Python conflict), and that block's
+    conflicts, named by package."""
+    kept, conflicts, inside = [], [], False
+    for line in stderr.splitlines(keepends=True):
+        if line.startswith(_RESOLVER):
+            inside = True
+            continue
+        if inside and (" requires " in line or "which is incompatible" in line or "but you have" in line):
+            conflicts.append(line.split(" requires ")[0].strip())
+            continue
+        inside = False
+        kept.append(line)
+    return "".join(kept), conflicts
 
 
 def pip(*args: str) -> None:
@@ -322,11 +350,15 @@ def pypi_torch_note(choice: TorchChoice) -> str:
 
 def install_torch(device: str, torch_index: str = TORCH_INDEX) -> TorchChoice:
     choice = choose_torch(device, torch_index)
-    say(f"torch: {choice.device} ({choice.why})")
     installed = torch_suits(choice)
-    if installed:
-        say(f"torch: {installed} already installed and suitable")
+    if installed:  # one line: what is there and why it stays (not a build chosen, then another kept)
+        build = torch_build()
+        cuda_on_cpu = choice.device == "cpu" and build is not None and build[1] is not None
+        say(f"torch: {installed} already installed and suitable for {choice.device} ({choice.why.split(':')[0]})"
+            + ("; a CUDA build, which runs on the CPU too: kept, nothing to download" if cuda_on_cpu
+               else ": kept, nothing to download"))
         return choice
+    say(f"torch: {choice.device} ({choice.why})")
     if choice.index is None:
         cause = pip_install("torch")
         if cause:
