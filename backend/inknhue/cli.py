@@ -439,7 +439,8 @@ def cmd_install(args) -> int:
     rerun = args.rerun_command or installer.command_line(
         [weights.inknhue_command(), "install", *installer.options_argv(args)])
     return installer.install(args.device, args.weights_from, args.no_weights, args.krita_dir, args.source,
-                             args.wheels_from, args.pyzmq, torch_index=args.torch_index, rerun=rerun)
+                             args.wheels_from, args.pyzmq, torch_index=args.torch_index, rerun=rerun,
+                             own_weights=args.own_weights)
 
 
 def cmd_doctor(args) -> int:

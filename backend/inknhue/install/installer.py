@@ -428,7 +428,33 @@ def _satisfied(requirement: str) -> bool:
 
 # --- weights ----------------------------------------------------------------------------
 
-def install_weights(manifest: Manifest, target: Path, source: Path | None) -> str | None:
+def check_released(source: Path, own: bool) -> str:
+    """Whether `source` holds the released weights, by the hub's sha256 of each file: refused
+    when one differs (unless `own`: weights of one's own, e.g. fine-tuned); returns what the
+    manifest records for `inknhue doctor`: "released", "own" or "unchecked" (no hub answered)."""
+    from ..weights import hub
+
+    if own:
+        say("weights: your own (--own-weights): not checked against the released files")
+        return "own"
+    try:
+        expected = hub.expected_files()
+    except hub.DownloadError as exc:
+        say(f"weights: not checked against the released files: {exc.host} did not answer ({exc.reason}); "
+            f"copied as they are (`inknhue doctor` says so)")
+        return "unchecked"
+    for item in expected:
+        path = source / item.path
+        digest = hub.file_digest(path, item.algorithm)
+        if digest != item.digest:
+            raise InknhueError(f"--weights-from {source}: {item.path} is not the released file ({item.algorithm} "
+                               f"{digest[:12]}..., the release's is {item.digest[:12]}...); copy the files from "
+                               f"{weights.HF_REPO} again, or add --own-weights if these are weights of your own")
+    say("weights: the released files (each checked by its sha256 on the hub)")
+    return "released"
+
+
+def install_weights(manifest: Manifest, target: Path, source: Path | None, own: bool = False) -> str | None:
     """Copy the weights from `source`, or download them; returns None when they are in place,
     else why the download failed (everything else can still be installed)."""
     from ..weights import hub
@@ -437,6 +463,7 @@ def install_weights(manifest: Manifest, target: Path, source: Path | None) -> st
         missing = weights.missing_files(source)
         if missing:
             raise InknhueError(f"--weights-from {source} lacks {', '.join(missing)}")
+        manifest.info["weights_origin"] = check_released(source, own)
         changed = [name for name in weights.FILES if manifest.copy(source / name, target / name)]
         for name in [n for n in manifest.files if n.startswith(str(target / hub.DOWNLOADS) + os.sep)]:
             Path(name).unlink(missing_ok=True)  # a download this installer began is not needed any more
@@ -444,6 +471,7 @@ def install_weights(manifest: Manifest, target: Path, source: Path | None) -> st
         manifest.save()
         say(f"weights: {'copied ' + ', '.join(changed) if changed else 'already in place'} ({target})")
     else:
+        manifest.info["weights_origin"] = "released"  # downloaded: verified as they come
         before = {name: (target / name).exists() for name in (*weights.FILES, hub.RECORD)}
         manifest.make_dir(target)
         manifest.save()  # an interrupted download must still be uninstallable
@@ -669,6 +697,9 @@ OPTIONS = (
     (("--weights-from",), dict(type=Path, metavar="DIR",
                                help="copy the weights from DIR (the hub repo's layout) instead of downloading "
                                     "them: the offline route")),
+    (("--own-weights",), dict(action="store_true",
+                              help="with --weights-from: weights of your own (e.g. fine-tuned), copied without "
+                                   "checking them against the released files' sha256")),
     (("--no-weights",), dict(action="store_true", help="do not install the weights")),
     (("--krita-dir",), dict(type=Path, metavar="PATH",
                             help="Krita's resource folder (default: found for this system, Flatpak too)")),
@@ -713,7 +744,7 @@ def command_line(argv: list[str]) -> str:
 def install(device: str = "auto", weights_from: Path | None = None, no_weights: bool = False,
             krita_dir: Path | None = None, source: Path | None = None, wheels_from: Path | None = None,
             pyzmq: str = "vendor", skip_torch: bool = False, torch_index: str = TORCH_INDEX,
-            rerun: str | None = None) -> int:
+            rerun: str | None = None, own_weights: bool = False) -> int:
     """Returns 0 when everything is in place, INCOMPLETE when only the weights are missing."""
     data = user_data_dir()
     manifest = Manifest(data / MANIFEST)
@@ -728,7 +759,9 @@ def install(device: str = "auto", weights_from: Path | None = None, no_weights: 
     if no_weights:
         say("weights: skipped (--no-weights)")
     else:
-        problem = install_weights(manifest, weights_dir, weights_from)
+        if own_weights and weights_from is None:
+            raise InknhueError("--own-weights says the weights from --weights-from DIR are your own: give DIR too")
+        problem = install_weights(manifest, weights_dir, weights_from, own_weights)
     places = krita_places(krita_dir)
     source = source or Path(os.environ.get("INKNHUE_SOURCE", Path(__file__).resolve().parents[2]))
     install_plugin(manifest, places, source)
