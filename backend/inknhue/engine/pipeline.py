@@ -56,7 +56,8 @@ from ..rough import RoughProvider, RoughRequest
 from ..runtime import host_memory
 from ..runtime.cache import StageCache, digest
 from ..runtime.devices import describe, free_memory, out_of_memory_as_error, pick_device
-from ..runtime.progress import SPEEDS, JobProgress, measure_work
+from ..runtime import progress
+from ..runtime.progress import JobProgress, measure_work
 from ..weights import checkpoints
 from .options import EngineOptions, resolve
 
@@ -70,7 +71,7 @@ OUTPUT_STAGE = "output"
 
 def output_made(seconds: float, page_size: tuple[int, int]) -> None:
     """A caller made a result's page-size output in `seconds`: the next jobs' time left counts it."""
-    SPEEDS.remember_pixels(OUTPUT_STAGE, seconds, page_size[0] * page_size[1])
+    progress.SPEEDS.remember_pixels(OUTPUT_STAGE, seconds, page_size[0] * page_size[1])
 
 
 

@@ -97,11 +97,11 @@ class JobProgress:
     """The work of a job's stages, the part done, and the speed measured on the way."""
 
     def __init__(self, work: dict[str, float], report: Callable[[str, float], None],
-                 tail: dict[str, float] | None = None, speeds: Speeds = SPEEDS):
+                 tail: dict[str, float] | None = None, speeds: Speeds | None = None):
         self.work = dict(work)                  #: stage -> multiply-adds still to run
         self.report = report                    #: called with (stage, fraction of the stage) while it runs
         self.tail = dict(tail or {})            #: stage without networks -> its pixels, still to run
-        self.speeds = speeds
+        self.speeds = speeds or SPEEDS          # looked up now: a test can give the process a fresh one
         self.done_work = 0.0
         self.busy_seconds = 0.0
         self._stage: str | None = None
