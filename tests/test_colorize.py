@@ -182,3 +182,61 @@ def test_out_of_memory_becomes_advice_to_lower_the_max_size(parity_weights, monk
     with pytest.raises(DeviceError, match=f"ran out of memory colorizing at max size {max_size}; {advice}"):
         engine.colorize(page, get_provider("image"), RoughRequest(page=page, rough=case("app_rough_uint8")),
                         max_size=max_size)
+
+
+def flats_argv(files, hints, weights):
+    return ["colorize", str(files / "page.png"), "--hints", str(hints), "-o", str(files / "out.png"),
+            "--weights", str(weights), "--device", "cpu", "--max-size", "64"]
+
+
+@pytest.mark.parametrize("hints, said", [
+    (np.full((10, 10, 4), (200, 0, 0, 255), np.uint8), "the hints are 10x10 but the page is 100x150"),
+    (np.zeros((150, 100, 4), np.uint8), "are fully transparent"),
+])
+def test_hints_that_cannot_work_are_refused_before_any_weights_load(files, tmp_path, capsys, monkeypatch, hints,
+                                                                    said):
+    Image.fromarray(hints, "RGBA").save(files / "hints.png")
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(Engine, "__init__", no_loading)
+    assert cli.main(flats_argv(files, files / "hints.png", tmp_path / "no-weights")) == 1
+    assert said in error_line(capsys) and not (files / "out.png").exists()
+
+
+def test_a_missing_page_is_said_before_torch_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from inknhue import cli; code = cli.main(['colorize', sys.argv[1], '-o', sys.argv[2]]); "
+            "print('torch' in sys.modules); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nothere.png"), str(tmp_path / "out.png")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "page not found" in done.stderr and done.stdout.strip() == "False"
+
+
+class Stream:
+    def __init__(self, terminal):
+        self.terminal, self.text = terminal, ""
+
+    def isatty(self):
+        return self.terminal
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_a_terminal_sees_the_stage_move_and_a_file_gets_a_line_per_stage():
+    from inknhue.engine.pipeline import StageEvent
+
+    events = [StageEvent("shade", 2, 6, None, fraction=0.4, eta=30.0), StageEvent("shade", 2, 6, 12.5)]
+    terminal, log_file = Stream(True), Stream(False)
+    for event in events:
+        cli._print_progress(event, terminal)
+        cli._print_progress(event, log_file)
+    assert "[2/6] shade      40%, about 30 s left" in terminal.text and terminal.text.endswith("12.50 s\n")
+    assert log_file.text == "[2/6] shade      12.50 s\n"

@@ -7,7 +7,7 @@ from PIL import Image
 from inknhue.errors import InputError
 from inknhue.page.imaging import (
     MAX_SIDE,
-    open_image,
+    open_image, read_header,
     read_rgb,
     resize_max,
     resize_pad,
@@ -107,6 +107,16 @@ def test_oversized_image_is_refused_before_decoding(tmp_path):
     path = saved(tmp_path, Image.new("1", (MAX_SIDE + 1, 1)))
     with pytest.raises(InputError, match=f"{MAX_SIDE + 1}x1: larger than the limit"):
         open_image(path, "page")
+
+
+def test_a_huge_page_is_said_to_be_over_the_size_limit_not_unreadable(tmp_path):
+    for side in (12000, 15000):  # over the limit; over Pillow's own bomb limit (twice ours) too
+        path = saved(tmp_path, Image.new("1", (side, side)))
+        for read in (open_image, read_header):
+            with pytest.raises(InputError, match=f"is ({side}x{side}|{side * side // 10 ** 6} MP): larger than "
+                                                 f"the limit") as error:
+                read(path, "page")
+            assert "Pillow" not in str(error.value)
 
 
 def test_write_refuses_an_unknown_format(tmp_path):

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import re
 import shlex
 import subprocess
@@ -32,8 +33,22 @@ SITE = sysconfig.get_paths()["purelib"]
 NOT_OURS = (".rustup", ".cargo")
 
 
+#: the hub the installer checks --weights-from against: the parity weights stand for the release
+RELEASE_HUB: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_hub(parity_weights):
+    with FakeHub(parity_weights, weights.HF_REPO) as hub:
+        RELEASE_HUB["url"] = hub.url
+        yield hub
+    RELEASE_HUB.clear()
+
+
 def home_env(home: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "INKNHUE_", "HF_"))}
+    if RELEASE_HUB:
+        env["HF_ENDPOINT"] = RELEASE_HUB["url"]
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local/share"), XDG_CONFIG_HOME=str(home / ".config"),
                XDG_STATE_HOME=str(home / ".local/state"), XDG_CACHE_HOME=str(home / ".cache"), **extra)
     return env
@@ -463,3 +478,33 @@ def test_cluster_adds_ray_and_nothing_else_of_the_extras(monkeypatch, extras, ex
     monkeypatch.setattr(installer, "pip", lambda *args: asked.extend(args))
     installer.install_dependencies(extras)
     assert asked == expected
+
+
+def test_pips_resolver_block_is_said_in_words_and_the_rest_kept():
+    from inknhue.install.installer import resolver_notes
+
+    stderr = ("WARNING: something else\n"
+              "ERROR: pip's dependency resolver does not currently take into account all the packages that are "
+              "installed. This behaviour is the source of the following dependency conflicts.\n"
+              "spacy 3.7 requires numpy<2, but you have numpy 2.1 which is incompatible.\n"
+              "after\n")
+    kept, conflicts = resolver_notes(stderr)
+    assert kept == "WARNING: something else\nafter\n" and conflicts == ["spacy 3.7"]
+
+
+def test_weights_from_a_folder_are_checked_against_the_release(parity_weights, tmp_path, monkeypatch, capsys):
+    from inknhue.errors import InknhueError
+    from inknhue.install.installer import check_released
+
+    monkeypatch.setenv("HF_ENDPOINT", RELEASE_HUB["url"])
+    assert check_released(parity_weights, own=False) == "released"
+    other = Path(shutil.copytree(parity_weights, tmp_path / "other"))
+    data = bytearray((other / weights.SHADER).read_bytes())
+    data[-1] ^= 1  # not the released file (random values would do the same)
+    (other / weights.SHADER).write_bytes(bytes(data))
+    with pytest.raises(InknhueError, match=f"{weights.SHADER} is not the released file .*--own-weights"):
+        check_released(other, own=False)
+    assert check_released(other, own=True) == "own"  # one's own fine-tuned weights, said as such
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # no hub: copied, and said to be unchecked
+    assert check_released(other, own=False) == "unchecked"
+    assert "not checked against the released files" in capsys.readouterr().out

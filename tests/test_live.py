@@ -185,3 +185,9 @@ def test_live_is_offered_when_a_rerun_is_fast_enough_and_otherwise_says_why():
     assert "about 4.0 s" in slow_gpu and "GT 1030" in slow_gpu and "smaller Max size" in slow_gpu
     assert "hint layer" in live_unavailable(0.5, provider="image")
     assert "Hint layer" in live_unavailable(0.5, hints_source="colorize_mask")
+
+
+def test_the_live_advice_leaves_out_a_smaller_max_size_when_it_is_the_smallest():
+    assert "a smaller Max size" in live_unavailable(30.0, {"device": "cpu"})
+    at_minimum = live_unavailable(30.0, {"device": "cpu"}, at_smallest=True)
+    assert "Max size" not in at_minimum and at_minimum.endswith("e.g. with an NVIDIA GPU, or a selection.")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from inknhue_krita import config, vendor
-from inknhue_krita.logic import (BlendThrottle, Rect, colour_layer_place, document_format, fully_opaque, layer_name,
+from inknhue_krita.logic import (BlendThrottle, Rect, box_max_size, document_format, fully_opaque, layer_name,
                                  preview_size, progress_text, progress_value, ratio_to_slider, slider_to_ratio,
                                  snap_max_size, work_area)
 
@@ -52,6 +52,9 @@ def test_max_size_snaps_to_what_the_network_accepts(given, snapped):
 def test_progress_names_the_stage_and_counts_running_stages_as_half():
     assert progress_text("shade", 2, 6) == "2/6 Shading"
     assert progress_text("shade", 2, 6, cached=True) == "2/6 Shading (reused)"
+    # before the backend has timed anything here, no guess: it says so
+    assert progress_text("shade", 2, 6, running=True) == "2/6 Shading · estimating…"
+    assert progress_text("shade", 2, 6, eta=40.0, running=True) == "2/6 Shading · about 40 s left"
     assert progress_value(2, 6, finished=False) == 25 and progress_value(6, 6, finished=True) == 100
 
 
@@ -132,11 +135,9 @@ def test_a_layer_is_opaque_only_if_every_pixel_is(dtype, opaque, clear):
     assert not fully_opaque(b"", dtype)
 
 
-@pytest.mark.parametrize("opaque, index", [
-    ([True, False], 0),         # white Background, transparent ink above: between them
-    ([True, True], 1),          # a scanned page over the Background: multiplied over the scan
-    ([True, True, False], 1),   # ... and under line art layers above it
-    ([False, False], 0),        # nothing opaque: above the lowest layer
-])
-def test_the_colour_layer_goes_under_the_ink_and_over_the_paper(opaque, index):
-    assert colour_layer_place(opaque) == index
+def test_a_selection_box_is_worked_at_the_pages_scale_so_it_costs_its_share():
+    a4 = (2480, 3508)
+    assert box_max_size(256, a4, Rect(800, 1200, 400, 300)) == 64  # 300 * 256/2480 = 31: at least 64
+    assert box_max_size(768, a4, Rect(0, 0, 1240, 1754)) == 384     # a quarter page: half the short side
+    assert box_max_size(768, a4, Rect(0, 0, 2480, 3000)) == 768     # never finer than asked
+    assert box_max_size(768, (600, 700), Rect(0, 0, 300, 200)) == 768  # a small page is worked at its size

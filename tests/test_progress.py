@@ -10,7 +10,7 @@ from drawing import Page
 from inknhue.engine.options import EngineOptions
 from inknhue.engine.pipeline import STAGES, Engine
 from inknhue.rough import RoughRequest, get_provider
-from inknhue.runtime.progress import JobProgress, measure_work
+from inknhue.runtime.progress import JobProgress, Speeds, measure_work
 
 RED = (220, 40, 40)
 
@@ -61,6 +61,7 @@ def test_network_stages_report_progress_within_them_and_the_time_left(engine, mo
     import inknhue.runtime.progress
 
     monkeypatch.setattr(inknhue.runtime.progress, "REPORT_EVERY_S", 0.0)  # every convolution, to see them all
+    monkeypatch.setattr(inknhue.runtime.progress, "SPEEDS", Speeds())  # nothing measured before this job
     _, events = run(engine, page_with_hints(), max_size=160)
     within = [e for e in events if e.fraction is not None]
     for stage in ("shade", "condition", "encode", "decode"):
@@ -69,7 +70,7 @@ def test_network_stages_report_progress_within_them_and_the_time_left(engine, mo
     done = [e.done for e in events if e.done is not None]
     assert done == sorted(done) and done[-1] == 1.0
     assert all(e.eta is not None and e.eta >= 0 for e in within[5:])
-    assert events[-1].eta == 0.0
+    assert events[-1].eta == 0.0  # the page-size output was never timed in this process: not counted
 
 
 def test_stages_run_in_row_bands_report_progress_to_their_end(parity_weights, monkeypatch):
@@ -103,7 +104,8 @@ def test_stages_from_the_cache_are_not_waited_for(engine):
 
 def test_the_time_left_follows_the_measured_speed():
     reports = []
-    progress = JobProgress({"a": 100.0, "b": 300.0}, lambda stage, fraction: reports.append(fraction))
+    progress = JobProgress({"a": 100.0, "b": 300.0}, lambda stage, fraction: reports.append(fraction),
+                           speeds=Speeds())
     conv = torch.nn.Conv2d(1, 1, 1, bias=False)
     with progress.stage("a"):
         time.sleep(0.05)
@@ -112,6 +114,28 @@ def test_the_time_left_follows_the_measured_speed():
     assert progress.fraction_done() == pytest.approx(0.25)
     # 300 more at the speed of the first 100
     assert progress.seconds_left() == pytest.approx(3 * progress.busy_seconds, rel=0.01)
+
+
+def test_nothing_measured_yet_is_no_time_left_rather_than_a_guess():
+    assert JobProgress({"a": 100.0}, lambda *_: None, {"blend": 10.0}, speeds=Speeds()).seconds_left() is None
+
+
+def test_each_stage_is_estimated_at_its_own_speed_measured_on_an_earlier_job():
+    speeds = Speeds()
+    speeds.remember_work("shade", 2.0, 100.0)    # the shading network: 0.02 s a multiply-add here
+    speeds.remember_work("decode", 1.0, 1000.0)  # the VAE: 0.001 s
+    speeds.remember_pixels("output", 3.0, 1000.0)
+    progress = JobProgress({"shade": 100.0, "decode": 2000.0}, lambda *_: None, {"output": 2000.0}, speeds)
+    # 2 s of shading, 2 s of decoding, 6 s of page-size output: not one rate for all
+    assert progress.seconds_left() == pytest.approx(10.0)
+
+
+def test_a_stage_without_networks_is_timed_for_the_next_job():
+    speeds = Speeds()
+    progress = JobProgress({}, lambda *_: None, {"blend": 100.0}, speeds)
+    with progress.stage("blend"):
+        time.sleep(0.02)
+    assert speeds.per_pixel["blend"] == pytest.approx(0.0002, rel=0.5) and progress.tail == {}
 
 
 def test_the_work_of_a_network_is_counted_without_running_it():

@@ -267,17 +267,32 @@ def _add_style2paints_commands(commands) -> None:
                          help="the height and width of the zero input each model is run on once (default 128)")
 
 
-def _print_progress(event) -> None:
+def _print_progress(event, stream=None) -> None:
+    """A line per stage; on a terminal, the running stage's part done and the time left too,
+    redrawn in place (a CPU spends a minute in one stage)."""
+    stream = stream or sys.stderr
+    terminal = stream.isatty()
     if event.seconds is not None:
-        _say(f"[{event.index}/{event.total}] {event.stage:<9} {event.seconds:6.2f} s"
-             + (" (cached)" if event.cached else ""))
+        line = f"[{event.index}/{event.total}] {event.stage:<9} {event.seconds:6.2f} s" + \
+            (" (cached)" if event.cached else "")
+        print(("\r\033[K" if terminal else "") + line, file=stream, flush=True)
+    elif terminal and event.fraction is not None:
+        left = f", about {event.eta:.0f} s left" if event.eta is not None else ", estimating the time left"
+        print(f"\r\033[K[{event.index}/{event.total}] {event.stage:<9} {100 * event.fraction:3.0f}%{left}",
+              end="", file=stream, flush=True)
 
 
 def _rough_inputs(args):
-    """Read what the artist gave; returns (page, provider, request)."""
+    """Read what the artist gave and check all of it that needs no weights; returns (page,
+    provider, request). A missing file is said before torch is imported (seconds)."""
+    for what, given in (("page", args.page), ("hints", args.hints), ("rough colours", args.rough),
+                        ("reference", args.reference)):
+        if given and not Path(given).exists():
+            raise InputError(f"{what} not found: {given}")
     from .engine.pipeline import check_max_size
     from .page.imaging import check_work_size, check_writable, read_hints, read_rgb
     from .rough import RoughRequest, get_provider
+    from .rough.base import empty_hints_warning
 
     check_max_size(args.max_size)
     prior = args.prior or ("image" if args.rough else "flats")
@@ -299,7 +314,12 @@ def _rough_inputs(args):
         reference=read_rgb(args.reference, "reference") if args.reference else None,
         rough=read_rgb(args.rough, "rough colours") if args.rough else None,
         fill_all=args.fill_all, transfer=args.transfer, max_size=args.max_size)
-    return page, get_provider(prior), request
+    provider = get_provider(prior)
+    provider.validate(request)  # e.g. hints of another size than the page: now, not after the weights load
+    if prior != "image" and empty_hints_warning(request):
+        raise InputError(f"the hints {args.hints} are fully transparent: paint colour strokes on the layer "
+                         f"(the result would be the page on blank paper)")
+    return page, provider, request
 
 
 def check_flats_args(args) -> None:
@@ -345,12 +365,12 @@ def cmd_colorize(args) -> int:
 
 
 def _colorize_page(args) -> int:
-    from .engine.pipeline import STAGES, Engine
-    from .page.imaging import write_image
-
     if args.layer == "flats":
         return _flats_page(args)
     page, provider, request = _rough_inputs(args)
+    from .engine.pipeline import STAGES, Engine, output_made  # torch: only once the inputs are sound
+    from .page.imaging import write_image
+
     if args.server:
         return _colorize_on_server(args, page, provider, request)
     engine = Engine(args.weights, args.device, engine_options(args))
@@ -367,7 +387,9 @@ def _colorize_page(args) -> int:
     for warning in result.warnings:
         if warning not in said:
             _say(f"warning: {warning}")
+    rendering = time.perf_counter()
     final = result.final(args.ratio, args.output_size, args.layer)
+    output_made(time.perf_counter() - rendering, result.page_size)
     write_image(final, args.output)
     _say(f"wrote {args.output} ({final.shape[1]}x{final.shape[0]}) in {time.perf_counter() - started:.2f} s")
     return 0
@@ -453,7 +475,7 @@ def cmd_install(args) -> int:
         [weights.inknhue_command(), "install", *installer.options_argv(args)])
     return installer.install(args.device, args.weights_from, args.no_weights, args.krita_dir, args.source,
                              args.wheels_from, args.pyzmq, torch_index=args.torch_index, rerun=rerun,
-                             cluster=args.cluster)
+                             own_weights=args.own_weights, cluster=args.cluster)
 
 
 def cmd_doctor(args) -> int:

@@ -142,7 +142,8 @@ class Backend(QtCore.QObject):
         self._launched_at = time.time()
         self._start_deadline = time.monotonic() + START_S
         self.started_here = self.owns_backend = True
-        self._set("starting", " ".join(command))
+        log.info("starting the backend: %s", " ".join(command))  # the full command, for the log only
+        self._set("starting")  # no command line for the artist: paths say nothing to them
         self.process.start(command[0], command[1:])
 
     def _on_process_error(self, error) -> None:

@@ -21,13 +21,17 @@ from typing import Callable, Protocol
 
 from . import document
 from .live import Action, LiveScheduler, live_unavailable, rerun_estimate
-from .logic import (HINT_LAYER, BlendThrottle, Format, Rect, document_format, preview_size, progress_text,
-                    progress_value, work_area)
+from .logic import (HINT_LAYER, MIN_MAX_SIZE, BlendThrottle, Format, Rect, box_max_size, document_format,
+                    preview_size, progress_text, progress_value, work_area)
 from .messages import PROVIDER_NEEDS
+from .preview import DEPTHS as PREVIEW_DEPTHS
+from .preview import KNOTS as PREVIEW_KNOTS
+from .preview import Preview
 from .protocol import RawImage
 from .session import Placement, Session, Sessions
 
 log = logging.getLogger("inknhue_krita")
+STEP_S = 0.03  #: the longest stretch of writing a result before Qt gets the UI thread back
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class View(Protocol):
         """A job went out (Colorize off) or ended (Colorize on if the backend is there)."""
     def result_shown(self) -> None:
         """A result was written: Keep becomes possible, and Live may be offered now."""
+    def result_gone(self) -> None:
+        """The result's layer was deleted (or undone away): nothing to keep or blend."""
     def offer_conversion(self, visible: bool) -> None:
         """The one-click conversion of a greyscale document to RGB."""
     def live_failed(self, reason: str) -> None:
@@ -121,6 +127,28 @@ class Controllers:
         if self.running is not None:
             self.of(self.running.document).cancel()
 
+    def tick(self) -> None:
+        """The docker's timer: a deleted result noticed, the time left counted down."""
+        self.check_layers()
+        running = self.running
+        if running is not None and running.progress is not None and not running.cancelled:
+            controller = self.of(running.document)
+            if controller.on_screen:
+                self.view.show_progress(stage=controller.progress_line())
+
+    def check_layers(self) -> None:
+        """Notice at once when the active document's result layer is gone (the artist deleted
+        it, or undid it away): the docker then offers nothing for it (the docker's timer)."""
+        doc = document.active_document()
+        session = self.sessions.of(doc) if doc is not None else None
+        if session is None or session.shown is None or session.busy:
+            return
+        if document.find_layer(doc, unique_id=session.shown.layer) is None:
+            session.forget_shown()
+            self.view.result_gone()
+            self.view.show_progress(0, "")
+            self.view.say("The colour layer is gone: Colorize makes a new one.")
+
     # what a re-run costs here -------------------------------------------------------------
 
     def measured(self, session: Session, event: dict) -> None:
@@ -135,10 +163,10 @@ class Controllers:
         device = self.backend.hello.get("device")
         self.rerun_device = device.get("name") if isinstance(device, dict) else None
 
-    def live_unavailable(self, provider: str, hints_source: str) -> str:
+    def live_unavailable(self, provider: str, hints_source: str, at_smallest: bool = False) -> str:
         """Why Live is not offered now ("" when it is)."""
         return live_unavailable(self.rerun_s, self.backend.hello.get("device"), provider, hints_source,
-                                self.rerun_cached)
+                                self.rerun_cached, at_smallest)
 
     # live colour (the rules: live.py) ------------------------------------------------------
 
@@ -230,7 +258,9 @@ class Controller:
             # painting on the hint layer makes it the active one: the page stays the last job's layer
             page_node = document.find_layer(doc, unique_id=session.placement.page_layer) or page_node
         hints_node = document.find_layer(doc, HINT_LAYER)
-        seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None else None
+        # what live colour compares later hints with: only while it is on (0.1 s on an A4 page)
+        seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None and self.shared.live.on \
+            else None
         hints = None
         if PROVIDER_NEEDS.get(choices.provider) == "hints":
             if choices.hints_source == "colorize_mask":
@@ -254,8 +284,13 @@ class Controller:
         mask = document.selection_mask(doc, rect)
         if mask is not None:
             images["mask"] = RawImage(rect.width, rect.height, "L", mask)
+        max_size = choices.max_size
+        if rect != Rect(0, 0, *document.size(doc)):  # a selection box: at the page's scale
+            limits = self.backend.hello.get("limits", {}).get("max_size")
+            low = limits[0] if isinstance(limits, list) and limits and isinstance(limits[0], int) else MIN_MAX_SIZE
+            max_size = box_max_size(choices.max_size, document.size(doc), rect, low)
         header = {"type": "colorize", "provider": choices.provider, "ratio": choices.ratio,
-                  "max_size": choices.max_size, "fill_all": choices.fill_all,
+                  "max_size": max_size, "fill_all": choices.fill_all,
                   "transfer": choices.transfer and reference is not None,
                   "output": fmt.output("page", choices.layer)}
         page_layer = document.layer_id(page_node) if source == "layer" and page_node is not None else ""
@@ -301,7 +336,23 @@ class Controller:
         if session.cancelled:  # overtaken (or cancelled) while it was on its way
             return self._send_cancel()
         self.view.job_running(True, cancellable=True)
-        self.view.show_progress(stage="Waiting for the backend…" if reply.get("position") else "Starting…")
+        if reply.get("position"):
+            stage = "Waiting for the backend's job before this one…"
+        elif self.backend.hello.get("models") in ("loading", "not loaded"):
+            stage = "Starting: the networks are loading (once a session, up to a minute on a CPU)…"
+        else:
+            stage = "Starting…"
+        self.view.show_progress(stage=stage)
+
+    def progress_line(self) -> str:
+        """The stage line of the last progress event, its time left counted down since (the
+        backend says nothing while it makes the page-size output)."""
+        event, at = self.session.progress
+        eta = event.get("eta")
+        if isinstance(eta, (int, float)):
+            eta = max(0.0, eta - (time.monotonic() - at))
+        return progress_text(event["stage"], event["index"], event["total"], event.get("cached"),
+                             event.get("fraction"), eta, running=event.get("seconds") is None)
 
     def cancel(self, quiet: bool = False) -> None:
         """Stop the job; its result, if it still comes, is dropped. `quiet`: for newer hints
@@ -325,32 +376,56 @@ class Controller:
         session.heard(time.monotonic())
         on_screen = self.on_screen
         if kind == "progress":
+            session.progress = (event, time.monotonic())
             if on_screen and not session.cancelled:
                 self.view.show_progress(
                     progress_value(event["index"], event["total"], event.get("seconds") is not None,
-                                   event.get("done")),
-                    progress_text(event["stage"], event["index"], event["total"], event.get("cached"),
-                                  event.get("fraction"), event.get("eta")))
+                                   event.get("done")), self.progress_line())
         elif kind in ("result", "cancelled") and session.cancelled:  # a result is never written then
             self.finish("" if session.quiet else "Cancelled.", clear=True)
         elif kind == "result":
             if not any(self.doc == d for d in document.open_documents()):
                 return self.finish("The document was closed before its colours came back.")
-            live = session.live
-            session.show(event["job"], bytes(images["result"].data))
-            self.shared.measured(session, event)
-            session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
-            self.finish("")
-            if on_screen:
-                ran = event.get("ran", [])
-                self.view.show_progress(100, ("Live: done" if live else "Done") + f" in {event.get('seconds', 0):.1f} s"
-                                        + ("" if "shade" in ran else " (shading reused)"))
-                self.view.say(" ".join(session.warnings))
-            self.view.result_shown()
+            doc, active, live = self.doc, self.doc.activeNode(), session.live
+            steps = session.showing(event["job"], bytes(images["result"].data))
+            self._written(steps, lambda node: self._shown(event, node, live, on_screen, doc, active))
         elif kind == "cancelled":
             self.finish("Cancelled.")
         elif kind == "error":
             self.finish(event.get("message", "The job failed."))
+
+    def _written(self, steps, then: Callable) -> None:
+        """Run a result's writing steps for at most STEP_S at a time, the rest after Qt has
+        drawn and handled input (view.later), then `then(layer)`."""
+        started = time.monotonic()
+        try:
+            while True:
+                next(steps)
+                if time.monotonic() - started > STEP_S:
+                    if not any(self.doc == d for d in document.open_documents()):
+                        return self.finish("The document was closed before its colours came back.")
+                    return self.view.later(lambda: self._written(steps, then))
+        except StopIteration as done:
+            then(done.value)
+        except Exception as exc:  # noqa: BLE001  (on a timer: said, and the job ends)
+            log.exception("writing the result failed")
+            self.finish(f"Could not write the colours: {exc}")
+
+    def _shown(self, event: dict, node, live: bool, on_screen: bool, doc, active) -> None:
+        session = self.session
+        layer = document.layer_id(node)
+        self.view.later(lambda: document.keep_active(doc, active, unless_changed_from=layer))
+        self.shared.measured(session, event)
+        session.warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
+        if session.hidden_by:
+            session.warnings.append(session.hidden_by)
+        self.finish("")
+        if on_screen:
+            ran = event.get("ran", [])
+            self.view.show_progress(100, ("Live: done" if live else "Done") + f" in {event.get('seconds', 0):.1f} s"
+                                    + ("" if "shade" in ran else " (shading reused)"))
+            self.view.say(" ".join(session.warnings))
+        self.view.result_shown()
 
     def finish(self, message: str, clear: bool = False) -> None:
         self.session.finished()
@@ -369,12 +444,18 @@ class Controller:
         return self.session.keep()
 
     def blend(self, ratio: float, final: bool) -> None:
-        """Show the result at another ratio: a reduced 8-bit preview while dragging, the
-        whole page when `final`; one blend in flight at a time."""
+        """Show the result at another ratio: while dragging, a mix of the result's two ends
+        made here (preview.py; until they have come, the backend's reduced 8-bit blends, one
+        in flight at a time); the backend's blend of the whole page when `final`."""
         throttle = self.shared.throttle
         shown = self.session.shown
         if shown is None or not self.backend.connected or shown.placement.kind == "flats":
             return  # flats have no colour blend
+        if not final:
+            preview = self.session.preview
+            if preview is not None and preview.job == shown.job:  # mixed here: no round trip
+                return self._write_blend(shown, preview.frame(ratio))
+            self._fetch_preview(shown)  # for the next moves; this one the backend blends
         request = throttle.request(ratio, final)
         if request is None:
             return
@@ -389,6 +470,42 @@ class Controller:
         except Exception as exc:
             throttle.done()
             self.view.say(f"Could not blend: {exc}")
+
+    def _fetch_preview(self, shown) -> None:
+        """Ask the backend once per result for it at a few ratios, reduced (preview.py mixes them)."""
+        fmt = shown.placement.format
+        if fmt.dtype not in PREVIEW_DEPTHS or self.session.preview_asked == shown.job:
+            return
+        self.session.preview_asked = shown.job
+        rect = shown.placement.rect
+        size = preview_size(rect.width, rect.height)
+        knots: dict[float, object] = {}
+
+        def arrived(ratio, reply, images):
+            if reply.get("type") == "error" or images is None or "result" not in images:
+                return
+            knots[ratio] = images["result"]
+            if len(knots) == len(PREVIEW_KNOTS) and self.session.shown is shown:
+                first = knots[PREVIEW_KNOTS[0]]
+                self.session.preview = Preview(shown.job, first.width, first.height,
+                                               {r: bytes(image.data) for r, image in knots.items()},
+                                               rect.width, rect.height, fmt.dtype)
+
+        for knot in PREVIEW_KNOTS:
+            header = {"type": "blend", "job": shown.job, "ratio": knot,
+                      **Format("uint8", fmt.linear).output(size, shown.placement.kind)}
+            try:
+                self.backend.request(header, callback=lambda reply, images, knot=knot: arrived(knot, reply, images))
+            except Exception as exc:  # noqa: BLE001  (the backend's blends go on without it)
+                log.warning("no preview: %s", exc)
+                return
+
+    def _write_blend(self, shown, data: bytes) -> None:
+        node = document.find_layer(self.doc, unique_id=shown.layer)
+        if node is None:
+            self.view.say("The colour layer is gone: Colorize again to get a new one.")
+        else:
+            document.write_pixels(self.doc, node, data, shown.placement.rect)
 
     def _blended(self, shown, reply: dict, images) -> None:
         following = self.shared.throttle.done()

@@ -26,6 +26,7 @@ LIVE_TIP = ("Live colour: the result updates by itself shortly after you lift th
 STATE_TEXT = {"off": "Backend: off", "connecting": "Backend: connecting…", "starting": "Backend: starting…",
               "connected": "Backend: connected", "not_installed": "Backend: not installed",
               "error": "Backend: error"}
+LAYERS_POLL_MS = 300
 _backend: Backend | None = None
 
 
@@ -63,6 +64,10 @@ class InknhueDocker(DockWidget):
         self.live_timer = QtCore.QTimer(self)
         self.live_timer.setInterval(round(POLL_S * 1000))
         self.live_timer.timeout.connect(self._live_tick)
+        self.layers_timer = QtCore.QTimer(self)  # a deleted result layer noticed, the time left counted down
+        self.layers_timer.setInterval(LAYERS_POLL_MS)
+        self.layers_timer.timeout.connect(self.controllers.tick)
+        self.layers_timer.start()
         self._build()
         self.backend.state_changed.connect(self._on_state)
         self.backend.hello_changed.connect(self._on_hello)
@@ -105,6 +110,7 @@ class InknhueDocker(DockWidget):
         self.reference.addItem("Image file…", "file")
         self.reference.activated.connect(self._on_reference)
         self.reference_path = ""
+        self._after_conversion = ""  # "hints": Convert then adds the hint layer the artist asked for
         self.transfer = self._widget(QtWidgets.QCheckBox, "transfer", "Match its colours")
         reference_row = QtWidgets.QHBoxLayout()
         reference_row.addWidget(self.reference, 1)
@@ -227,6 +233,9 @@ class InknhueDocker(DockWidget):
         self.keep_button.setEnabled(True)
         self._update_live_offer()
 
+    def result_gone(self) -> None:
+        self.keep_button.setEnabled(False)
+
     def offer_conversion(self, visible: bool) -> None:
         self.convert.setVisible(visible)
 
@@ -332,8 +341,10 @@ class InknhueDocker(DockWidget):
         fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
         if fmt is None:  # a greyscale layer cannot hold colour strokes
             self.offer_conversion(doc.colorModel() == "GRAYA")
+            self._after_conversion = "hints"  # what the artist asked for, done once converted
             return self.say(problem)
         self.offer_conversion(False)
+        self._after_conversion = ""
         existing = document.find_layer(doc, HINT_LAYER)
         if existing is not None:
             doc.setActiveNode(existing)
@@ -356,12 +367,18 @@ class InknhueDocker(DockWidget):
         value = snap_max_size(self.max_size.value())
         self.max_size.setValue(value)
         config.write_setting("max_size", value)
+        self._update_live_offer()  # its advice names Max size only while it can go lower
 
     def convert_to_rgb(self) -> None:
         doc = document.active_document()
         if doc is not None and doc.setColorSpace("RGBA", doc.colorDepth(), ""):
             self.convert.hide()
-            self.say("Converted to RGB. Colorize again.")
+            if self._after_conversion == "hints":
+                self.add_hint_layer()
+                self.say("Converted to RGB. " + self.message.text())
+            else:
+                self.say("Converted to RGB. Colorize again.")
+            self._after_conversion = ""
 
     def _list_reference_layers(self) -> None:
         """Offer the document's layers as references (refreshed each time the list opens)."""
@@ -378,6 +395,7 @@ class InknhueDocker(DockWidget):
 
     def colorize(self) -> None:
         """The Colorize button (with Live on too: a run now)."""
+        self._after_conversion = ""
         controller = self.controllers.active()
         if controller is None:
             return self.say("Open a page first.")
@@ -409,7 +427,8 @@ class InknhueDocker(DockWidget):
         """Offer Live when a re-run with new hints is fast enough here, else say why; turn
         it off when it stops being so, and on again when the artist had it on last time."""
         reason = self.controllers.live_unavailable(self.provider.currentData() or self._wanted_provider,
-                                                   self.hints_source.currentData())
+                                                   self.hints_source.currentData(),
+                                                   self.max_size.value() <= self.max_size.minimum())
         self.live_switch.setEnabled(not reason)
         self.live_switch.setToolTip(reason or LIVE_TIP.format(seconds_text(self.rerun_s)))
         if reason and self.live_switch.isChecked():

@@ -6,11 +6,16 @@ artist's own layers are read, not written.
 
 from __future__ import annotations
 
+import logging
+
 from krita import Krita
 
+from . import placement, slices
 from .live import fingerprint
-from .logic import BYTES, HINT_LAYER, RESULT_LAYER, Rect, colour_layer_place, fully_opaque
+from .logic import BYTES, HINT_LAYER, OPAQUE_ALPHA, RESULT_LAYER, Rect, fully_opaque
 from .qt import QtCore, QtGui
+
+log = logging.getLogger("inknhue_krita")
 
 
 def active_document():
@@ -110,16 +115,153 @@ def add_layer_above(document, above, name: str):
     return node
 
 
-def add_layer_under_ink(document, name: str, rect: Rect, dtype: str, blending: str = "multiply"):
-    """A new layer in `blending` mode under the artist's ink layers, where colourists put
-    colour: right above the topmost opaque layer over `rect` (the paper, or a scanned page
-    it can only be multiplied over), beneath the line art layers above that."""
+def _placement_layer(document, node, rect: Rect, dtype: str):
+    name = node.name()
+    ours = placement.HINTS if name == HINT_LAYER else placement.RESULT if is_plugin_layer(node) else ""
+    return placement.Layer(layer_id(node), name, ours, node.visible(), covers(node, rect, dtype),
+                           node.blendingMode())
+
+
+def covers(node, rect: Rect, dtype: str) -> bool:
+    """Whether a layer is opaque all over `rect`: its bounds first (no pixels read), then every
+    COVER_ROWS-th row of its pixels in slices, stopping at the first transparent pixel (a
+    quarter of the reading; a hole thinner than that between the rows read goes unseen)."""
+    bounds = node.bounds()
+    if not Rect(bounds.x(), bounds.y(), bounds.width(), bounds.height()).contains(rect):
+        return False
+    row = rect.width * 4 * BYTES[dtype]
+    for band in slices.rows(rect, 4 * BYTES[dtype]):  # a call a band: Krita's cost is per call
+        data = bytes(node.pixelData(band.x, band.y, band.width, band.height))
+        for start in range(0, len(data), COVER_ROWS * row):
+            if not fully_opaque(data[start:start + row], dtype):
+                return False
+    return True
+
+
+COVER_ROWS = 4
+
+
+def opaque_share(node, rect: Rect, dtype: str) -> float:
+    """The share of `rect` where a layer is opaque (its alpha's top byte at full: enough to
+    tell what hides a result), read in slices, nothing outside the layer's bounds."""
+    bounds = node.bounds()
+    area = Rect(bounds.x(), bounds.y(), bounds.width(), bounds.height()).intersected(rect)
+    if area.empty or rect.empty:
+        return 0.0
+    size = BYTES[dtype]
+    top = OPAQUE_ALPHA[dtype][-1]  # the alpha's most significant byte (little-endian): counted in C
+    count = 0
+    for data in slices.read(node.pixelData, area, 4 * size):
+        count += data[4 * size - 1::4 * size].count(top)
+    return count / (rect.width * rect.height)
+
+
+def add_result_layer(document, name: str, rect: Rect, dtype: str, kind: str, blending: str = "normal",
+                     page_node=None):
+    """A new result layer where it is seen (placement.py decides), added without an undo step
+    when this Krita allows it, the artist's layers in their order and the active layer kept.
+    A generator (it yields between reads of layers); returns the layer and what to tell the
+    artist when a layer above hides it ("" if none)."""
+    active = document.activeNode()
+    layers = []
+    for node in document.topLevelNodes():
+        layers.append(_placement_layer(document, node, rect, dtype))
+        yield  # each layer read between two turns of Qt's event loop
+    if kind == "full":
+        page = top_level(document, page_node) if page_node is not None else None
+        ids = [layer.id for layer in layers]
+        above = placement.coloured_page(layers, ids.index(layer_id(page)) if page is not None and
+                                        layer_id(page) in ids else None)
+    else:
+        above = placement.under_ink(layers)
+    node = new_layer(document, name, blending)
+    new = placement.Layer(layer_id(node), name, placement.RESULT, True, False, blending)
+    stack = placement.order(layers, new, above if layers else -1)
+    arrange(document, [layer.id for layer in stack], {new.id: node})  # in one go: no stack half moved is drawn
+    keep_active(document, active)
+    for layer in placement.may_hide(stack, new):
+        yield
+        share = opaque_share(find_layer(document, unique_id=layer.id), rect, dtype)
+        if share > placement.HIDES:
+            return node, placement.hidden_text(layer.name, share)
+    return node, ""
+
+
+def new_layer(document, name: str, blending: str = "normal"):
+    """A paint layer not yet in the stack. Its blending mode is set while it visits a scratch
+    document, whose undo history takes that step instead of the artist's."""
     node = document.createNode(name, "paintlayer")
-    node.setBlendingMode(blending)
-    layers = [n for n in document.topLevelNodes() if n.visible() and not is_plugin_layer(n)]
-    opaque = [fully_opaque(layer_pixels(n, rect), dtype) for n in layers]
-    document.rootNode().addChildNode(node, layers[colour_layer_place(opaque)] if layers else None)
+    if blending == "normal":
+        return node
+    scratch = Krita.instance().createDocument(1, 1, "inknhue scratch", document.colorModel(),
+                                              document.colorDepth(), document.colorProfile(), 72.0)
+    try:
+        scratch.rootNode().setChildNodes([node])  # the scratch's own layer out, ours in: no undo step
+        visiting = next(n for n in scratch.rootNode().childNodes() if layer_id(n) == layer_id(node))
+        visiting.setBlendingMode(blending)
+        scratch.rootNode().setChildNodes([])      # ours out again
+    finally:
+        scratch.setModified(False)
+        scratch.close()
     return node
+
+
+_REORDER: list[str] = []  #: how this Krita's setChildNodes behaves, found once ("bottom", "all", "undo")
+
+
+def reorder_kind() -> str:
+    """Krita 5's `setChildNodes` takes only the bottom layer out before adding the given ones
+    on top (a quirk of its loop) and neither adds an undo step; a Krita that takes every layer
+    out is used as such; anything else falls back to `addChildNode` (one undo step). Tried
+    once on a scratch document."""
+    if not _REORDER:
+        scratch = Krita.instance().createDocument(1, 1, "inknhue scratch", "RGBA", "U8", "", 72.0)
+        try:
+            root = scratch.rootNode()
+            for name in ("b", "c"):
+                root.addChildNode(scratch.createNode(name, "paintlayer"), None)
+            before = root.childNodes()
+            root.setChildNodes([before[0]])
+            after = [layer_id(n) for n in root.childNodes()]
+            ids = [layer_id(n) for n in before]
+            _REORDER.append("bottom" if after == ids[1:] + ids[:1] else "all" if after == ids[:1] else "undo")
+        finally:
+            scratch.setModified(False)
+            scratch.close()
+    return _REORDER[0]
+
+
+def arrange(document, wanted: list[str], new: dict) -> None:
+    """Put the top-level layers in the `wanted` order (ids, bottom to top; `new` the layers not
+    yet in the stack, by id), moving no layer of the artist's relative to another."""
+    root = document.rootNode()
+    current = {layer_id(n): n for n in root.childNodes()}
+    nodes = {**current, **new}
+    kind = reorder_kind()
+    calls = placement.moves(list(current), wanted) if kind == "bottom" else None
+    if calls is not None:
+        for call in calls:
+            root.setChildNodes([nodes[i] for i in call])
+    elif kind == "all":
+        root.setChildNodes([nodes[i] for i in wanted])
+    else:  # one undo step per layer added (a Krita whose setChildNodes we do not know)
+        for index, layer in enumerate(wanted):
+            if layer in new:
+                below = nodes[wanted[index - 1]] if index else None
+                root.addChildNode(new[layer], below)
+    if [layer_id(n) for n in root.childNodes()] != wanted:
+        log.warning("the layers did not land in the order asked")
+
+
+def keep_active(document, active, unless_changed_from: str = "") -> None:
+    """The artist's active layer again (adding a layer makes Krita activate it; a Krita may do
+    so later, hence a second call then, which leaves a layer the artist chose since alone:
+    it acts only while the layer `unless_changed_from` names, or none, is active)."""
+    now = document.activeNode()
+    if active is None or (now is not None and layer_id(now) == layer_id(active)):
+        return
+    if not unless_changed_from or now is None or layer_id(now) == unless_changed_from:
+        document.setActiveNode(active)
 
 
 def top_level(document, node):
@@ -128,45 +270,6 @@ def top_level(document, node):
     while node is not None and node.parentNode() is not None and layer_id(node.parentNode()) != layer_id(root):
         node = node.parentNode()
     return node
-
-
-def add_result_layer(document, name: str, rect: Rect, dtype: str, page_node=None):
-    """A new layer where it is seen: above every layer but the hints when the page is the
-    visible image; above the page's own layer when one layer is the page, unless an opaque
-    layer above that would hide it (then above the topmost such)."""
-    node = document.createNode(name, "paintlayer")
-    layers = [n for n in document.topLevelNodes() if n.name() != HINT_LAYER]
-    above = layers[-1] if layers else None
-    page = top_level(document, page_node) if page_node is not None else None
-    if page is not None:
-        ids = [layer_id(n) for n in layers]
-        index = ids.index(layer_id(page)) if layer_id(page) in ids else len(layers) - 1
-        for higher in range(len(layers) - 1, index, -1):
-            candidate = layers[higher]
-            if candidate.visible() and fully_opaque(layer_pixels(candidate, rect), dtype):
-                index = higher
-                break
-        above = layers[index]
-    document.rootNode().addChildNode(node, above)
-    return node
-
-
-def show_above(document, node, hints=None) -> None:
-    """Make a result layer visible, and the hint layer (ours) sit right above it. The active
-    layer stays what it was, even when that is the hint layer being moved."""
-    node.setVisible(True)
-    if hints is None or hints.parentNode() is None:
-        return
-    order = [layer_id(n) for n in all_layers(document)]  # bottom to top
-    if layer_id(hints.parentNode()) == layer_id(node.parentNode()) and \
-            order.index(layer_id(hints)) > order.index(layer_id(node)):
-        return
-    active = document.activeNode()
-    hints.remove()
-    node.parentNode().addChildNode(hints, node)
-    if active is not None and (document.activeNode() is None or
-                               layer_id(document.activeNode()) != layer_id(active)):
-        document.setActiveNode(active)
 
 
 def clear_pixels(document, node, rect: Rect, dtype: str) -> None:
@@ -192,6 +295,13 @@ def topmost(document, nodes):
 
 def write_pixels(document, node, data: bytes, rect: Rect) -> None:
     node.setPixelData(QtCore.QByteArray(data), rect.x, rect.y, rect.width, rect.height)
+    document.refreshProjection()
+
+
+def write_slices(document, node, data: bytes, rect: Rect, dtype: str):
+    """write_pixels a band at a time (slices.py), yielding between bands; the projection is
+    brought up to date once, after the last."""
+    yield from slices.write(node.setPixelData, QtCore.QByteArray, data, rect, 4 * BYTES[dtype])
     document.refreshProjection()
 
 

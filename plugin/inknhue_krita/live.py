@@ -181,9 +181,10 @@ def seconds_text(seconds: float) -> str:
 
 
 def live_unavailable(estimate: float | None, device: dict | None = None, provider: str = "flats",
-                     hints_source: str = "layer", cached: bool = False) -> str:
+                     hints_source: str = "layer", cached: bool = False, at_smallest: bool = False) -> str:
     """Why Live is not offered, in the artist's words; "" when it is. `cached`: jobs came back,
-    but from the backend's cache, so none measured a re-run."""
+    but from the backend's cache, so none measured a re-run; `at_smallest`: Max size is at
+    its minimum already (so no advice to lower it)."""
     if PROVIDER_NEEDS.get(provider) != "hints":
         return "Live colour follows the hint layer: choose rough colours made from your strokes."
     if hints_source != "layer":
@@ -196,8 +197,9 @@ def live_unavailable(estimate: float | None, device: dict | None = None, provide
         device = device or {}
         on_cpu = device.get("device", "cpu") == "cpu"
         name = "CPU" if on_cpu else device.get("name") or "GPU"
-        advice = "e.g. with an NVIDIA GPU, or a smaller Max size" if on_cpu else \
-            "try a smaller Max size, or colour a selection"
+        ways = (["an NVIDIA GPU"] if on_cpu else []) + ([] if at_smallest else ["a smaller Max size"]) + \
+            ["a selection"]
+        advice = ("e.g. with " if on_cpu else "try ") + ", ".join(ways[:-1]) + ", or " + ways[-1]
         return f"A re-run with new hints takes about {seconds_text(estimate)} on this computer ({name}); " \
                f"live colour needs {FAST_ENOUGH_S:g} s or less: {advice}."
     return ""

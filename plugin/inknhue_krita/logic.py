@@ -39,22 +39,15 @@ PREVIEW_LONG_SIDE = 1280
 DEPTHS = {"U8": "uint8", "U16": "uint16", "F16": "float16", "F32": "float32"}
 BYTES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
 #: a fully opaque alpha in Krita's pixel data, little-endian, per dtype
-_OPAQUE_ALPHA = {"uint8": b"\xff", "uint16": b"\xff\xff", "float16": b"\x00\x3c", "float32": b"\x00\x00\x80\x3f"}
+OPAQUE_ALPHA = {"uint8": b"\xff", "uint16": b"\xff\xff", "float16": b"\x00\x3c", "float32": b"\x00\x00\x80\x3f"}
 
 
 def fully_opaque(data: bytes, dtype: str) -> bool:
     """Whether BGRA pixel data in `dtype` covers everything (alpha 1 everywhere)."""
-    alpha = _OPAQUE_ALPHA[dtype]
+    alpha = OPAQUE_ALPHA[dtype]
     size = len(alpha)
     step = 4 * size
     return bool(data) and all(not data[3 * size + i::step].strip(alpha[i:i + 1]) for i in range(size))
-
-
-def colour_layer_place(opaque: list[bool]) -> int:
-    """Where the colour-under-ink layer goes, given the page's layers bottom to top (is each
-    opaque?): the index of the layer it goes right above: the topmost opaque one (the paper,
-    or a scanned page the colour can only be multiplied over), else the bottom one."""
-    return max((i for i, o in enumerate(opaque) if o), default=0)
 
 
 @dataclass(frozen=True)
@@ -67,6 +60,10 @@ class Rect:
     @property
     def empty(self) -> bool:
         return self.width <= 0 or self.height <= 0
+
+    def contains(self, other: "Rect") -> bool:
+        return (self.x <= other.x and self.y <= other.y and other.x + other.width <= self.x + self.width
+                and other.y + other.height <= self.y + self.height)
 
     def intersected(self, other: "Rect") -> "Rect":
         x0, y0 = max(self.x, other.x), max(self.y, other.y)
@@ -118,6 +115,16 @@ def preview_size(width: int, height: int, long_side: int = PREVIEW_LONG_SIDE) ->
     return [max(1, round(width * scale)), max(1, round(height * scale))]
 
 
+def box_max_size(max_size: int, page: tuple[int, int], box: Rect, low: int = MIN_MAX_SIZE) -> int:
+    """The Max size for a selection box that works it at the page's own working scale, so a
+    box costs its share of the page (a box at the page's Max size would be worked as finely
+    as the whole page: a 400x300 box cost twice the page). Never above `max_size`."""
+    if max(page) <= max_size:  # the page is worked at its own size: so is the box
+        return max_size
+    scale = max_size / min(page)
+    return max(low, min(max_size, 32 * round(min(box.width, box.height) * scale / 32)))
+
+
 def snap_max_size(value: int, low: int = MIN_MAX_SIZE, high: int = MAX_MAX_SIZE) -> int:
     """The working size the network accepts: a multiple of 32 within its range."""
     return min(high, max(low, round(value / 32) * 32))
@@ -135,12 +142,14 @@ def time_left_text(seconds: float | None) -> str:
 
 
 def progress_text(stage: str, index: int, total: int, cached: bool = False, fraction: float | None = None,
-                  eta: float | None = None) -> str:
+                  eta: float | None = None, running: bool = False) -> str:
+    """The stage line; `running`: the stage has started, not ended (then an unknown time
+    left reads "estimating…": the backend knows it once it has timed a stage here)."""
     label = STAGE_LABELS.get(stage, stage)
     text = f"{index}/{total} {label}" + (" (reused)" if cached else "")
     if fraction is not None:
         text += f" {100 * fraction:.0f}%"
-    left = time_left_text(eta)
+    left = time_left_text(eta) or ("estimating…" if running and eta is None else "")
     return f"{text} · {left}" if left and not cached else text
 
 

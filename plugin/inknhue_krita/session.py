@@ -3,9 +3,10 @@
 A result goes into the session's working layer of its kind ("inkn'hue colour", the
 colour-under-ink layer, or the flats), updated in place on every Colorize, so iterating on the hints
 never piles up layers. *Keep* turns the working layer into a kept version the plugin no
-longer touches; the next result gets a new working layer. Placement makes the result
-visible whatever the stack and the active layer were, and keeps the hint layer above it,
-visible and editable.
+longer touches; the next result gets a new working layer. A new layer goes where it is seen
+(placement.py), keeps the hint layer above it, and leaves the artist's layers in their order,
+the active layer what it was and the undo history as it was (document.add_result_layer);
+writing into a layer adds no undo step either, so Ctrl+Z undoes the artist's last stroke.
 
 A session also keeps its job's times (sent, accepted, first event), from which the docker
 measures what a re-run with new hints costs here (live colour, live.py), and the hint
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from . import document
-from .logic import HINT_LAYER, OUTPUT_LAYERS, RESULT_LAYER, Format, Rect, layer_name
+from .logic import OUTPUT_LAYERS, RESULT_LAYER, Format, Rect, layer_name
 
 
 class JobState(Enum):
@@ -62,6 +63,10 @@ class Session:
     live: bool = False          #: the job in flight was started by live colour
     quiet: bool = False         #: cancelled for newer hints: it ends without a word
     hints: tuple | None = None  #: the hint layer's fingerprint when the last job was sent
+    progress: tuple | None = None  #: the job's last progress event and when it came (monotonic)
+    preview: object = None      #: the shown result's preview.Preview (the slider's drag), once fetched
+    preview_asked: str = ""     #: the job whose preview was asked for
+    hidden_by: str = ""         #: what hides the layer just made, in the artist's words ("" if nothing)
     #: the job's times (monotonic seconds): sent (before the page was read), accepted, its first event
     sent_at: float = 0.0
     accepted_at: float | None = None
@@ -79,6 +84,7 @@ class Session:
         self.state, self.placement, self.job, self.warnings = JobState.SENDING, placement, None, []
         self.live, self.quiet, self.hints = live, False, hints
         self.sent_at, self.accepted_at, self.started_at = at, None, None
+        self.progress = None
 
     def accepted(self, job: str, at: float = 0.0) -> None:
         self.job, self.accepted_at = job, at
@@ -105,28 +111,44 @@ class Session:
     def show(self, job: str, data: bytes) -> object:
         """Write a result into the working layer of its kind (made if there is none) and
         make it visible, with the hints above it; returns the layer."""
+        steps = self.showing(job, data)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def showing(self, job: str, data: bytes):
+        """show() in steps: a generator that yields after placing the layer and after each
+        band written (the controller lets Qt draw between them); returns the layer."""
         placement = self.placement
         doc = self.document
         _, base_name, blending, _, _ = next(o for o in OUTPUT_LAYERS if o[0] == placement.kind)
         node = document.find_layer(doc, unique_id=self.working.get(placement.kind, ""))
         previous = self.shown.placement.rect if self.shown and self.shown.layer == self.working.get(
             placement.kind) else None
+        self.hidden_by = ""
         if node is None:
             names = [n.name() for n in document.all_layers(doc)]
-            if placement.kind in ("colour", "flats"):  # beneath the artist's line art
-                node = document.add_layer_under_ink(doc, layer_name(names, base_name), placement.rect,
-                                                    placement.format.dtype, blending)
-            else:
-                page = document.find_layer(doc, unique_id=placement.page_layer) if placement.page_layer else None
-                node = document.add_result_layer(doc, layer_name(names, base_name), placement.rect,
-                                                 placement.format.dtype, page)
+            page = document.find_layer(doc, unique_id=placement.page_layer) if placement.page_layer else None
+            node, self.hidden_by = yield from document.add_result_layer(
+                doc, layer_name(names, base_name), placement.rect, placement.format.dtype, placement.kind,
+                blending, page)
             self.working[placement.kind] = document.layer_id(node)
+            yield
         elif previous is not None and previous != placement.rect:
             document.clear_pixels(doc, node, previous, placement.format.dtype)  # another selection before
-        document.write_pixels(doc, node, data, placement.rect)
-        document.show_above(doc, node, document.find_layer(doc, HINT_LAYER))
+        if not node.visible():
+            node.setVisible(True)
+        yield from document.write_slices(doc, node, data, placement.rect, placement.format.dtype)
         self.shown = ShownResult(job, document.layer_id(node), placement)
         return node
+
+    def forget_shown(self) -> None:
+        """The shown result's layer is gone: the next result makes a new one."""
+        if self.shown is not None:
+            self.working = {kind: layer for kind, layer in self.working.items() if layer != self.shown.layer}
+            self.shown = None
 
     def keep(self) -> str | None:
         """The working layer becomes a kept version; returns its new name (None without one)."""

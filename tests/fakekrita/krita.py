@@ -1,7 +1,11 @@
 """A fake `krita` module: the part of Krita's Python API the plugin uses, for tests.
 
 Pixels live in numpy arrays in Krita's layout (B, G, R, A in the document's depth);
-the projection composites visible paint layers with "normal" blending. The Qt binding is
+the projection composites visible paint layers with "normal" or "multiply" blending. As in
+Krita 5.1.5: adding a layer makes it the active one; `addChildNode`, `remove` and
+`setBlendingMode` each add a step to the undo history of the document that holds the layer
+(`Document.undo_steps`); `setChildNodes` adds none, and takes only the bottom layer out
+before adding the given ones on top (a quirk of its loop). The Qt binding is
 PyQt5 (Krita 5) or PyQt6 (Krita 6), chosen by $FAKE_KRITA_QT, and imported first, as the
 real module does.
 """
@@ -96,7 +100,15 @@ class Node:
 
     def setBlendingMode(self, mode):
         self._blending = mode
+        self._holder().undo_steps.append("Composition Mode Change")
         return True
+
+    def _holder(self):
+        """The document whose stack holds this layer (its maker's while it is in none)."""
+        node = self
+        while node._parent is not None:
+            node = node._parent
+        return node.document if node._type == "grouplayer" and node._name == "root" else self.document
 
     def parentNode(self):
         return self._parent
@@ -108,12 +120,27 @@ class Node:
         child._parent = self
         index = self._children.index(above) + 1 if above in self._children else len(self._children)
         self._children.insert(index, child)
+        self._holder().undo_steps.append("Add Layer")
+        self._holder()._active = child
         return True
+
+    def setChildNodes(self, nodes):
+        if self._children:
+            self._children.pop(0)._parent = None
+        for node in nodes:
+            if node._parent is None:
+                node._parent = self
+                self._children.append(node)
+                self._holder()._active = node
 
     def remove(self):
         if self._parent is not None:
+            holder = self._holder()
             self._parent._children.remove(self)
             self._parent = None
+            holder.undo_steps.append("Remove Layer")
+            if holder._active is self:
+                holder._active = None
         return True
 
     def pixelData(self, x, y, w, h):
@@ -145,6 +172,8 @@ class Document:
         self._active = None
         self._selection = None
         self.modified = False
+        self.undo_steps: list[str] = []  #: the undo history's entries, oldest first
+        self.closed = False
         self.stroke_in_progress = False  #: a test's pen on the canvas: the image is not idle
 
     def width(self):
@@ -205,6 +234,11 @@ class Document:
 
     def setModified(self, modified):
         self.modified = modified
+
+    def close(self):
+        Krita.instance().close(self)
+        self.closed = True
+        return True
 
     def pixelData(self, x, y, w, h):
         """The visible layers composited, bottom to top (normal or multiply blending)."""
@@ -286,7 +320,8 @@ class Krita:
         """The artist closes a document (a test helper: Krita's is Document.close())."""
         self._documents.remove(doc)
         if self.active is doc:
-            self.active = self._documents[-1] if self._documents else None
+            before = getattr(doc, "active_before", None)
+            self.active = before if before in self._documents else self._documents[-1] if self._documents else None
 
     def createDocument(self, width, height, name, model, depth, profile, resolution):
         doc = Document(width, height, name, model, depth, profile)
@@ -294,6 +329,8 @@ class Krita:
         background.pixels[...] = OPAQUE[depth]
         doc.rootNode().addChildNode(background, None)
         doc.setActiveNode(background)
+        doc.undo_steps.clear()  # a new document's history is empty
+        doc.active_before = self.active
         self._documents.append(doc)
         self.active = doc
         return doc

@@ -7,6 +7,7 @@ import pytest
 
 from inknhue_krita.controller import Choices, Controllers
 from inknhue_krita.logic import HINT_LAYER, RESULT_LAYER
+from inknhue_krita.preview import KNOTS
 from inknhue_krita.protocol import RawImage
 
 
@@ -150,10 +151,12 @@ def test_the_slider_blends_the_result_shown_one_request_at_a_time(setup):
     controller.blend(0.2, final=False)
     controller.blend(0.4, final=False)  # waits for the first
     controller.blend(0.9, final=True)
-    blends = [h for h, _, _ in backend.sent if h["type"] == "blend"]
+    knots = [h["ratio"] for h, _, _ in backend.sent if h["type"] == "blend" and h["ratio"] in KNOTS]
+    assert knots == list(KNOTS)  # the drag's preview asked for once (preview.py)
+    blends = [h for h, _, _ in backend.sent if h["type"] == "blend" and h["ratio"] not in KNOTS]
     assert [b["ratio"] for b in blends] == [0.2]
     backend.sent[-1][2]({"type": "blend"}, result_image(doc, (1, 2, 3)))
-    blends = [h for h, _, _ in backend.sent if h["type"] == "blend"]
+    blends = [h for h, _, _ in backend.sent if h["type"] == "blend" and h["ratio"] not in KNOTS]
     assert [b["ratio"] for b in blends] == [0.2, 0.9] and blends[-1]["size"] == "page"  # the final one, whole
     assert tuple(layer(doc, RESULT_LAYER).pixels[0, 0]) == (1, 2, 3, 255)
 
@@ -170,3 +173,47 @@ def test_live_starts_a_run_when_the_hints_change_and_rest(setup):
     assert len(backend.sent) == 1 and controllers.running.live
     controllers.live_off()
     assert controllers.running.cancelled  # turning Live off stops its run
+
+
+def test_a_selection_box_goes_out_at_the_pages_working_scale(setup):
+    controllers, doc, view, backend = setup  # a 40x30 page: at Max size 64 it is worked at its size
+    selection = krita.Selection(40, 30)
+    selection.select(4, 4, 20, 10, 255)
+    doc.setSelection(selection)
+    assert controllers.of(doc).start(Choices(provider="flats", max_size=64))
+    assert backend.sent[0][0]["max_size"] == 64
+    big = krita.Krita.instance().createDocument(2480, 3508, "A4", "RGBA", "U8", "", 300.0)
+    hints = big.createNode(HINT_LAYER, "paintlayer")
+    big.rootNode().addChildNode(hints, None)
+    selection = krita.Selection(2480, 3508)
+    selection.select(800, 1200, 1240, 1754, 255)  # a quarter of the page
+    big.setSelection(selection)
+    controllers.running.finished()
+    assert controllers.of(big).start(Choices(provider="flats", max_size=768))
+    header, images, _ = backend.sent[-1]
+    assert header["max_size"] == 384 and images["page"].width == 1240  # half the page's short side
+    krita.Krita.instance().close(big)
+
+
+def test_a_job_waiting_for_the_networks_to_load_says_so(setup):
+    controllers, doc, view, backend = setup
+    backend.hello["models"] = "loading"
+    controllers.of(doc).start(controllers.choices())
+    backend.sent[0][2]({"type": "accepted", "job": "j9", "position": 0}, None)
+    assert "the networks are loading" in view.stage
+
+
+def test_the_time_left_counts_down_between_the_backends_events(setup, monkeypatch):
+    controllers, doc, view, backend = setup
+    import inknhue_krita.controller as controller_module
+
+    now = [100.0]
+    monkeypatch.setattr(controller_module.time, "monotonic", lambda: now[0])
+    controllers.of(doc).start(controllers.choices())
+    backend.sent[0][2]({"type": "accepted", "job": "j8"}, None)
+    controllers.on_event({"type": "progress", "job": "j8", "stage": "blend", "index": 6, "total": 6,
+                          "seconds": None, "eta": 40.0}, None)
+    assert view.stage.endswith("about 40 s left")
+    now[0] += 20.0  # the backend makes the page-size output: no events
+    controllers.tick()
+    assert view.stage.endswith("about 20 s left")

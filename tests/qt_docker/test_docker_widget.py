@@ -14,6 +14,7 @@ from parity import write_released_layout
 
 from inknhue.engine.pipeline import Engine
 from inknhue.rough import RoughRequest, get_provider
+from inknhue_krita import preview
 from inknhue_krita.qt import Qt
 
 RED, BLUE = (220, 40, 40), (40, 60, 220)
@@ -652,3 +653,146 @@ def test_live_colour_that_fails_stops_once_and_says_why(docker, monkeypatch):
     docker.live_switch.setChecked(True)  # it looks at once, and fails: off, not a dialog every quarter second
     assert not docker.live_switch.isChecked() and not docker.live_timer.isActive()
     assert docker.message.text() == "Live colour stopped: the layer went away"
+
+
+def test_the_active_layer_stays_the_artists_after_every_kind_of_result(docker):
+    page = drawn()
+    doc, ink = new_document(page)
+    hints = paint_hints(docker, doc, page)
+    doc.setActiveNode(hints)  # the artist paints on the hint layer
+    colorize(docker, doc)  # the first result makes a layer
+    assert doc.activeNode() is hints
+    run_colorize(docker)  # a re-run, in place
+    assert doc.activeNode() is hints
+    docker.keep_button.click()
+    colorize(docker, doc)  # after Keep: a new layer
+    assert doc.activeNode() is hints
+    selection = krita.Selection(120, 180)
+    selection.select(20, 30, 60, 60, 255)
+    doc.setSelection(selection)
+    colorize(docker, doc)
+    doc.setSelection(None)
+    doc.setActiveNode(ink)  # now the ink is the active one
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    colorize(docker, doc)
+    assert doc.activeNode() is ink, (doc.activeNode().name(), [n.name() for n in doc.topLevelNodes()])
+    docker.output_layer.setCurrentIndex(0)
+
+
+@pytest.mark.parametrize("kind", ["full", "colour"])
+def test_colorize_adds_no_step_to_the_undo_history(docker, kind):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    doc.undo_steps.append("Freehand Brush Stroke")  # the artist's last stroke
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData(kind))
+    layer = colorize(docker, doc)
+    assert doc.undo_steps[-1] == "Freehand Brush Stroke"  # Ctrl+Z undoes the stroke, not the colours
+    assert layer.blendingMode() == ("multiply" if kind == "colour" else "normal")
+    assert all(not d.name().startswith("inknhue scratch") for d in krita.Krita.instance().documents())
+    docker.output_layer.setCurrentIndex(0)
+
+
+def test_colour_under_the_ink_is_seen_over_an_earlier_opaque_result(docker, weights):
+    page = drawn()
+    doc, ink = new_document(page)
+    ink.pixels[..., 3] = 255 - page.grey  # line art of its own over the white Background
+    ink.pixels[..., :3] = 0
+    ink.setName("Line art")
+    paint_hints(docker, doc, page)
+    earlier = colorize(docker, doc)  # an opaque coloured page, above the line art
+    docker.keep_button.click()
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    before = canvas(doc).copy()
+    layer = colorize(docker, doc)
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names == ["Background", "Line art", "inkn'hue colour kept", layer.name(), "inkn'hue hints"]
+    assert (canvas(doc) != before).any()  # the canvas changed
+    earlier.setVisible(False)
+    result = expected(weights, page, 0.8)
+    doc.topLevelNodes()[-1].setVisible(False)
+    assert np.abs(canvas(doc)[..., [2, 1, 0]].astype(int) - result.final(0.8, "page")).max() <= 2
+    docker.output_layer.setCurrentIndex(0)
+
+
+def test_the_artist_is_told_when_an_earlier_result_hides_the_new_colours(docker):
+    page = drawn()
+    doc, ink = new_document(page)
+    ink.pixels[..., 3] = 255 - page.grey  # line art of its own: the colours go beneath it
+    paint_hints(docker, doc, page)
+    cover = doc.createNode("inkn'hue colour kept", "paintlayer")  # an earlier result, opaque over most
+    cover.pixels[:150] = (200, 200, 200, 255)
+    doc.rootNode().addChildNode(cover, doc.topLevelNodes()[-2])
+    docker.output_layer.setCurrentIndex(docker.output_layer.findData("colour"))
+    colorize(docker, doc)
+    assert "\u201cinkn'hue colour kept\u201d above hides 83% of the new colours" in docker.message.text()
+    docker.output_layer.setCurrentIndex(0)
+
+
+def test_a_deleted_result_layer_is_noticed_at_once(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    layer = colorize(docker, doc)
+    assert docker.keep_button.isEnabled() and "Done" in docker.stage.text()
+    layer.remove()  # the artist deletes it (or undoes it away)
+    pump(lambda: not docker.keep_button.isEnabled(), timeout=2)
+    assert docker.stage.text() == "" and "gone" in docker.message.text()
+    assert docker.sessions.of(doc).shown is None
+    colorize(docker, doc)  # the next Colorize makes a new one
+    assert len(result_layers(doc)) == 1
+
+
+def test_dragging_the_slider_mixes_a_preview_here_and_the_release_blends_the_page(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    layer = colorize(docker, doc)
+    reference = expected(weights, page, 0.8)
+    session = docker.sessions.of(doc)
+    docker.ratio.setSliderDown(True)
+    docker.ratio.setValue(70)  # the first move: the backend blends it, and the ends are asked for
+    pump(lambda: session.preview is not None and docker.throttle.in_flight is None)
+    sent = docker.backend._callbacks.copy()
+    for value, ratio in ((0, 0.0), (100, 1.0), (50, 0.5), (62, 0.62)):
+        docker.ratio.setValue(value)  # each move written at once, without the backend
+        assert docker.backend._callbacks == sent and docker.throttle.in_flight is None
+        got = layer.pixels[..., [2, 1, 0]].astype(int)
+        difference = np.abs(got - reference.final(ratio, "page"))
+        if ratio in preview.KNOTS:  # the backend's own blends, reduced (here: the page is small)
+            assert difference.max() <= 1
+        else:  # mixed between the two nearest: close
+            assert difference.max() <= 24 and difference.mean() < 2, (ratio, difference.max(), difference.mean())
+    docker.ratio.setSliderDown(False)
+    docker.ratio.sliderReleased.emit()
+    writes = layer.writes
+    pump(lambda: layer.writes > writes and docker.throttle.in_flight is None)
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], reference.final(0.62, "page"))
+
+
+def test_add_hint_layer_on_a_greyscale_page_converts_and_then_makes_the_layer(docker):
+    page = drawn()
+    doc, _ = new_document(page)
+    doc._model = "GRAYA"
+    docker.add_hints.click()
+    docker.convert.click()  # what the artist asked for follows the conversion
+    assert any(n.name() == "inkn'hue hints" for n in doc.topLevelNodes())
+    assert docker.message.text().startswith("Converted to RGB. Paint colour strokes on the hint layer")
+    assert "Colorize again" not in docker.message.text()
+
+
+def test_the_live_advice_names_max_size_only_while_it_can_go_lower(docker, monkeypatch):
+    docker.rerun_s = 30.0
+    docker.max_size.setValue(docker.max_size.minimum())
+    docker.max_size.editingFinished.emit()
+    assert "smaller Max size" not in docker.live_switch.toolTip() and "selection" in docker.live_switch.toolTip()
+    docker.max_size.setValue(256)
+    docker.max_size.editingFinished.emit()
+    assert "smaller Max size" in docker.live_switch.toolTip()
+    docker.rerun_s = None
+
+
+def test_the_status_shows_no_command_line_while_the_backend_starts(docker):
+    docker._on_state("starting", "")
+    assert docker.status.text() == "Backend: starting…"
+    docker._on_state(docker.backend.state, docker.backend.detail)

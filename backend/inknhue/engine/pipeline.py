@@ -20,6 +20,7 @@ Deviations from app.py, each where the app has no defined behaviour for an artis
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ from ..rough import RoughProvider, RoughRequest
 from ..runtime import host_memory
 from ..runtime.cache import StageCache, digest
 from ..runtime.devices import describe, free_memory, out_of_memory_as_error, pick_device
+from ..runtime import progress
 from ..runtime.progress import JobProgress, measure_work
 from ..weights import checkpoints
 from .options import EngineOptions, resolve
@@ -63,6 +65,13 @@ log = logging.getLogger(__name__)
 
 # Rough colours first: a provider's input errors then come before the slow stages.
 STAGES = ("rough", "shade", "condition", "encode", "decode", "blend")
+#: the page-size output a caller makes of a result (no stage of the engine's; counted in the time left)
+OUTPUT_STAGE = "output"
+
+
+def output_made(seconds: float, page_size: tuple[int, int]) -> None:
+    """A caller made a result's page-size output in `seconds`: the next jobs' time left counts it."""
+    progress.SPEEDS.remember_pixels(OUTPUT_STAGE, seconds, page_size[0] * page_size[1])
 
 
 
@@ -351,7 +360,11 @@ class Engine:
                 progress(StageEvent(name, STAGES.index(name) + 1, len(STAGES), seconds, cached, fraction,
                                     tracker.fraction_done(), tracker.seconds_left()))
 
-        tracker = JobProgress(planned, lambda name, fraction: report(name, None, fraction=fraction))
+        work_pixels = math.prod(working_size(page.shape[1], page.shape[0], max_size))
+        page_pixels = page.shape[0] * page.shape[1]
+        # the stages without networks, and the page-size output its caller makes next (OUTPUT_STAGE)
+        tail = {"rough": page_pixels, "blend": work_pixels, OUTPUT_STAGE: page_pixels} if progress else {}
+        tracker = JobProgress(planned, lambda name, fraction: report(name, None, fraction=fraction), tail)
 
         def stage(steps, key: str | None):
             """Run `steps` ((name, fn(previous result)), each a stage timed and reported on its

@@ -124,7 +124,11 @@ def check_backend(weights_dir: Path) -> list[Check]:
 
             load_shading_generator(weights_dir)
             load_alignment_vae(weights_dir)
-            checks.append(Check("weights", True, f"{weights_dir}: present, every network loads strictly"))
+            origin = {"own": "; your own weights (--own-weights), not the released files",
+                      "unchecked": "; not checked against the released files (the hub did not answer when "
+                                   "they were copied)"}.get(Manifest(user_data_dir() / MANIFEST).info.get(
+                                       "weights_origin"), "")
+            checks.append(Check("weights", True, f"{weights_dir}: present, every network loads strictly{origin}"))
         except Exception as exc:
             checks.append(Check("weights", False, str(exc), f"run `{weights.inknhue_command()} weights download`"))
     checks.append(check_serve(weights_dir))

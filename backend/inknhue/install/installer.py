@@ -290,11 +290,39 @@ def pip_install(*args: str, python: str | None = None) -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "pip.log"
         done = subprocess.run([python or sys.executable, "-m", "pip", "--disable-pip-version-check",
-                               "--log", str(log), "install", *args])
+                               "--log", str(log), "install", *args], stderr=subprocess.PIPE, text=True,
+                              errors="replace")
+        said, conflicts = resolver_notes(done.stderr or "")
+        if said:
+            print(said, file=sys.stderr, end="" if said.endswith("\n") else "\n", flush=True)
+        if conflicts:
+            say(f"pip: {len(conflicts)} package(s) already in this Python want other versions of what they "
+                f"use ({conflicts[0]}{', ...' if len(conflicts) > 1 else ''}); pip reports it as an ERROR but "
+                f"installed everything: inkn'hue does not use them, nothing to do")
         if done.returncode == 0:
             return None
         text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
     return pip_failure_cause(text) if text else f"pip exited with status {done.returncode}"
+
+
+_RESOLVER = "ERROR: pip's dependency resolver does not currently take into account"
+
+
+def resolver_notes(stderr: str) -> tuple[str, list[str]]:
+    """pip's stderr without its dependency-resolver block (an ERROR line that follows a
+    successful install when other packages of this Python conflict), and that block's
+    conflicts, named by package."""
+    kept, conflicts, inside = [], [], False
+    for line in stderr.splitlines(keepends=True):
+        if line.startswith(_RESOLVER):
+            inside = True
+            continue
+        if inside and (" requires " in line or "which is incompatible" in line or "but you have" in line):
+            conflicts.append(line.split(" requires ")[0].strip())
+            continue
+        inside = False
+        kept.append(line)
+    return "".join(kept), conflicts
 
 
 def pip(*args: str) -> None:
@@ -322,11 +350,15 @@ def pypi_torch_note(choice: TorchChoice) -> str:
 
 def install_torch(device: str, torch_index: str = TORCH_INDEX) -> TorchChoice:
     choice = choose_torch(device, torch_index)
-    say(f"torch: {choice.device} ({choice.why})")
     installed = torch_suits(choice)
-    if installed:
-        say(f"torch: {installed} already installed and suitable")
+    if installed:  # one line: what is there and why it stays (not a build chosen, then another kept)
+        build = torch_build()
+        cuda_on_cpu = choice.device == "cpu" and build is not None and build[1] is not None
+        say(f"torch: {installed} already installed and suitable for {choice.device} ({choice.why.split(':')[0]})"
+            + ("; a CUDA build, which runs on the CPU too: kept, nothing to download" if cuda_on_cpu
+               else ": kept, nothing to download"))
         return choice
+    say(f"torch: {choice.device} ({choice.why})")
     if choice.index is None:
         cause = pip_install("torch")
         if cause:
@@ -401,7 +433,33 @@ def _satisfied(requirement: str) -> bool:
 
 # --- weights ----------------------------------------------------------------------------
 
-def install_weights(manifest: Manifest, target: Path, source: Path | None) -> str | None:
+def check_released(source: Path, own: bool) -> str:
+    """Whether `source` holds the released weights, by the hub's sha256 of each file: refused
+    when one differs (unless `own`: weights of one's own, e.g. fine-tuned); returns what the
+    manifest records for `inknhue doctor`: "released", "own" or "unchecked" (no hub answered)."""
+    from ..weights import hub
+
+    if own:
+        say("weights: your own (--own-weights): not checked against the released files")
+        return "own"
+    try:
+        expected = hub.expected_files()
+    except hub.DownloadError as exc:
+        say(f"weights: not checked against the released files: {exc.host} did not answer ({exc.reason}); "
+            f"copied as they are (`inknhue doctor` says so)")
+        return "unchecked"
+    for item in expected:
+        path = source / item.path
+        digest = hub.file_digest(path, item.algorithm)
+        if digest != item.digest:
+            raise InknhueError(f"--weights-from {source}: {item.path} is not the released file ({item.algorithm} "
+                               f"{digest[:12]}..., the release's is {item.digest[:12]}...); copy the files from "
+                               f"{weights.HF_REPO} again, or add --own-weights if these are weights of your own")
+    say("weights: the released files (each checked by its sha256 on the hub)")
+    return "released"
+
+
+def install_weights(manifest: Manifest, target: Path, source: Path | None, own: bool = False) -> str | None:
     """Copy the weights from `source`, or download them; returns None when they are in place,
     else why the download failed (everything else can still be installed)."""
     from ..weights import hub
@@ -410,6 +468,7 @@ def install_weights(manifest: Manifest, target: Path, source: Path | None) -> st
         missing = weights.missing_files(source)
         if missing:
             raise InknhueError(f"--weights-from {source} lacks {', '.join(missing)}")
+        manifest.info["weights_origin"] = check_released(source, own)
         changed = [name for name in weights.FILES if manifest.copy(source / name, target / name)]
         for name in [n for n in manifest.files if n.startswith(str(target / hub.DOWNLOADS) + os.sep)]:
             Path(name).unlink(missing_ok=True)  # a download this installer began is not needed any more
@@ -417,6 +476,7 @@ def install_weights(manifest: Manifest, target: Path, source: Path | None) -> st
         manifest.save()
         say(f"weights: {'copied ' + ', '.join(changed) if changed else 'already in place'} ({target})")
     else:
+        manifest.info["weights_origin"] = "released"  # downloaded: verified as they come
         before = {name: (target / name).exists() for name in (*weights.FILES, hub.RECORD)}
         manifest.make_dir(target)
         manifest.save()  # an interrupted download must still be uninstallable
@@ -642,6 +702,9 @@ OPTIONS = (
     (("--weights-from",), dict(type=Path, metavar="DIR",
                                help="copy the weights from DIR (the hub repo's layout) instead of downloading "
                                     "them: the offline route")),
+    (("--own-weights",), dict(action="store_true",
+                              help="with --weights-from: weights of your own (e.g. fine-tuned), copied without "
+                                   "checking them against the released files' sha256")),
     (("--no-weights",), dict(action="store_true", help="do not install the weights")),
     (("--krita-dir",), dict(type=Path, metavar="PATH",
                             help="Krita's resource folder (default: found for this system, Flatpak too)")),
@@ -689,7 +752,7 @@ def command_line(argv: list[str]) -> str:
 def install(device: str = "auto", weights_from: Path | None = None, no_weights: bool = False,
             krita_dir: Path | None = None, source: Path | None = None, wheels_from: Path | None = None,
             pyzmq: str = "vendor", skip_torch: bool = False, torch_index: str = TORCH_INDEX,
-            rerun: str | None = None, cluster: bool = False) -> int:
+            rerun: str | None = None, own_weights: bool = False, cluster: bool = False) -> int:
     """Returns 0 when everything is in place, INCOMPLETE when only the weights are missing."""
     data = user_data_dir()
     manifest = Manifest(data / MANIFEST)
@@ -704,7 +767,9 @@ def install(device: str = "auto", weights_from: Path | None = None, no_weights: 
     if no_weights:
         say("weights: skipped (--no-weights)")
     else:
-        problem = install_weights(manifest, weights_dir, weights_from)
+        if own_weights and weights_from is None:
+            raise InknhueError("--own-weights says the weights from --weights-from DIR are your own: give DIR too")
+        problem = install_weights(manifest, weights_dir, weights_from, own_weights)
     places = krita_places(krita_dir)
     source = source or Path(os.environ.get("INKNHUE_SOURCE", Path(__file__).resolve().parents[2]))
     install_plugin(manifest, places, source)

@@ -6,6 +6,7 @@ Arrays here are H x W x C uint8, RGB order, unless a name says otherwise.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +36,14 @@ def check_size(width: int, height: int, what: str = "image") -> None:
                          f"a side and {MAX_PIXELS // 1_000_000} MP")
 
 
+def _too_large(exc: Exception, what: str, path: Path) -> InputError:
+    """Pillow's refusal of a huge image (before its size is known to us), said as check_size says it."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)) / 1_000_000:.0f} MP: " if found else ""
+    return InputError(f"{what} {path} is {size}larger than the limit of {MAX_SIDE} px a side and "
+                      f"{MAX_PIXELS // 1_000_000} MP")
+
+
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open and decode an image file, upright (EXIF orientation applied), within the size limits."""
     path = Path(path)
@@ -48,7 +57,9 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
         raise InputError(f"{what} not found: {path}") from None
     except IsADirectoryError:
         raise InputError(f"{what} {path} is a folder, not an image") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_large(exc, what, path) from None
+    except UnidentifiedImageError as exc:
         raise InputError(f"{what} {path} is not an image Pillow can read ({exc})") from None
     except OSError as exc:  # truncated or damaged data
         raise InputError(f"{what} {path} could not be decoded: {exc}") from None
@@ -73,7 +84,9 @@ def read_header(path: str | os.PathLike, what: str = "image") -> tuple[int, int,
         raise InputError(f"{what} not found: {path}") from None
     except IsADirectoryError:
         raise InputError(f"{what} {path} is a folder, not an image") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise _too_large(exc, what, path) from None
+    except UnidentifiedImageError as exc:
         raise InputError(f"{what} {path} is not an image Pillow can read ({exc})") from None
     except OSError as exc:
         raise InputError(f"{what} {path} could not be read: {exc}") from None

@@ -63,6 +63,10 @@ class RoughProvider(ABC):
         if reason:
             raise WeightsError(f"the '{self.name}' provider is not available: {reason}")
 
+    def validate(self, request: RoughRequest) -> None:  # noqa: B027  (a hook: most providers take any input)
+        """Refuse inputs this provider cannot use (InputError), with no weights loaded: the
+        command line asks before anything slow."""
+
     def check(self, request: RoughRequest) -> list[str]:
         """Warnings for the artist: inputs that are valid but probably not what was meant."""
         return []

@@ -208,6 +208,9 @@ class FlatsProvider(RoughProvider):
     description = "hint strokes spread into the regions the ink lines enclose (no network, any machine)"
     takes_reference = True
 
+    def validate(self, request: RoughRequest) -> None:
+        check_hints(request.hints, request.page)
+
     def check(self, request: RoughRequest) -> list[str]:
         warnings = empty_hints_warning(request)
         hints = request.hints

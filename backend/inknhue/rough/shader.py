@@ -50,6 +50,9 @@ class ShaderProvider(RoughProvider):
     name = "shader"
     description = "the shading network's own colours, guided by the hint strokes (released shader.ckpt)"
 
+    def validate(self, request: RoughRequest) -> None:
+        check_hints(request.hints, request.page)
+
     def check(self, request: RoughRequest) -> list[str]:
         return empty_hints_warning(request)
 

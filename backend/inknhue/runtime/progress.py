@@ -3,9 +3,13 @@
 A stage's work is counted in convolution multiply-adds (nearly all of a network's time):
 a forward hook adds each convolution's as it finishes, against the stage's total, which
 a pass of the same network on the meta device (shapes only, no arithmetic, milliseconds)
-gives before the stage runs. The time left is the work left times the seconds per
-multiply-add measured so far in this job, so it adapts to the machine, the device and
-whatever else it is doing. Cached stages change nothing; row-band execution
+gives before the stage runs. The time left is each stage's work left times its seconds per
+multiply-add: measured in this job once the stage runs, else as this process last measured
+it (`SPEEDS`: a shading network and a VAE run at different speeds a multiply-add, so one
+job-wide rate was minutes off early on), else this job's rate so far; plus the stages
+without networks still to come (the rough colours, the blend, the page-size output), at the
+seconds per pixel last measured. Nothing known yet: None (the docker says "estimating").
+Cached stages change nothing; row-band execution
 (networks/banded.py), which runs the modules' convolutions functionally, reports each
 through `count_convolution`, so bands count as the untiled modules would.
 """
@@ -66,15 +70,43 @@ def measure_work(forward: Callable[[], object]) -> float:
     return total
 
 
+class Speeds:
+    """What this process measured: seconds per multiply-add of each network stage, seconds
+    per pixel of each stage without networks."""
+
+    def __init__(self):
+        self.per_work: dict[str, float] = {}
+        self.per_pixel: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def remember_work(self, stage: str, seconds: float, work: float) -> None:
+        if work > 0 and seconds > 0:
+            with self._lock:
+                self.per_work[stage] = seconds / work
+
+    def remember_pixels(self, stage: str, seconds: float, pixels: float) -> None:
+        if pixels > 0 and seconds > 0:
+            with self._lock:
+                self.per_pixel[stage] = seconds / pixels
+
+
+SPEEDS = Speeds()
+
+
 class JobProgress:
     """The work of a job's stages, the part done, and the speed measured on the way."""
 
-    def __init__(self, work: dict[str, float], report: Callable[[str, float], None]):
+    def __init__(self, work: dict[str, float], report: Callable[[str, float], None],
+                 tail: dict[str, float] | None = None, speeds: Speeds | None = None):
         self.work = dict(work)                  #: stage -> multiply-adds still to run
         self.report = report                    #: called with (stage, fraction of the stage) while it runs
+        self.tail = dict(tail or {})            #: stage without networks -> its pixels, still to run
+        self.speeds = speeds or SPEEDS          # looked up now: a test can give the process a fresh one
         self.done_work = 0.0
         self.busy_seconds = 0.0
         self._stage: str | None = None
+        self._tail_stage: str | None = None
+        self._tail_started = 0.0
         self._stage_done = 0.0
         self._stage_started = 0.0
         self._last_report = time.perf_counter()
@@ -82,12 +114,22 @@ class JobProgress:
     def skip(self, stage: str) -> None:
         """A stage came from the cache: its work is not to be done."""
         self.work.pop(stage, None)
+        self.tail.pop(stage, None)
 
     @contextmanager
     def stage(self, name: str):
-        """Count the convolutions of `name` in this thread while it runs."""
+        """Count the convolutions of `name` in this thread while it runs (a stage without
+        networks is timed, for the next job's estimate)."""
         if name not in self.work:
-            yield
+            started, pixels = time.perf_counter(), self.tail.get(name)
+            self._tail_stage, self._tail_started = name, started
+            try:
+                yield
+            finally:
+                self._tail_stage = None
+                if pixels is not None:
+                    self.speeds.remember_pixels(name, time.perf_counter() - started, pixels)
+                    self.tail.pop(name, None)
             return
         self._stage, self._stage_done, self._stage_started = name, 0.0, time.perf_counter()
         thread = threading.get_ident()
@@ -106,6 +148,7 @@ class JobProgress:
             _current.counter = outer
             self.done_work += self._stage_done
             self.busy_seconds += time.perf_counter() - self._stage_started
+            self.speeds.remember_work(name, time.perf_counter() - self._stage_started, self._stage_done)
             self.work.pop(name, None)
             self._stage, self._stage_done = None, 0.0
 
@@ -116,13 +159,26 @@ class JobProgress:
         return min(1.0, done / total) if total > 0 else None
 
     def seconds_left(self) -> float | None:
-        """The work left, at the speed measured so far (None before any is measured)."""
-        elapsed = self.busy_seconds + (time.perf_counter() - self._stage_started if self._stage else 0.0)
-        done = self.done_work + self._stage_done
-        if done <= 0 or elapsed <= 0:
-            return None
-        left = sum(self.work.values()) - self._stage_done
-        return max(0.0, left * elapsed / done)
+        """The time left (see the module's docstring); None while nothing tells it."""
+        now = time.perf_counter()
+        job_rate = self.busy_seconds / self.done_work if self.done_work > 0 else None
+        left, known = 0.0, False
+        for stage, work in self.work.items():
+            rate = self.speeds.per_work.get(stage, job_rate)
+            remaining = work
+            if stage == self._stage:
+                remaining -= self._stage_done
+                if self._stage_done > 0:
+                    rate = (now - self._stage_started) / self._stage_done
+            if rate is not None:
+                left, known = left + max(0.0, remaining) * rate, True
+        for stage, pixels in self.tail.items():
+            rate = self.speeds.per_pixel.get(stage)
+            if rate is not None:
+                running = now - self._tail_started if stage == self._tail_stage else 0.0
+                left, known = left + max(0.0, pixels * rate - running), True
+        known = known or (not self.work and self.done_work > 0)  # the networks are done: what is known is left
+        return max(0.0, left) if known else None
 
     def _maybe_report(self) -> None:
         total = self.work.get(self._stage, 0.0)

@@ -42,7 +42,7 @@ from ..defaults import (
     PROVIDER_NAMES,
 )
 from ..engine.options import EngineOptions
-from ..engine.pipeline import STAGES, Cancelled, Engine, StageEvent
+from ..engine.pipeline import STAGES, Cancelled, Engine, StageEvent, output_made
 from ..errors import InknhueError
 from ..logs import RateLimitedLog
 from ..page.imaging import check_work_size
@@ -460,7 +460,9 @@ class Server:
                 result = self.engine.colorize(page, get_provider(request.provider), rough_request,
                                               max_size=request.max_size, ratio=request.ratio, progress=progress,
                                               cache=self.cache, cancelled=job.cancel.is_set)
+            rendering = time.perf_counter()
             image = render(result, request.output, request.ratio, job.mask)
+            output_made(time.perf_counter() - rendering, result.page_size)
             job.result, job.state = result, JobState.DONE
             self.counters.update(result.ran)
             seconds = time.perf_counter() - started

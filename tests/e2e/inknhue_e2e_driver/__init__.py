@@ -41,6 +41,12 @@ def step(name):
     save_report()
 
 
+def undo_text():
+    QApplication.processEvents()
+    undo = Krita.instance().action("edit_undo")
+    return undo.text() if undo is not None and undo.isEnabled() else ""
+
+
 def find_docker():
     for docker in Krita.instance().dockers():
         if type(docker).__name__ == "InknhueDocker":
@@ -90,6 +96,9 @@ class Driver:
         REPORT["docker"] = self.docker is not None
         if self.docker is None:
             raise RuntimeError("no inkn'hue docker in this Krita")
+        if SPEC["mode"] == "responsive":
+            return self.wait(lambda: self.docker.backend.state == "connected", self.responsive_run,
+                             what="a connected backend")
         if SPEC["mode"] == "no_backend":
             self.wait(lambda: self.docker.backend.state in ("not_installed", "error"), self.no_backend,
                       timeout=30, what="the backend state")
@@ -121,12 +130,42 @@ class Driver:
         self.doc.refreshProjection()
         self.doc.waitForDone()
         REPORT["layers_before"] = [n.name() for n in self.doc.topLevelNodes()]
+        # the artist's last step before Colorize, one the undo history names: clearing a sketch layer
+        self.sketch = self.doc.createNode("sketch", "paintlayer")
+        self.doc.rootNode().addChildNode(self.sketch, None)
+        self.activate("sketch", self.clear_sketch)
+
+    def activate(self, name, then):
+        """Make a layer the active one, as clicking it does (Krita settles it on its event loop)."""
+        node = find_layer(self.doc, name)
+
+        def active():
+            if self.doc.activeNode() is not None and self.doc.activeNode().name() == name:
+                return True
+            self.doc.setActiveNode(node)
+            return False
+
+        self.wait(active, then, timeout=10, what=f"{name} active")
+
+    def clear_sketch(self):
+        Krita.instance().action("clear").trigger()
+        self.doc.waitForDone()
+        self.activate("inkn'hue hints", self.press_colorize)  # the artist paints on the hint layer
+
+    def press_colorize(self):
+        REPORT["undo_before"] = undo_text()
+        REPORT["active_before"] = self.doc.activeNode().name()
         step("hints")
         self.docker.colorize_button.click()
         self.wait(lambda: find_layer(self.doc, "inkn'hue colour") is not None and self.docker.running is None,
                   self.read_result, what="the colour layer")
 
     def read_result(self):
+        QTimer.singleShot(300, self.read_result_settled)  # whatever Krita does on a new layer, done
+
+    def read_result_settled(self):
+        REPORT["active_after"] = self.doc.activeNode().name()
+        REPORT["undo_after"] = undo_text()
         layer = find_layer(self.doc, "inkn'hue colour")
         self.dump(layer, "result_0.8")
         self.doc.refreshProjection()
@@ -149,11 +188,27 @@ class Driver:
         self.screenshot()
         # the colours alone, as a Multiply layer under the ink
         self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("colour"))
+        self.canvas_before_colour = bytes(self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"]))
         self.docker.colorize_button.click()
         self.wait(lambda: find_layer(self.doc, "inkn'hue colour under ink") is not None and self.docker.running is None,
                   self.read_colour_layer, what="the colour-under-ink layer")
 
     def read_colour_layer(self):
+        QTimer.singleShot(300, self.read_colour_layer_settled)
+
+    def read_colour_layer_settled(self):
+        REPORT["active_after_colour"] = self.doc.activeNode().name()
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        REPORT["canvas_changed_by_colour"] = bytes(
+            self.doc.pixelData(0, 0, SPEC["width"], SPEC["height"])) != self.canvas_before_colour
+        REPORT["colour_message"] = self.docker.message.text()
+        REPORT["undo_after_colour"] = undo_text()
+        undo = Krita.instance().action("edit_undo")  # Ctrl+Z: the artist's last step goes, not our layers
+        undo.trigger()
+        self.doc.waitForDone()
+        QApplication.processEvents()
+        REPORT["undo_after_ctrl_z"] = undo_text()
         layer = find_layer(self.doc, "inkn'hue colour under ink")
         REPORT["colour_layer_blending"] = layer.blendingMode()
         REPORT["layers_with_colour"] = [n.name() for n in self.doc.topLevelNodes()]
@@ -206,6 +261,85 @@ class Driver:
         self.dump(self.layer, "result_live")
         self.docker.live_switch.setChecked(False)
         step("live")
+        quit_krita()
+
+    def responsive_run(self):
+        """Krita's UI thread during a run and a drag of the slider: a 50 ms timer's missed
+        ticks and longest gap, and the longest call into the plugin's own code (what the
+        plugin holds the UI thread for, the backend's load on the CPU set aside)."""
+        self.docker.max_size.setValue(SPEC["max_size"])
+        self.docker.add_hints.click()
+        hints = find_layer(self.doc, "inkn'hue hints")
+        hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        self.longest, self.calls = {}, {}
+        controller = sys.modules["inknhue_krita.controller"].Controller
+        for owner, name in ((controller, "start"), (controller, "on_event"), (controller, "_written"),
+                            (self.docker.backend.connection, "receive"), (self.docker.backend, "request"),
+                            (sys.modules["inknhue_krita.document"], "page_pixels"),
+                            (sys.modules["inknhue_krita.document"], "layer_pixels"),
+                            (sys.modules["inknhue_krita.document"], "layer_fingerprint"),
+                            (sys.modules["inknhue_krita.document"], "arrange"),
+                            (sys.modules["inknhue_krita.document"], "new_layer"),
+                            (sys.modules["inknhue_krita.document"], "covers"),
+                            (sys.modules["inknhue_krita.document"], "opaque_share")):
+            self.timed(owner, name)
+        self.ticks = []
+        self.ticker = QTimer()
+        self.ticker.setInterval(50)
+        self.ticker.timeout.connect(lambda: self.ticks.append(time.monotonic()))
+        self.ticker.start()
+        self.run_started = time.monotonic()
+        self.docker.colorize_button.click()
+        self.wait(lambda: self.docker.running is None and self.docker.sessions.of(self.doc).shown is not None,
+                  self.responsive_drag, timeout=200, what="the result")
+
+    def timed(self, owner, name):
+        original = getattr(owner, name)  # a class's function or an object's bound method
+
+        def call(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.longest[name] = max(self.longest.get(name, 0.0), time.perf_counter() - started)
+
+        setattr(owner, name, call)
+
+    def gaps(self, since):
+        ticks = [t for t in self.ticks if t >= since]
+        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        expected = (time.monotonic() - since) / 0.05
+        return {"seconds": round(time.monotonic() - since, 2), "ticks": len(ticks), "expected": round(expected),
+                "missed": max(0, round(expected) - len(ticks)), "longest_gap": round(max(gaps, default=0), 3)}
+
+    def responsive_drag(self):
+        REPORT["run"] = self.gaps(self.run_started)
+        REPORT["run_longest_call"] = {k: round(v, 3) for k, v in self.longest.items()}
+        REPORT["stage"] = self.docker.stage.text()
+        ratio = self.docker.ratio
+        ratio.setSliderDown(True)
+        ratio.setValue(70)  # the first move asks for the preview
+        self.wait(lambda: self.docker.sessions.of(self.doc).preview is not None and
+                  self.docker.throttle.in_flight is None, self.responsive_moves, timeout=60, what="the preview")
+
+    def responsive_moves(self):
+        REPORT["write_steps"] = self.calls.get("_written", 0)
+        requests = self.calls.get("request", 0)
+        moves = []
+        for value in (10, 30, 50, 80, 95):
+            started = time.perf_counter()
+            self.docker.ratio.setValue(value)
+            self.doc.waitForDone()  # Krita has the new pixels in its projection
+            moves.append(round(time.perf_counter() - started, 3))
+        REPORT["moves_s"] = moves
+        REPORT["blends_during_moves"] = self.calls.get("request", 0) - requests
+        REPORT["longest_call_all"] = {k: round(v, 3) for k, v in self.longest.items()}
+        self.docker.ratio.setSliderDown(False)
+        self.docker.ratio.sliderReleased.emit()
+        step("responsive")
         quit_krita()
 
     def poll_cost(self):
