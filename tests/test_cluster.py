@@ -13,8 +13,6 @@ import torch
 from drawing import Page
 from PIL import Image
 
-from conftest import run_cli
-
 from inknhue import cli
 from inknhue.batch import chapter, cluster
 
@@ -198,8 +196,14 @@ def test_a_second_driver_on_the_same_folder_refuses(local_ray, book, parity_weig
 
 # The addresses are tried by the command itself, as a user runs it (this process holds a Ray).
 
+@pytest.fixture
+def run_cli(cli):
+    """The installed `inknhue` console script (conftest's `cli` fixture)."""
+    return cli
+
+
 def test_an_address_that_takes_the_connection_and_says_nothing_is_an_error_within_seconds(
-        book, parity_weights, tmp_path):
+        book, parity_weights, tmp_path, run_cli):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)
@@ -214,7 +218,7 @@ def test_an_address_that_takes_the_connection_and_says_nothing_is_an_error_withi
     assert f"the Ray cluster at {address} does not answer (no answer within 10 s)" in done.stderr
 
 
-def test_a_closed_port_is_named(book, parity_weights, tmp_path):
+def test_a_closed_port_is_named(book, parity_weights, tmp_path, run_cli):
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from test_cluster import NAMES, args_for, book  # noqa: F401  (the module's pages)
 
 pytest.importorskip("ray")
@@ -36,9 +35,9 @@ def head(tmp_path, monkeypatch):
         subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
 
 
-def test_a_chapter_joins_a_running_cluster_by_its_address(head, book, parity_weights, tmp_path):  # noqa: F811
+def test_a_chapter_joins_a_running_cluster_by_its_address(head, book, parity_weights, tmp_path, cli):  # noqa: F811
     host = socket.gethostbyname(socket.gethostname())
-    done = run_cli(*args_for(book, parity_weights, tmp_path / "out", "--cluster", f"{host}:{head}",
+    done = cli(*args_for(book, parity_weights, tmp_path / "out", "--cluster", f"{host}:{head}",
                              "--actor-cpus", 1), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cluster: 1 actor, 1 CPUs each" in done.stderr
