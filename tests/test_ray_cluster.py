@@ -1,3 +1,4 @@
+# Ray in the pytest process (its threads and arenas) skews test_host_memory: these files sort after it.
 """Chapters on Ray (`--cluster`): a real local Ray on the CPU, two actors, small pages."""
 
 import io

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cluster import NAMES, args_for, book  # noqa: F401  (the module's pages)
+from test_ray_cluster import NAMES, args_for, book  # noqa: F401  (the module's pages)
 
 pytest.importorskip("ray")
 RAY = Path(sys.executable).parent / "ray"
