@@ -1,5 +1,7 @@
-# Ray in the pytest process (its threads and arenas) skews test_host_memory: these files sort after it.
-"""Chapters on Ray (`--cluster`): a real local Ray on the CPU, two actors, small pages."""
+"""Chapters on Ray (`--cluster`): a real local Ray on the CPU, two actors, small pages.
+
+Named to sort after test_host_memory.py: a Ray started in the pytest process (its threads)
+skews that file's worker-thread heap count."""
 
 import io
 import logging
