@@ -221,9 +221,8 @@ class _Loop:
     def __init__(self, ray, args, plan, say):
         self.ray, self.args, self.plan, self.say = ray, args, plan, say
         self.tally = chapter.Tally()
-        self.bar = chapter_bar = chapter.chapter_bar(len(plan.pages))
+        self.bar = chapter.chapter_bar(len(plan.pages))
         self.first = time.monotonic()
-        self.bar_text = chapter_bar.set_postfix_str
 
     def tell(self, line: str) -> None:
         log.info("%s", line)
@@ -383,7 +382,7 @@ class _Loop:
             state = ("busy" if actor.order else "free") if actor.state == "ready" else actor.state
             states[state] = states.get(state, 0) + 1
         rate = f"{len(self.tally.done) / minutes:.1f} pages/min, " if minutes > 0 and self.tally.done else ""
-        self.bar_text(rate + ", ".join(f"{n} {state}" for state, n in states.items()), refresh=True)
+        self.bar.set_postfix_str(rate + ", ".join(f"{n} {state}" for state, n in states.items()), refresh=True)
 
 
 def _first_line(exc: BaseException) -> str:
