@@ -2,6 +2,9 @@
 page's size with the page's own ink, one page or a chapter; bad input is one line, never a
 traceback, never a partial file under the output's name."""
 
+import json
+import os
+
 import corpus
 import cv2
 import numpy as np
@@ -166,7 +169,7 @@ def test_a_chapter_matches_colourings_to_pages_by_name(tmp_path, toned):
         save(pages / f"{name}.png", page.grey)
         save(coloured / f"{name}.jpg", colouring)
     assert main(["upscale", str(pages), str(coloured), "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["p1.png", "p2.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["p1.png", "p2.png"]
     assert read(out / "p1.png").shape == (*page.grey.shape, 3)
 
 
@@ -179,3 +182,122 @@ def test_a_chapter_page_without_its_colouring_stops_it_before_any_work(tmp_path,
     save(coloured / "p1.png", colouring)
     assert main(["upscale", str(pages), str(coloured), "-o", str(out)]) == 1
     assert "no colouring" in one_line_error(capsys) and not out.exists()
+
+
+# --- chapters: done, done again, kept (chapter.py's manifest and lock) -------------------------
+
+@pytest.fixture
+def chapter(tmp_path, toned):
+    """Two pages and their colourings; `run(*extra)` upscales them into out/ and gives
+    (exit code, what it said)."""
+    page, colouring = toned
+    pages, coloured, out = tmp_path / "pages", tmp_path / "coloured", tmp_path / "out"
+    pages.mkdir(), coloured.mkdir()
+    for name in ("p1", "p2"):
+        save(pages / f"{name}.png", page.grey)
+        save(coloured / f"{name}.png", colouring)
+
+    def run(*extra, capsys=None):
+        code = main(["upscale", str(pages), str(coloured), "-o", str(out), *extra])
+        return code, capsys.readouterr().err if capsys else ""
+
+    run.pages, run.coloured, run.out, run.colouring = pages, coloured, out, colouring
+    return run
+
+
+def written_times(out):
+    return {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+
+
+def test_a_chapter_run_again_skips_the_pages_done_with_the_same_inputs(chapter, capsys):
+    assert chapter(capsys=capsys)[0] == 0
+    before = written_times(chapter.out)
+    code, said = chapter(capsys=capsys)
+    assert code == 0
+    assert "skipped p1: done" in said and "skipped p2: done" in said
+    assert "0 done, 2 skipped, 0 failed" in said
+    assert written_times(chapter.out) == before
+    records = json.loads((chapter.out / ".inknhue-chapter.json").read_text())["pages"]
+    assert sorted(records) == ["p1.png", "p2.png"]
+    assert records["p1.png"]["settings"] == {"command": "upscale", "layer": "full"}
+
+
+def test_a_changed_colouring_or_layer_does_its_pages_again(chapter, capsys):
+    assert chapter(capsys=capsys)[0] == 0
+    recoloured = chapter.colouring.copy()
+    recoloured[..., 0] = 255 - recoloured[..., 0]
+    save(chapter.coloured / "p2.png", recoloured)
+    before = read(chapter.out / "p2.png")
+    code, said = chapter(capsys=capsys)
+    assert code == 0 and "skipped p1: done" in said
+    assert "p2: coloured changed since it was done; doing it again" in said
+    assert "1 done, 1 skipped" in said
+    assert not np.array_equal(read(chapter.out / "p2.png"), before)
+    code, said = chapter("--layer", "colour", capsys=capsys)
+    assert code == 0 and said.count("layer changed since it was done") == 2
+
+
+def test_an_output_retouched_since_is_kept_when_its_inputs_change(chapter, capsys):
+    assert chapter(capsys=capsys)[0] == 0
+    retouched = read(chapter.out / "p1.png").copy()
+    retouched[:20, :20] = (255, 0, 0)
+    save(chapter.out / "p1.png", retouched)
+    code, said = chapter(capsys=capsys)
+    assert code == 0 and "skipped p1: done" in said  # retouched, inputs the same: still done
+    save(chapter.pages / "p1.png", 255 - read(chapter.pages / "p1.png"))
+    code, said = chapter(capsys=capsys)
+    assert code == 0
+    assert "its page changed, but" in said and "was changed after inkn'hue wrote it: kept" in said
+    np.testing.assert_array_equal(read(chapter.out / "p1.png"), retouched)
+    assert chapter("--overwrite", capsys=capsys)[0] == 0
+    assert not np.array_equal(read(chapter.out / "p1.png"), retouched)
+
+
+def test_an_output_not_written_by_a_chapter_run_is_kept(chapter, capsys):
+    chapter.out.mkdir()
+    save(chapter.out / "p1.png", np.zeros((4, 4, 3), np.uint8))
+    code, said = chapter(capsys=capsys)
+    assert code == 0 and "p1.png exists (--overwrite redoes it)" in said
+    assert read(chapter.out / "p1.png").shape == (4, 4, 3)
+
+
+def test_an_interrupted_chapter_keeps_whole_pages_and_the_same_command_goes_on(chapter, capsys, monkeypatch):
+    from inknhue.batch import upscale as batch_upscale
+
+    made = batch_upscale.upscale
+    calls = []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(batch_upscale, "upscale", interrupted_on_the_second)
+    code, said = chapter(capsys=capsys)
+    assert code == 130 and "interrupted: 1 done, 0 skipped, 0 failed, 1 not done" in said
+    assert [p.name for p in chapter.out.glob("*.png")] == ["p1.png"]
+    assert not (chapter.out / ".inknhue-chapter.json.lock").exists()
+    monkeypatch.setattr(batch_upscale, "upscale", made)
+    code, said = chapter(capsys=capsys)
+    assert code == 0 and "skipped p1: done" in said and "1 done, 1 skipped" in said
+
+
+def test_a_second_run_into_the_folder_is_refused_naming_the_first(chapter, capsys):
+    from inknhue.batch.chapter import Manifest
+
+    chapter.out.mkdir()
+    lock = Manifest.lock(chapter.out)
+    lock.acquire()
+    try:
+        code, _ = chapter()
+        message = one_line_error(capsys)
+    finally:
+        lock.release()
+    assert code == 1 and "is locked by another run: pid " in message and str(os.getpid()) in message
+    assert not list(chapter.out.glob("*.png"))
+
+
+def test_a_chapter_into_its_own_colourings_folder_is_refused(chapter, capsys):
+    assert main(["upscale", str(chapter.pages), str(chapter.coloured), "-o", str(chapter.coloured)]) == 1
+    assert "also the folder of the colourings" in one_line_error(capsys)

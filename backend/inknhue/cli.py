@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--layer", choices=("full", "colour"), default="full",
                     help="full: the coloured page (default); colour: the colours without the line art, for a "
                          "Multiply layer under your ink")
+    up.add_argument("--overwrite", action="store_true",
+                    help="a chapter: do every page again, also those done or retouched since (by default a "
+                         "rerun does only pages whose page or colouring changed, and keeps retouched outputs)")
 
     install = commands.add_parser(
         "install", help="set up everything: torch, weights, the Krita plugin",
@@ -502,7 +505,7 @@ def cmd_rough(args) -> int:
 def cmd_upscale(args) -> int:
     from .batch import upscale
 
-    return upscale.run(args.pages, args.coloured, args.output, args.layer, say=_say)
+    return upscale.run(args.pages, args.coloured, args.output, args.layer, say=_say, overwrite=args.overwrite)
 
 
 def cmd_weights(args) -> int:

@@ -76,6 +76,8 @@ MAX_MANIFEST_BYTES = 64 << 20
 OUTPUT_SUFFIX = ".png"
 _LISTED = 5  # names shown in an error that lists pages
 
+#: a record's input files, in the order messages name them (any other role after these)
+INPUT_ROLES = ("page", "hints", "rough", "reference")
 #: server error codes that concern one page; any other ends the chapter
 PAGE_ERROR_CODES = ("bad_input", "too_large", "device", "internal")
 
@@ -395,8 +397,9 @@ def decide(page: Page, settings: dict, manifest: Manifest, overwrite: bool) -> N
         return
     old_inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
     old_settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
-    changed = [role for role in ("page", "hints", "rough", "reference")
-               if page.inputs.get(role) != old_inputs.get(role)]
+    roles = [role for role in INPUT_ROLES if role in page.inputs or role in old_inputs]
+    roles += sorted((set(page.inputs) | set(old_inputs)) - set(roles))
+    changed = [role for role in roles if page.inputs.get(role) != old_inputs.get(role)]
     changed += [key.replace("_", " ") for key in sorted(set(settings) | set(old_settings))
                 if settings.get(key) != old_settings.get(key)]
     if not changed:
