@@ -24,6 +24,8 @@ REQUESTS = {
     "status": {"job": "j-none"},
     "colorize": {"provider": "flats", "ratio": 0.5, "max_size": 64, "fill_all": False, "transfer": False,
                  "output": {"size": "page", "channels": "RGBA", "dtype": "uint8", "linear": False, "layer": "full"}},
+    "upscale": {"max_size": 64, "output": {"size": "page", "channels": "RGBA", "dtype": "uint8", "linear": False,
+                                           "layer": "colour"}},
     "blend": {"job": "j-none", "ratio": 0.5, "size": "page", "channels": "RGBA", "dtype": "uint8", "linear": False,
               "layer": "colour"},
     "cancel": {"job": "j-none"},
@@ -47,13 +49,15 @@ def mutate(rng, kind):
     images = []
     if kind == "colorize":
         images = [dict(IMAGE_FIELDS), dict(IMAGE_FIELDS, name="hints", channels="RGBA")]
+    elif kind == "upscale":
+        images = [dict(IMAGE_FIELDS, channels="RGBA"), dict(IMAGE_FIELDS, name="coloured", channels="RGBA")]
     raw_value = None
     for _ in range(int(rng.integers(1, 4))):
         target = rng.random()
         if target < 0.5:  # a request field (or the id, type, images)
             key = str(rng.choice(list(header) + ["id", "type", "images", "output", "job", "extra"]))
             header[key] = HOSTILE[int(rng.integers(len(HOSTILE)))]
-        elif target < 0.7 and kind == "colorize" and isinstance(header.get("output"), dict):
+        elif target < 0.7 and kind in ("colorize", "upscale") and isinstance(header.get("output"), dict):
             key = str(rng.choice(["size", "channels", "dtype", "linear", "layer", "other"]))
             header["output"][key] = HOSTILE[int(rng.integers(len(HOSTILE)))]
         elif target < 0.85 and images:

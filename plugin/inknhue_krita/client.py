@@ -16,7 +16,7 @@ from typing import Callable
 import zmq
 
 from .connection_file import read_connection_file
-from .messages import BlendRequest, ColorizeRequest, OutputSpec
+from .messages import BlendRequest, ColorizeRequest, OutputSpec, UpscaleRequest
 from .protocol import PROTOCOL, ProtocolError, RawImage, new_id, pack, unpack
 
 DEFAULT_TIMEOUT = 5.0
@@ -165,6 +165,19 @@ class Client:
         reply, _ = self.request(request.to_header(), images,
                                 timeout=self.timeout + sum(i.nbytes for i in images.values()) / 50e6)
         self._jobs[reply["job"]] = (ratio, spec)
+        return reply["job"]
+
+    def upscale(self, page: RawImage, coloured: RawImage, max_size: int | None = None,
+                output: dict | None = None) -> str:
+        """Queue an upscale job (a colouring brought to the page's size); returns its id."""
+        header = UpscaleRequest(max_size).to_header()
+        header["output"] = _listed(output or {})
+        images = {"page": page, "coloured": coloured}
+        try:  # the server's own checks, said here
+            UpscaleRequest.from_header(header, images, (1, 1 << 30))
+        except ProtocolError as exc:
+            raise ServerError(exc.code, exc.message) from None
+        reply, _ = self.request(header, images, timeout=self.timeout + sum(i.nbytes for i in images.values()) / 50e6)
         return reply["job"]
 
     def blend(self, job: str, ratio: float, size="page", channels: str = "RGBA", dtype: str = "uint8",

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from . import document
+from . import document, upscaling
 from .live import Action, LiveScheduler, live_unavailable, rerun_estimate
 from .logic import (HINT_LAYER, MIN_MAX_SIZE, BlendThrottle, Format, Rect, box_max_size, document_format,
                     preview_size, progress_text, progress_value, work_area)
@@ -307,6 +307,66 @@ class Controller:
         self.view.say("")
         return True
 
+    def bring_to_page(self, choices: Choices) -> bool:
+        """Bring to page (upscaling.py): the active layer's colouring brought to the page's
+        size with the page's ink, as a new layer; returns whether the job went out."""
+        started = time.monotonic()
+        doc, session = self.doc, self.session
+        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        if fmt is None:
+            self.view.offer_conversion(doc.colorModel() == "GRAYA")
+            return self.refuse(problem)
+        self.view.offer_conversion(False)
+        node = doc.activeNode()
+        bounds = document.layer_bounds(doc, node) if node is not None else None
+        reason = upscaling.refusal(node.type() if node is not None else None,
+                                   node is not None and node.name() == HINT_LAYER, bounds is None or bounds.empty)
+        if reason:
+            return self.refuse(reason)
+        page_size = document.size(doc)
+        whole, area = Rect(0, 0, *page_size), upscaling.colouring_area(bounds, page_size)
+        page_node = document.layer_below(node) if choices.page_source == "layer" else None
+        if choices.page_source == "layer" and page_node is None:
+            return self.refuse("Page: Active layer reads the page from the layer right beneath your colouring; "
+                               "there is none. Move the colouring above the page, or choose Page: Visible image.")
+        page = document.page_pixels(doc, whole, "layer", page_node) if page_node is not None \
+            else document.page_without(doc, whole, node)
+        images = {"page": fmt.image(page, whole.width, whole.height),
+                  "coloured": fmt.image(bytes(node.projectionPixelData(area.x, area.y, area.width, area.height)),
+                                        area.width, area.height)}
+        kind = upscaling.result_kind(choices.layer)
+        header = upscaling.request(kind, fmt.output("page", kind), area, page_size, choices.max_size)
+        session.sent(Placement(whole, fmt, kind, document.layer_id(page_node) if page_node is not None else "",
+                               colouring=node.name(), colouring_layer=document.layer_id(node)), at=started)
+        self.shared.live.started(started, live=False, replaceable=False)  # new hints do not cancel it
+        try:
+            self.backend.request(header, images, callback=lambda reply, _: self.accepted(reply), timeout=1.0)
+        except Exception as exc:
+            self.finish(f"Could not send the page: {exc}")
+            return False
+        self.view.job_running(True)
+        self.view.show_progress(0, "Sending the page and the colouring…")
+        self.view.say("")
+        return True
+
+    def _brought(self, event: dict, images) -> None:
+        """Bring to page's result, written into a new layer a band at a time."""
+        if not any(self.doc == d for d in document.open_documents()):
+            return self.finish("The document was closed before its colours came back.")
+        doc, active, on_screen, session = self.doc, self.doc.activeNode(), self.on_screen, self.session
+        name = session.placement.colouring
+        size = event.get("working_size")
+
+        def shown(node) -> None:
+            self.view.later(lambda: document.keep_active(doc, active, unless_changed_from=document.layer_id(node)))
+            warnings = [str(w) for w in event.get("warnings", []) if isinstance(w, str)]
+            self.finish("")
+            if on_screen:
+                self.view.show_progress(100, upscaling.done_text(name, event.get("seconds"), size))
+                self.view.say(" ".join(warnings + ([session.hidden_by] if session.hidden_by else [])))
+
+        self._written(session.bringing(bytes(images["result"].data)), shown)
+
     def reference_image(self, choices: Choices, fmt: Format) -> RawImage | None:
         if choices.reference.startswith("layer:"):
             node = document.find_layer(self.doc, unique_id=choices.reference[len("layer:"):])
@@ -383,6 +443,8 @@ class Controller:
                                    event.get("done")), self.progress_line())
         elif kind in ("result", "cancelled") and session.cancelled:  # a result is never written then
             self.finish("" if session.quiet else "Cancelled.", clear=True)
+        elif kind == "result" and session.placement is not None and session.placement.colouring:
+            self._brought(event, images)
         elif kind == "result":
             if not any(self.doc == d for d in document.open_documents()):
                 return self.finish("The document was closed before its colours came back.")

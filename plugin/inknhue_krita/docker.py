@@ -158,6 +158,7 @@ class InknhueDocker(DockWidget):
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.keep_button)
         layout.addLayout(buttons)
+        self._build_bring_to_page(layout)
         self.progress = self._widget(QtWidgets.QProgressBar, "progress")
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
@@ -187,6 +188,17 @@ class InknhueDocker(DockWidget):
         layout.addStretch(1)
         self.setWidget(root)
         self._load_settings()
+
+    def _build_bring_to_page(self, layout) -> None:
+        self.bring_button = self._widget(QtWidgets.QPushButton, "bring_to_page", "Bring to page")
+        self.bring_button.setToolTip(
+            "Bring the active layer's colouring to the page's own size and lines: for a colouring made at a "
+            "lower resolution (another tool's, an older one, painted small), pasted and scaled up to the canvas "
+            "or pasted as it is. The result is a new layer (Result: Colour under the ink gives a Multiply layer "
+            "beneath your ink); your layer stays as it is. Page says where the lines come from.")
+        self.bring_button.clicked.connect(self.bring_to_page)
+        self.bring_button.setEnabled(False)
+        layout.addWidget(self.bring_button)
 
     def _load_settings(self) -> None:
         self.page_source.setCurrentIndex(max(0, self.page_source.findData(config.read_setting("page_source"))))
@@ -228,6 +240,7 @@ class InknhueDocker(DockWidget):
     def job_running(self, running: bool, cancellable: bool = False) -> None:
         self.cancel_button.setEnabled(running and cancellable)
         self.colorize_button.setEnabled(not running and self.backend.connected)
+        self.bring_button.setEnabled(not running and self.backend.connected)
 
     def result_shown(self) -> None:
         self.keep_button.setEnabled(True)
@@ -292,6 +305,7 @@ class InknhueDocker(DockWidget):
         text = STATE_TEXT.get(state, state)
         self.status.setText(f"{text}\n{detail}" if detail else text)
         self.colorize_button.setEnabled(state == "connected" and self.running is None)
+        self.bring_button.setEnabled(state == "connected" and self.running is None)
         if state != "connected":
             self.controllers.backend_lost(detail)
 
@@ -400,6 +414,13 @@ class InknhueDocker(DockWidget):
         if controller is None:
             return self.say("Open a page first.")
         controller.start(self.choices(), live=False)
+
+    def bring_to_page(self) -> None:
+        """The Bring to page button: the active layer's colouring at the page's size (upscaling.py)."""
+        controller = self.controllers.active()
+        if controller is None:
+            return self.say("Open a page first.")
+        controller.bring_to_page(self.choices())
 
     def cancel(self) -> None:
         self.controllers.cancel()

@@ -6,6 +6,7 @@ artist's own layers are read, not written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from krita import Krita
@@ -157,15 +158,18 @@ def opaque_share(node, rect: Rect, dtype: str) -> float:
 
 
 def add_result_layer(document, name: str, rect: Rect, dtype: str, kind: str, blending: str = "normal",
-                     page_node=None):
+                     page_node=None, see_through=None):
     """A new result layer where it is seen (placement.py decides), added without an undo step
     when this Krita allows it, the artist's layers in their order and the active layer kept.
     A generator (it yields between reads of layers); returns the layer and what to tell the
-    artist when a layer above hides it ("" if none)."""
+    artist when a layer above hides it ("" if none). `see_through`: a layer placement takes
+    for not opaque (Bring to page's colouring: the colour goes under the ink, not above it)."""
     active = document.activeNode()
     layers = []
+    passed_over = layer_id(top_level(document, see_through)) if see_through is not None else ""
     for node in document.topLevelNodes():
-        layers.append(_placement_layer(document, node, rect, dtype))
+        layer = _placement_layer(document, node, rect, dtype)
+        layers.append(dataclasses.replace(layer, opaque=False) if layer.id == passed_over else layer)
         yield  # each layer read between two turns of Qt's event loop
     if kind == "full":
         page = top_level(document, page_node) if page_node is not None else None
@@ -349,3 +353,33 @@ def scale_bgra(data: bytes, width: int, height: int, to_width: int, to_height: i
     scaled = image.scaled(to_width, to_height, QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
                           QtCore.Qt.TransformationMode.SmoothTransformation)
     return qimage_bytes(scaled)
+
+
+# --- Bring to page (upscaling.py) ----------------------------------------------------------
+
+def layer_bounds(document, node) -> Rect:
+    """A layer's exact bounds (what it holds), within the canvas."""
+    bounds = node.bounds()
+    return Rect(bounds.x(), bounds.y(), bounds.width(), bounds.height()).intersected(Rect(0, 0, *size(document)))
+
+
+def layer_below(node):
+    """The layer right beneath `node` among its siblings, or None."""
+    parent = node.parentNode()
+    siblings = [layer_id(n) for n in parent.childNodes()] if parent is not None else []
+    index = siblings.index(layer_id(node)) if layer_id(node) in siblings else 0
+    return parent.childNodes()[index - 1] if index > 0 else None
+
+
+def page_without(document, rect: Rect, colouring) -> bytes:
+    """The page as seen (page_pixels' "visible") without the colouring layer either: it is
+    hidden for the time of one read, as the plugin's own layers are, and shown again."""
+    hide = colouring.visible()
+    if hide:
+        colouring.setVisible(False)
+    try:
+        return page_pixels(document, rect, "visible")
+    finally:
+        if hide:
+            colouring.setVisible(True)
+            document.refreshProjection()

@@ -16,6 +16,7 @@ STAGE_LABELS = {
     "encode": "Encoding colours",
     "decode": "Aligning colours",
     "blend": "Blending",
+    "upscale": "Bringing the colours to the page",
 }
 HINT_LAYER = "inkn'hue hints"
 RESULT_LAYER = "inkn'hue colour"

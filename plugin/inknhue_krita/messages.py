@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .protocol import (CHANNELS, COLORIZE_IMAGES, DTYPES, MAX_FRAME_BYTES, MAX_PIXELS, MAX_SIDE, ProtocolError,
-                       RawImage, int_field, ratio_field, shown)
+from .protocol import (CHANNELS, COLORIZE_IMAGES, DTYPES, MAX_FRAME_BYTES, MAX_PIXELS, MAX_SIDE, UPSCALE_IMAGES,
+                       ProtocolError, RawImage, int_field, ratio_field, shown)
 
 OUTPUT_SIZES = ("page", "working")
 #: full: the coloured page; colour: the colours without the line art, for a Multiply layer under the ink;
@@ -145,6 +145,50 @@ class ColorizeRequest:
             raise ProtocolError("bad_input", f"provider '{self.provider}' needs the '{needs}' image")
         if self.transfer and "reference" not in images:
             raise ProtocolError("bad_input", "'transfer' needs the 'reference' image")
+
+
+#: the layers an upscale gives: the coloured page, or the colours for a Multiply layer under the ink
+UPSCALE_LAYERS = ("full", "colour")
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """`upscale`: a colouring of the page made at a lower resolution (painted small, or pasted
+    and scaled up) brought to the page's size with the page's own ink; no network runs.
+    `max_size`: a colouring whose short side is larger is read at that size first (its
+    detail is no finer: it was scaled up); None reads it as it is."""
+
+    max_size: int | None = None
+    output: OutputSpec = field(default_factory=OutputSpec)
+
+    provider = "upscale"  #: what `status` lists a job as
+    ratio = None          #: no colour ratio: an upscale job has no blends
+
+    def to_header(self) -> dict:
+        header = {"type": "upscale", "output": self.output.to_header()}
+        if self.max_size is not None:
+            header["max_size"] = self.max_size
+        return header
+
+    @classmethod
+    def from_header(cls, header: dict, images: dict[str, RawImage], max_size_range: tuple[int, int]
+                    ) -> "UpscaleRequest":
+        max_size = None
+        if header.get("max_size") is not None:
+            max_size = int_field(header, "max_size", 0, *max_size_range)
+        output = OutputSpec.from_header(header.get("output", {}))
+        if output.layer not in UPSCALE_LAYERS:
+            raise ProtocolError("bad_input", f"'output.layer' of an upscale must be one of "
+                                             f"{', '.join(UPSCALE_LAYERS)}, got {shown(output.layer)}")
+        if output.size != "page":
+            raise ProtocolError("bad_input", f"'output.size' of an upscale must be \"page\", got {shown(output.size)}")
+        unknown = set(images) - set(UPSCALE_IMAGES)
+        if unknown:
+            raise ProtocolError("bad_input", f"unexpected images: {', '.join(shown(n) for n in sorted(unknown))}")
+        for name in UPSCALE_IMAGES:
+            if name not in images:
+                raise ProtocolError("bad_input", f"an upscale request needs the '{name}' image")
+        return cls(max_size, output)
 
 
 def job_field(header: dict) -> str:

@@ -41,10 +41,12 @@ DTYPES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
 MAX_FRAME_BYTES = MAX_PIXELS * 4 * 4 + MAX_HEADER_BYTES
 #: the images a colorize request may carry ("mask": L, the page's size, becomes the result's alpha)
 COLORIZE_IMAGES = ("page", "hints", "reference", "rough", "mask")
+#: an upscale's: the page (its ink) and a colouring of it made at a lower resolution
+UPSCALE_IMAGES = ("page", "coloured")
 MAX_IMAGES = len(COLORIZE_IMAGES)
 MAX_QUEUED_JOBS = 8
 #: request types a server answers
-REQUESTS = ("hello", "ping", "status", "colorize", "blend", "cancel", "shutdown")
+REQUESTS = ("hello", "ping", "status", "colorize", "upscale", "blend", "cancel", "shutdown")
 
 
 def shown(value, limit: int = 60) -> str:

@@ -23,6 +23,7 @@ from enum import Enum
 
 from . import document
 from .logic import OUTPUT_LAYERS, RESULT_LAYER, Format, Rect, layer_name
+from .upscaling import RESULTS
 
 
 class JobState(Enum):
@@ -40,6 +41,8 @@ class Placement:
     format: Format
     kind: str                   #: an OUTPUT_LAYERS kind: "full", "colour" or "flats"
     page_layer: str = ""        #: the page's layer id when one layer is the page
+    colouring: str = ""         #: Bring to page: the colouring layer's name (its result: a new layer)
+    colouring_layer: str = ""   #: ... and its id
 
 
 @dataclass
@@ -142,6 +145,24 @@ class Session:
             node.setVisible(True)
         yield from document.write_slices(doc, node, data, placement.rect, placement.format.dtype)
         self.shown = ShownResult(job, document.layer_id(node), placement)
+        return node
+
+    def bringing(self, data: bytes):
+        """Bring to page's result (upscaling.py) in a new layer named after the colouring, placed
+        as a result of its kind is, every time: nothing to update in place, no ratio to blend.
+        A generator as showing() is; returns the layer."""
+        placement = self.placement
+        doc = self.document
+        _, base, blending = RESULTS[placement.kind]
+        names = [n.name() for n in document.all_layers(doc)]
+        page = document.find_layer(doc, unique_id=placement.page_layer) if placement.page_layer else None
+        colouring = document.find_layer(doc, unique_id=placement.colouring_layer) if placement.kind == "colour" \
+            else None
+        node, self.hidden_by = yield from document.add_result_layer(
+            doc, layer_name(names, f"{base} {placement.colouring}"), placement.rect, placement.format.dtype,
+            placement.kind, blending, page, see_through=colouring)
+        yield
+        yield from document.write_slices(doc, node, data, placement.rect, placement.format.dtype)
         return node
 
     def forget_shown(self) -> None:

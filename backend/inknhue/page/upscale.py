@@ -61,10 +61,32 @@ def check_fits(page_size: tuple[int, int], coloured_size: tuple[int, int], colou
                          f"{100 * MAX_ASPECT_MISMATCH:.0f}%): is it of another page, or cropped?")
 
 
+def at_working_size(coloured: np.ndarray, max_size: int, notes: list[str] | None = None) -> np.ndarray:
+    """A colouring whose short side is more than `max_size` brought down to it (INTER_AREA)
+    first: a colouring scaled up in Krita to the page's size has no finer detail than it had,
+    and its colours blurred across the lines over the scale factor; at the size it was made
+    at, the page-size result keeps them to their own side of the ink, as the model's own."""
+    height, width = coloured.shape[:2]
+    scale = max_size / min(width, height)
+    if scale >= 1:
+        return coloured
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if notes is not None:
+        notes.append(f"the colouring ({width}x{height}) was read at {size[0]}x{size[1]} (Max size {max_size}): "
+                     f"its colours are brought to the page from there; raise Max size for a finer colouring")
+    return cv2.resize(coloured, size, interpolation=cv2.INTER_AREA)
+
+
 def upscale(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full", notes: list[str] | None = None
             ) -> np.ndarray:
     """The colouring (h x w x 3 uint8) at the page's size (H x W x 3) with the page's ink:
     H x W x 3 uint8. layer: full (the coloured page) or colour (for a Multiply layer under the ink)."""
+    return np.rint(upscale_float(page_rgb, coloured, layer, notes) * 255.0).astype(np.uint8)
+
+
+def upscale_float(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full",
+                  notes: list[str] | None = None) -> np.ndarray:
+    """upscale() as H x W x 3 float32 in [0, 1] (16-bit and float results keep its precision)."""
     if layer not in LAYERS:
         raise InputError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
     height, width = page_rgb.shape[:2]
@@ -75,5 +97,19 @@ def upscale(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full", not
                          f"({width}x{height}): brought down to the page's size first")
         coloured = cv2.resize(coloured, (width, height), interpolation=cv2.INTER_AREA)
     made = PageDetail.make(luma(page_rgb), (width, height), (coloured.shape[1], coloured.shape[0]))
-    rendered = made.full(coloured) if layer == "full" else made.colour_layer(coloured)
-    return np.rint(rendered * 255.0).astype(np.uint8)
+    return made.full(coloured) if layer == "full" else made.colour_layer(coloured)
+
+
+@dataclass
+class Upscaled:
+    """An upscale job's result (the server's): what a finished job tells of itself."""
+
+    rgb: np.ndarray                      #: H x W x 3 float32 in [0, 1], the page's size
+    working_size: tuple[int, int]        #: the colouring's size, as it was used
+    timings: dict[str, float] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=lambda: ["upscale"])
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def page_size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]

@@ -10,7 +10,7 @@ from enum import Enum
 import numpy as np
 
 from inknhue_krita import protocol
-from inknhue_krita.messages import ColorizeRequest
+from inknhue_krita.messages import ColorizeRequest, UpscaleRequest
 from inknhue_krita.protocol import ProtocolError, RawImage
 
 from ..page.output import Colorization
@@ -35,11 +35,11 @@ class JobState(str, Enum):
 class Job:
     id: str
     client: bytes                   #: the connection that asked: its events go there
-    request: ColorizeRequest
+    request: ColorizeRequest | UpscaleRequest
     images: dict[str, RawImage]     #: dropped once read
     state: JobState = JobState.QUEUED
     cancel: threading.Event = field(default_factory=threading.Event)
-    result: Colorization | None = None
+    result: Colorization | None = None  #: (a FlatLayer or page.upscale.Upscaled for those jobs)
     mask: np.ndarray | None = None  #: the selection, as the result's alpha
     error: dict | None = None       #: `code` and `message` of a failed job
 

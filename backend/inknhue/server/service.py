@@ -23,11 +23,12 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import zmq
 
 from inknhue_krita import protocol
 from inknhue_krita.connection_file import read_connection_file
-from inknhue_krita.messages import BlendRequest, ColorizeRequest, job_field
+from inknhue_krita.messages import BlendRequest, ColorizeRequest, UpscaleRequest, job_field
 from inknhue_krita.paths import connection_file as default_connection_file
 from inknhue_krita.protocol import ProtocolError, RawImage, shown
 
@@ -47,7 +48,8 @@ from ..errors import InknhueError
 from ..logs import RateLimitedLog
 from ..page.imaging import check_work_size
 from ..page.output import FlatLayer, render
-from ..page.pixels import to_array, to_rgb, to_rgba
+from ..page.pixels import from_rgb, to_array, to_rgb, to_rgba
+from ..page.upscale import Upscaled, at_working_size, check_fits, upscale_float
 from ..rough import PROVIDERS, RoughRequest, get_provider
 from ..rough.flats import flat_layer
 from ..runtime.cache import StageCache
@@ -362,11 +364,28 @@ class Server:
         self.job_queue.put(job)
         self._send(client, {"type": "accepted", "re": request_id, "job": job.id, "position": position})
 
+    def _on_upscale(self, client, request_id, header, images):
+        """A colouring made at a lower resolution brought to the page (page/upscale.py): a job
+        in the queue like any other (progress, cancel), no network and no weights."""
+        request = UpscaleRequest.from_header(header, images, (MIN_MAX_SIZE, MAX_MAX_SIZE))
+        page, coloured = images["page"], images["coloured"]
+        try:  # refused before it is queued, as a page of another shape would be
+            check_fits((page.width, page.height), (coloured.width, coloured.height))
+        except InknhueError as exc:
+            raise ProtocolError("bad_input", str(exc)) from None
+        request.output.check_bytes(page.width, page.height)
+        job = Job(protocol.new_id("j-"), client, request, images)
+        position = self.jobs.add(job)
+        self.job_queue.put(job)
+        self._send(client, {"type": "accepted", "re": request_id, "job": job.id, "position": position})
+
     def _on_blend(self, client, request_id, header, images):
         request = BlendRequest.from_header(header)
         job = self.jobs.get(request.job)
         if job.state != JobState.DONE:
             raise ProtocolError("not_ready", f"job {job.id} is {job.state.value}")
+        if isinstance(job.result, Upscaled):
+            raise ProtocolError("bad_input", "an upscale job has no colour ratio to blend")
         if (request.output.layer == "flats") != isinstance(job.result, FlatLayer):
             raise ProtocolError("bad_input", "a flats job blends only as flats, and only a flats job gives flats")
         request.output.check_bytes(*request.output.pixel_size(job.result.page_size, job.result.working_size))
@@ -404,7 +423,10 @@ class Server:
                 job.state, job.images = JobState.CANCELLED, {}
                 self._send(job.client, {"type": "cancelled", "job": job.id}, socket=outbox)
                 continue
-            self._run(job, outbox)
+            if isinstance(job.request, UpscaleRequest):
+                self._run_upscale(job, outbox)
+            else:
+                self._run(job, outbox)
         outbox.close()
 
     def _load_models(self) -> None:
@@ -481,6 +503,60 @@ class Server:
             fail(getattr(exc, "code", "error"), getattr(exc, "message", None) or str(exc))
         except MemoryError:
             fail("device", "ran out of memory (RAM) on this page; try a smaller max size or a smaller page")
+        except Exception as exc:  # noqa: BLE001
+            log.exception("job %s failed", job.id)
+            fail("internal", f"internal error: {shown(exc, 200)}")
+        finally:
+            job.images = {}
+            give_back_freed_memory()
+
+    def _run_upscale(self, job: Job, outbox) -> None:
+        """An upscale job: one stage, "upscale"; a cancel asked meanwhile drops its result."""
+        job.state = JobState.RUNNING
+        started = time.perf_counter()
+        request = job.request
+
+        def progress(seconds):
+            self._send(job.client, {"type": "progress", "job": job.id, "stage": "upscale", "index": 1, "total": 1,
+                                    "seconds": seconds, "cached": False, "fraction": None, "done": None,
+                                    "eta": None}, socket=outbox)
+
+        def fail(code: str, message: str) -> None:
+            job.state, job.error = JobState.FAILED, {"code": code, "message": message}
+            self._error(job.client, code, message, job=job.id, socket=outbox)
+
+        try:
+            progress(None)
+            page, coloured = to_rgb(job.images["page"]), to_rgb(job.images["coloured"])
+            job.images = {}  # the frames can go
+            notes: list[str] = []
+            if request.max_size is not None:
+                coloured = at_working_size(coloured, request.max_size, notes)
+            rgb = upscale_float(page, coloured, request.output.layer, notes)
+            seconds = time.perf_counter() - started
+            if job.cancel.is_set():
+                raise Cancelled
+            progress(seconds)
+            spec = request.output
+            image = from_rgb(np.rint(rgb * 255.0).astype(np.uint8) if spec.dtype == "uint8" else rgb,
+                             spec.channels, spec.dtype, spec.linear)
+            job.result = Upscaled(rgb, (coloured.shape[1], coloured.shape[0]), {"upscale": seconds},
+                                  warnings=notes)
+            job.state = JobState.DONE
+            self.counters.update(job.result.ran)
+            log.info("job %s (upscale) done in %.2f s", job.id, seconds)
+            self._send(job.client, {
+                "type": "result", "job": job.id, "ratio": None, "seconds": seconds, "timings": job.result.timings,
+                "ran": job.result.ran, "stages": ["upscale"], "page_size": list(job.result.page_size),
+                "working_size": list(job.result.working_size), "warnings": notes,
+            }, {"result": image}, socket=outbox)
+        except Cancelled:
+            job.state = JobState.CANCELLED
+            self._send(job.client, {"type": "cancelled", "job": job.id}, socket=outbox)
+        except (InknhueError, ProtocolError) as exc:
+            fail(getattr(exc, "code", "error"), getattr(exc, "message", None) or str(exc))
+        except MemoryError:
+            fail("device", "ran out of memory (RAM) bringing the colouring to the page")
         except Exception as exc:  # noqa: BLE001
             log.exception("job %s failed", job.id)
             fail("internal", f"internal error: {shown(exc, 200)}")
