@@ -223,6 +223,44 @@ def test_krita_stays_responsive_while_a_page_colorizes_and_the_slider_follows_a_
     assert report["write_steps"] > 1 and report["blends_during_moves"] == 0
 
 
+def test_the_docker_brings_a_low_resolution_colouring_to_the_page_in_krita(parity_weights, tmp_path):
+    """A colouring pasted and scaled up to the canvas (blurry), brought to the page: new layers,
+    the page's own ink, the artist's layer, active layer and undo history as they were."""
+    import cv2
+
+    from inknhue.page.upscale import at_working_size, upscale
+
+    width, height = 160, 240
+    page = Page(width, height).rectangle(8, 8, 152, 232).circle(80, 120, 45)
+    small = np.full((60, 40, 3), (235, 215, 180), np.uint8)
+    cv2.circle(small, (20, 30), 11, (210, 60, 50), -1)
+    blurry = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    (tmp_path / "page.bgra").write_bytes(np.dstack([page.grey] * 3 + [np.full_like(page.grey, 255)]).tobytes())
+    (tmp_path / "colouring.bgra").write_bytes(
+        np.dstack([blurry[..., ::-1], np.full((height, width), 255, np.uint8)]).tobytes())
+    env = krita_home(tmp_path, with_backend=True, weights=parity_weights)
+    report = run_krita(tmp_path, env, {"mode": "bring", "width": width, "height": height, "max_size": 64,
+                                       "page": str(tmp_path / "page.bgra"),
+                                       "colouring": str(tmp_path / "colouring.bgra"),
+                                       "screenshot": str(tmp_path / "krita.png")})
+    keep(report["screenshot"], "krita-e2e-bring-to-page.png")
+    assert report["steps"] == ["document", "brought", "brought colour"]
+    assert report["layers_after"] == ["Background", "ink", "colours", "inkn'hue colour from colours"]
+    assert report["active_before"] == report["active_after"] == report["active_after_colour"] == "colours"
+    assert report["undo_before"] == report["undo_after"] == report["undo_after_colour"]
+    assert report["colours_unchanged"] and report["colours_visible"]
+    assert "Brought \u201ccolours\u201d to the page" in report["stage"]
+    layer = np.frombuffer(Path(report["brought"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    np.testing.assert_array_equal(layer[..., [2, 1, 0]], upscale(page.rgb, at_working_size(blurry, 64)))
+    # the colours alone, a Multiply layer: above the opaque earlier result, where it is seen
+    # (the colouring itself does not count as opaque: without that result it would go beneath it)
+    assert report["colour_blending"] == "multiply"
+    assert report["layers_with_colour"] == ["Background", "ink", "colours", "inkn'hue colour from colours",
+                                            "inkn'hue colour under ink from colours"]
+    colour = np.frombuffer(Path(report["brought_colour"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    np.testing.assert_array_equal(colour[..., [2, 1, 0]], upscale(page.rgb, at_working_size(blurry, 64), "colour"))
+
+
 def test_each_virtual_screen_gets_a_free_display_of_its_own():
     with virtual_screen() as first, virtual_screen() as second:
         assert first != second and first.startswith(":") and second.startswith(":")

@@ -99,6 +99,9 @@ class Driver:
         if SPEC["mode"] == "responsive":
             return self.wait(lambda: self.docker.backend.state == "connected", self.responsive_run,
                              what="a connected backend")
+        if SPEC["mode"] == "bring":
+            return self.wait(lambda: self.docker.backend.state == "connected", self.bring,
+                             what="a connected backend")
         if SPEC["mode"] == "no_backend":
             self.wait(lambda: self.docker.backend.state in ("not_installed", "error"), self.no_backend,
                       timeout=30, what="the backend state")
@@ -380,6 +383,53 @@ class Driver:
         REPORT["idle_check_ms"] = median_ms(lambda: document.idle(doc))
         doc.setModified(False)
         step("poll cost")
+        quit_krita()
+
+    # Bring to page: a colouring pasted and scaled up, brought to the page as a new layer
+
+    def bring(self):
+        self.docker.max_size.setValue(SPEC["max_size"])
+        colours = self.doc.createNode("colours", "paintlayer")
+        self.doc.rootNode().addChildNode(colours, find_layer(self.doc, "ink"))
+        colours.setPixelData(QByteArray(open(SPEC["colouring"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        self.activate("colours", self.press_bring)
+
+    def press_bring(self):
+        REPORT["undo_before"] = undo_text()
+        REPORT["active_before"] = self.doc.activeNode().name()
+        self.docker.bring_button.click()
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour from") is not None and self.docker.running is None,
+                  lambda: QTimer.singleShot(300, self.read_brought), what="the brought layer")
+
+    def read_brought(self):
+        REPORT["active_after"] = self.doc.activeNode().name()
+        REPORT["undo_after"] = undo_text()
+        REPORT["layers_after"] = [n.name() for n in self.doc.topLevelNodes()]
+        REPORT["stage"], REPORT["message"] = self.docker.stage.text(), self.docker.message.text()
+        colours = find_layer(self.doc, "colours")
+        REPORT["colours_unchanged"] = bytes(colours.pixelData(0, 0, SPEC["width"], SPEC["height"])) == open(
+            SPEC["colouring"], "rb").read()
+        REPORT["colours_visible"] = colours.visible()
+        self.dump(find_layer(self.doc, "inkn'hue colour from"), "brought")
+        step("brought")
+        self.screenshot()
+        self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("colour"))
+        self.docker.bring_button.click()
+        self.wait(lambda: find_layer(self.doc, "inkn'hue colour under ink from") is not None
+                  and self.docker.running is None, lambda: QTimer.singleShot(300, self.read_brought_colour),
+                  what="the brought colour layer")
+
+    def read_brought_colour(self):
+        layer = find_layer(self.doc, "inkn'hue colour under ink from")
+        REPORT["colour_blending"] = layer.blendingMode()
+        REPORT["layers_with_colour"] = [n.name() for n in self.doc.topLevelNodes()]
+        REPORT["active_after_colour"] = self.doc.activeNode().name()
+        REPORT["undo_after_colour"] = undo_text()
+        REPORT["colour_message"] = self.docker.message.text()
+        self.dump(layer, "brought_colour")
+        step("brought colour")
         quit_krita()
 
     def dump_canvas(self, name):
