@@ -57,3 +57,11 @@ def test_only_a_colouring_read_at_the_canvass_size_is_read_at_max_size():
     assert request("full", output, Rect(0, 0, *PAGE), PAGE, 768) == {"type": "upscale", "output": output,
                                                                       "max_size": 768}
     assert "max_size" not in request("full", output, Rect(5, 5, 768, 1086), PAGE, 768)
+
+
+def test_an_older_backend_is_told_apart():
+    from inknhue_krita.upscaling import older
+
+    assert "run the inkn'hue installer again" in older({"type": "error", "code": "unknown_type", "message": "x"})[
+        "message"]
+    assert older({"type": "accepted", "job": "j-1"}) == {"type": "accepted", "job": "j-1"}

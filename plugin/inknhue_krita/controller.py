@@ -340,7 +340,8 @@ class Controller:
                                colouring=node.name(), colouring_layer=document.layer_id(node)), at=started)
         self.shared.live.started(started, live=False, replaceable=False)  # new hints do not cancel it
         try:
-            self.backend.request(header, images, callback=lambda reply, _: self.accepted(reply), timeout=1.0)
+            self.backend.request(header, images, callback=lambda reply, _: self.accepted(upscaling.older(reply)),
+                                 timeout=1.0)
         except Exception as exc:
             self.finish(f"Could not send the page: {exc}")
             return False

@@ -75,6 +75,14 @@ def request(kind: str, output: dict, area: Rect, page: tuple[int, int], max_size
     return header
 
 
+def older(reply: dict) -> dict:
+    """A backend older than Bring to page does not know the request: say what to do."""
+    if reply.get("type") == "error" and reply.get("code") == "unknown_type":
+        return dict(reply, message="This backend is older than the plugin and cannot bring a colouring to the page: "
+                                   "run the inkn'hue installer again to update it.")
+    return reply
+
+
 def done_text(name: str, seconds, size) -> str:
     """The stage line once the new layer is written; `size`: the colouring's size as used."""
     text = f"Brought \u201c{name}\u201d to the page"
