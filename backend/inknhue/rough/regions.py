@@ -13,9 +13,14 @@ through it (trapped-ball filling):
    MIN_REGION (letter counters, specks between strands and lines) are no regions.
 2. Growing: the cores are grown back level by level of D (a priority flood), so each one
    fills its own region up to the walls before it meets another in a gap, and a region
-   split by no wall (hair strands, shading, tone) stays one.
+   split by no wall (hair strands, shading, tone) stays one. Where several cores reach one
+   part of a level, each pixel takes the core nearest along that part (grow_within), not
+   the nearest in a straight line: a narrow gutter beside a panel whose frame a dense tone
+   broke up would take the panel's core across the frame's whole side (1.5% of a corpus
+   page coloured so), where along the gutter it is the margin's.
 3. Walls take the nearest region, so colour runs under the lines; solid dark areas
-   (lineart.LineArt.solid) are regions of their own.
+   (lineart.LineArt.solid) are regions of their own, parted where the grey steps (STEP):
+   black hair on a dense tone, which a web scan averages to a grey as dark as ink.
 
 `claims` then says which regions each stroke colours: a stroke colours the region that
 holds most of it, and any other region it lies over in large part; a region claimed by
