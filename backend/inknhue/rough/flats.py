@@ -18,7 +18,10 @@ The keep-empty key: strokes in white (every channel at least KEEP_EMPTY) mark re
 leave paper, as the transparent key of Krita's Colorize Mask does; they compete with colour
 strokes for a region like any stroke, and `fill_all` never fills them.
 
-Measured on the realistic corpus (tests/corpus.py) by benchmarks/bench_flats.py.
+Measured on the realistic corpus (tests/corpus.py) by benchmarks/bench_flats.py: on 8 web
+scans 0.15% of the page coloured outside the right region (goal <= 0.5%), 0.00% of the unhinted
+panels, balloons and gutters (goal <= 1%), 69% of hinted regions right, 17% of hinted pixels
+missed (backgrounds a figure splits, with a stroke on one side only).
 """
 
 from __future__ import annotations
