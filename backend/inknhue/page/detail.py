@@ -248,31 +248,37 @@ def tone_mean(page: np.ndarray, ink: np.ndarray, working: tuple[int, int]) -> np
 
 
 def tone_gain(colour: np.ndarray, tone: np.ndarray) -> np.ndarray:
-    """How the page's tone is laid over the model's colours: full = E x (1 - k + k x P), with
-    E <= 1 and k in [0, 1] chosen so that it averages `colour` over a working pixel whose page
-    averages `tone` off the ink (the model's own working-size result). colour: H x W x 3,
-    tone: H x W -> H x W x 4 (E, k).
+    """How the page's tone is laid over the model's colours, in each channel: full = B + A x P
+    off the ink, with B = colour - A x tone, so that it averages `colour` over a working pixel
+    whose page averages `tone` off the ink (the model's own working-size result): the tone as
+    texture around the model's colour. colour: H x W x 3, tone: H x W -> H x W x 6 (B, A).
 
     Where the model made an area lighter than the page (it read the tone as shading and
-    painted it over), the tone fades towards white, its dots lighter, its paper white:
-    E = colour / v (v: the colour's brightest channel), k = (1 - v) / (1 - tone): the most of
-    the tone's contrast that a colour as light as v can carry. Lighter means lighter than the
-    page anywhere in a working pixel's 3 x 3 neighbourhood (both over TONE_SIGMA's window): a
-    model's softness beside a line
-    the line art missed is not a lighter area (that line stays as drawn). Elsewhere (the
-    model kept the tone as shading) the tone is scaled: E = colour / tone, k = 1."""
+    painted it over), each channel keeps as much of the tone's contrast as the mean leaves
+    room for: A = colour / tone (as drawn) where the channel is no lighter than the tone, else
+    (1 - colour) / (1 - tone), which takes the paper between the dots to white and no further
+    (nothing is clipped, so the mean is kept; a white colour carries none). Lighter means
+    lighter than the page anywhere in a working pixel's 3 x 3 neighbourhood (both over
+    TONE_SIGMA's window), by the colour's brightest channel: a model's softness beside a line
+    the line art missed is not a lighter area (that line stays as drawn). Elsewhere (the model
+    kept the tone as shading) the tone is multiplied as drawn: B = 0, A = colour / tone, at most
+    colour / its brightest channel (nothing the page has dark comes out lighter; on white paper
+    full is the colours times the page). B + A x P lies in [0, 1] for every P in [0, 1], and
+    so does any blend of two, as the remap makes."""
     value = np.maximum(colour.max(axis=-1), 1e-3)
     # both over the tone's window: a screen's ripple in the model's result is not lighter either
-    lighter = cv2.GaussianBlur(value, (0, 0), TONE_SIGMA) > cv2.dilate(tone, np.ones((3, 3), np.uint8))
-    scale = np.where(lighter, value, np.maximum(np.maximum(tone, value), 1e-3))
-    fade = np.where(lighter, np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0), 1.0)
-    return np.concatenate([colour / scale[..., None], fade[..., None]], axis=2).astype(np.float32)
+    lighter = (cv2.GaussianBlur(value, (0, 0), TONE_SIGMA) > cv2.dilate(tone, np.ones((3, 3), np.uint8)))[..., None]
+    level = np.clip(tone, 1e-3, 1.0)[..., None]
+    amplitude = np.where(lighter, np.minimum(colour / level, (1.0 - colour) / np.maximum(1.0 - level, 1e-6)),
+                         colour / np.maximum(level, value[..., None]))
+    offset = np.where(lighter, np.maximum(colour - amplitude * level, 0.0), 0.0)
+    return np.concatenate([offset, amplitude], axis=2).astype(np.float32)
 
 
 @dataclass
 class PageDetail:
-    """One page at one output size: its grey, its ink, and where each pixel samples the colours.
-    Made once per page and size (about 0.4 s for an A4 page), then every ratio is cheap."""
+    """One page at one output size: its grey, its ink, its tone, and where each pixel samples
+    the colours. Made once per page and size (about 0.4 s for an A4 page), then every ratio is cheap."""
 
     page: np.ndarray      #: the page's grey at the output size, uint8
     ink: np.ndarray       #: its ink at the output size (line_art), bool
@@ -300,31 +306,45 @@ class PageDetail:
     def nbytes(self) -> int:  # host memory (what the cache's budget counts)
         return sum(a.nbytes for a in (self.page, self.ink, self.page_w, self.tone_w, *self.maps))
 
+    def _fields(self, model: np.ndarray) -> np.ndarray:
+        """tone_gain's B and A at the working size: H x W x 6 float32."""
+        return tone_gain(colour_over_page(model.astype(np.float32) / 255.0, self.page_w), self.tone_w)
+
     def layers(self, model: np.ndarray) -> np.ndarray:
-        """The colours and the tone's fade at the output size: H x W x 4 float32 (tone_gain's E, k)."""
-        colour = colour_over_page(model.astype(np.float32) / 255.0, self.page_w)
-        return cv2.remap(tone_gain(colour, self.tone_w), *self.maps, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+        """The colours and the tone's amplitude at the output size: H x W x 6 float32."""
+        return cv2.remap(self._fields(model), *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _render(self, model: np.ndarray, under_ink: bool) -> np.ndarray:
-        made = self.layers(model)
+        fields = self._fields(model)
         height, width = self.page.shape
         out = np.empty((height, width, 3), np.float32)
-        for top in range(0, height, 128):  # in bands: no page-sized float temporaries
-            band = slice(top, top + 128)
-            page = self.page[band].astype(np.float32) * np.float32(1 / 255)
-            fade = np.maximum(made[band, :, 3], self.ink[band])  # the ink as drawn
-            if under_ink:  # E x (1 - k + k x P) / P: what multiplied by the page gives `full`, where it can
-                gain = (1.0 - fade) / np.maximum(page, 1e-3) + fade
-            else:
-                gain = 1.0 - fade + fade * page
-            np.multiply(made[band, :, :3], gain[..., None], out=out[band])
-        return np.minimum(out, 1.0, out=out)
+        levels = np.arange(256, dtype=np.float32) / 255
+        inverse = 1 / np.maximum(levels, np.float32(1e-3))
+        rows = 32  # bands that stay in the cache: no page-sized float temporaries
+        made = np.empty((rows, width, 6), np.float32)
+        scratch = np.empty((3, rows, width), np.float32)
+        for top in range(0, height, rows):
+            band = slice(top, top + rows)
+            ink, page = self.ink[band], self.page[band]
+            count = len(page)
+            cv2.remap(fields, self.maps[0][band], self.maps[1][band], cv2.INTER_LINEAR, dst=made[:count],
+                      borderMode=cv2.BORDER_REPLICATE)
+            # planes first (strided views): numpy's loops then run along rows, not over three channels
+            done, offset, amplitude = out[band].transpose(2, 0, 1), *np.split(made[:count].transpose(2, 0, 1), 2)
+            if under_ink:  # what multiplied by the page gives `full`, where it can: A + B / P, on the ink A + B
+                np.multiply(offset, np.where(ink, np.float32(1), cv2.LUT(page, inverse)), out=done)
+                done += amplitude
+            else:  # B + A x P; on the ink, as drawn, the paper's colour times the page: (B + A) x P
+                level = cv2.LUT(page, levels)
+                np.multiply(offset, np.where(ink, level, np.float32(1)), out=done)
+                done += np.multiply(amplitude, level, out=scratch[:, :count])
+            np.minimum(done, 1.0, out=done)
+        return out
 
     def colour_layer(self, model: np.ndarray) -> np.ndarray:
         """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]; as a
         Multiply layer under the page it gives `full` wherever a Multiply can (not where `full`
-        is lighter than the page: the tone the model painted over)."""
+        is lighter than the page: the tone's dots where the model painted the tone over lighter)."""
         return self._render(model, True)
 
     def full(self, model: np.ndarray) -> np.ndarray:
