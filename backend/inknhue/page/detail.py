@@ -5,8 +5,8 @@ page is 2480x3508 or more. A plain upscale of the working-size result softens ev
 letter and screentone dot. Instead, the result is built the way a colourist builds a
 page, from a colour layer and the page:
 
-    full = C x P on the ink          (P: the page's grey at the output size, in [0, 1])
-    full = E x (1 - k + k x P) off it (E, k: tone_gain, from the colours and the page's tone)
+    full = (B + A) x P on the ink    (P: the page's grey at the output size, in [0, 1])
+    full = B + A x P off it          (B, A: tone_gain, per channel, from the colours and the tone)
 
 1. The ink (line_art): lineart.py's walls (lines, lettering, solid blacks; not screentone,
    washes or hatching's paper) where the page is darker than LINE_LEVEL, and any black area
@@ -18,38 +18,55 @@ page, from a colour layer and the page:
    ratio sum(M P_w) / sum(P_w^2) over a small Gaussian window: ink carries no weight, so C
    holds the colours around the lines; off the ink C = M. Windows holding only ink (a
    solid black) are filled from wider ones, computed at a smaller size (wide_blur).
-3. The tone off the ink (tone_gain): where the model is lighter than the page's tone level
-   there (tone_mean), the tone fades towards white just enough that the working-size mean
-   is the model's (dots lighter, paper white: as much of the tone's texture as a colour
-   that light can carry); where it kept the tone as shading, the tone is scaled to it.
-4. E and k are brought to the output size edge-aware: every pixel samples them a little
+3. The tone off the ink (tone_gain) is laid back as texture around C: B = C - A x T, T the
+   page's tone level there (tone_mean), so that a working pixel whose page averages T
+   averages C, the model's own result. Where the model kept the tone as shading, A = C / T
+   and B = 0: the tone multiplied as drawn. Where it made an area lighter than the tone (it
+   read the tone as shading and painted it over), each channel keeps as much of the tone's
+   contrast as its mean leaves room for: A = C / T where the channel is still no lighter than
+   the tone, else (1 - C) / (1 - T), which takes the paper between the dots to white and no
+   further (a white colour carries none). Before, the tone faded by the colour's brightest
+   channel in all three, so that under a pale colour the dots all but vanished (a pale blue
+   over a 36% tone: 4 L* between dots and paper, now 31; tests/test_page_output.py).
+4. B and A are brought to the output size edge-aware: every pixel samples them a little
    inside its own region. A paper pixel closer than `reach` to ink samples at `reach` from
    it, moved along the distance field's gradient (at most as far as the distance keeps
    growing, so narrow regions sample their middle); an ink pixel takes the sample of its
    nearest paper pixel. The working-size colours blur across a line over about two working
    pixels; pulling samples out of that band keeps each region's colour up to its own ink.
 5. The colour layer (`colour_layer`, for a Multiply layer under the artist's ink) is
-   full / P, at most 1: under Multiply it gives `full` wherever `full` is no lighter than
-   the page, and the page as drawn where the model painted tone over lighter.
+   full / P, at most 1 (A + B / P off the ink, B + A on it): under Multiply it gives `full`
+   wherever `full` is no lighter than the page, and the page's dots as drawn where the model
+   painted tone over lighter.
 
-Measured in benchmarks/bench_page_output.py (2 shared cores). On a synthetic A4 page on
-white paper with known region colours: the Laplacian of L* correlates with the page's at
+Measured in benchmarks/bench_page_output.py (2 shared cores, loaded). On a synthetic A4 page
+on white paper with known region colours: the Laplacian of L* correlates with the page's at
 0.99 (LANCZOS upscale: 0.22); the a*/b* error on paper within 6 px of ink is 1.4 (LANCZOS
 5.3; the colour layer brought up bilinearly, without the edge-aware sampling, 4.8); ink
 keeps L* 7 where the page has 11 (LANCZOS: 43). On the corpus (tests/corpus.py: toned and
 washed pages, web scans and A4), against a perfect colorization at 768 that painted tone
-and washes over: brought back to the working size, CIEDE76 mean 2.1-2.3 on web scans and
-2.8-3.1 at A4 (p95 10-13; the colour x page of before: 9-12, p95 38-44), 1.3-2.1 (p95
-6-9) against the same colorization unsoftened (the rest is the VAE's softness across the
-lines, which crisp lines cannot have); chroma 0.99-1.00 (before: 0.78-0.84); detail
-0.91-0.94 (before 0.98-0.99: faded tone carries less texture; the tone's dots are most of a
-page's Laplacian); ink at least as dark as drawn. At A4 each further ratio takes 0.7x the
-time colour x page took, the first call on a page 1.1x (the line art, the sampling maps).
+and washes over: detail 0.95-0.98 (the tone faded as before: 0.91-0.94; the tone's dots
+are three quarters of a page's Laplacian); chroma 0.99-1.00 (colour x page of before:
+0.78-0.84); ink at least as dark as drawn. Brought back to the working size, CIEDE76 mean
+2.6 on web scans and 3.5 at A4 (p95 11-15; the tone faded as before: 2.1-2.3 and 2.8-3.1,
+p95 10-13; colour x page: 9-12, p95 38-44), 1.8-2.6 (p95 7-13) against the colorization
+unsoftened. Two things make that, and neither is a colour that is wrong: within 2 working
+px of the ink (15-18% of the page) the VAE's softness across the lines, which crisp lines
+cannot have (dE 7-8.5 there; off that band 1.5-1.8 on web scans, 2.5-2.8 at A4, p95 6-8
+and 11-13); and the tone's dots, kept at page size, alias in the box bring-down (INTER_AREA)
+wherever their period is not a whole number of boxes: brought down without aliasing (a
+Gaussian of half the scale first) the mean is 1.3-1.6 and p95 6 (the tone faded as before:
+1.0-1.4, p95 5-6). At A4 each further ratio takes 0.8x the time colour x page took, the
+first call on a page 0.9x (measured in the same run).
 Alternatives measured there: a detail transfer in L* (the page's L* minus its low-pass,
 added to the model's upscaled L*) keeps lines as crisp but mixes colours across lines as
 LANCZOS does (6.1) and needs CIELAB at page size (18x LANCZOS); guided-filter upsampling
 blurs colours across thin lines, since paper on both sides has the same grey (10.8), and
-leaves ink lighter than drawn (L* 33).
+leaves ink lighter than drawn (L* 33). Taking T as each working pixel's own box mean (what
+a box bring-down averages) brings the A4 mean to 2.5-2.7 with the same detail, but a box
+mean follows a tone's dots wherever they are coarse for the working size, and the texture
+around it then erases them: dots of a tone the model kept came out up to 68 L* lighter than
+drawn (tests/test_page_output.py's synthetic page), so that is not done.
 """
 
 from __future__ import annotations
