@@ -46,18 +46,19 @@ on white paper with known region colours: the Laplacian of L* correlates with th
 keeps L* 7 where the page has 11 (LANCZOS: 43). On the corpus (tests/corpus.py: toned and
 washed pages, web scans and A4), against a perfect colorization at 768 that painted tone
 and washes over: detail 0.95-0.98 (the tone faded as before: 0.91-0.94; the tone's dots
-are three quarters of a page's Laplacian); chroma 0.99-1.00 (colour x page of before:
+are about three quarters of a page's Laplacian); chroma 0.99-1.00 (colour x page of before:
 0.78-0.84); ink at least as dark as drawn. Brought back to the working size, CIEDE76 mean
 2.6 on web scans and 3.5 at A4 (p95 11-15; the tone faded as before: 2.1-2.3 and 2.8-3.1,
 p95 10-13; colour x page: 9-12, p95 38-44), 1.8-2.6 (p95 7-13) against the colorization
-unsoftened. Two things make that, and neither is a colour that is wrong: within 2 working
+unsoftened. Most of that is not a colour gone wrong but two other things: within 2 working
 px of the ink (15-18% of the page) the VAE's softness across the lines, which crisp lines
 cannot have (dE 7-8.5 there; off that band 1.5-1.8 on web scans, 2.5-2.8 at A4, p95 6-8
 and 11-13); and the tone's dots, kept at page size, alias in the box bring-down (INTER_AREA)
 wherever their period is not a whole number of boxes: brought down without aliasing (a
-Gaussian of half the scale first) the mean is 1.3-1.6 and p95 6 (the tone faded as before:
-1.0-1.4, p95 5-6). At A4 each further ratio takes 0.8x the time colour x page took, the
-first call on a page 0.9x (measured in the same run).
+Gaussian of half the scale first) the mean is 1.3-1.6 and p95 6-6.5 (the tone faded as
+before: 1.0-1.4, p95 5-6; the more contrast the dots keep, the more they alias). At A4 each
+further ratio takes 0.8x the time colour x page took, the first call on a page 0.8-0.9x
+(the tone faded as before, in the same process: 0.7x and 1.0-1.3x).
 Alternatives measured there: a detail transfer in L* (the page's L* minus its low-pass,
 added to the model's upscaled L*) keeps lines as crisp but mixes colours across lines as
 LANCZOS does (6.1) and needs CIELAB at page size (18x LANCZOS); guided-filter upsampling
