@@ -16,8 +16,11 @@ LANCZOS upscale (and the alternatives weighed in inknhue/detail.py), in one run.
    far from the model's result: CIEDE76 mean and 95th percentile, against the soft result
    (the VAE's softness, which a crisp page-size line cannot have) and the sharp one; the
    chroma kept (mean C*ab, against the model's); at the page's size the detail (as above)
-   and the ink's L* (the corpus's lines; the page's own in brackets). Timings at A4:
-   first call on a page and each further ratio, against colour x page's in the same run.
+   and the ink's L* (the corpus's lines; the page's own in brackets). Where the error lies:
+   off the ink (working pixels further than 2 from it; the line art brought down), and
+   brought down without aliasing (a Gaussian of half the scale first: the page's dots kept at
+   page size alias in a box bring-down). Timings at A4: first call on a page and each further
+   ratio, against colour x page's in the same run.
 
     python benchmarks/bench_page_output.py [--repeat 5] [--count 2] [--skip-synthetic]
 """
@@ -172,10 +175,19 @@ class ColourTimesPage:
         return layer
 
 
-def delta_e(image, model):
-    """CIEDE76 of image brought to model's size (INTER_AREA) against model, per pixel."""
+def delta_e(image, model, antialias=False):
+    """CIEDE76 of image brought to model's size (INTER_AREA) against model, per pixel; antialias:
+    a Gaussian of half the scale first."""
+    if antialias:
+        image = cv2.GaussianBlur(image, (0, 0), image.shape[1] / model.shape[1] / 2)
     back = cv2.resize(image, (model.shape[1], model.shape[0]), interpolation=cv2.INTER_AREA)
     return np.sqrt(((rgb_to_lab(back) - rgb_to_lab(model)) ** 2).sum(axis=-1)), back
+
+
+def off_ink(grey, working, band=2.0):
+    """Working pixels further than `band` from the page's ink (line_art, brought down)."""
+    ink = cv2.resize(detail.line_art(grey).view(np.uint8), working, interpolation=cv2.INTER_AREA) > 0
+    return cv2.distanceTransform((~ink).view(np.uint8), cv2.DIST_L2, 5) > band
 
 
 def chroma(rgb):
@@ -211,7 +223,7 @@ def corpus_report(args):
     print(f"\nthe corpus: {len(pages)} pages (web scans and A4 at 300 dpi), a perfect colorization of each at max "
           f"size 768, softened 0.7 px as the VAE's output is; sharp: the same unsoftened")
     print(f"{'page':17} {'method':15} {'dE mean':>7} {'p95':>5} {'sharp':>5} {'p95':>5} {'chroma':>6} "
-          f"{'detail':>6} {'ink L*':>12}")
+          f"{'detail':>6} {'ink L*':>12}  {'off ink: dE':>11} {'p95':>5}  {'no alias':>8} {'p95':>5}")
     rows = {}
     for page in pages:
         height, width = page.grey.shape
@@ -219,15 +231,19 @@ def corpus_report(args):
         model, sharp = corpus.colorized(page, working), corpus.colorized(page, working, soften=0)
         page_l = rgb_to_lab(page.rgb)[..., 0]
         ink = page.lines & (page.grey < 128)
+        away = off_ink(page.grey, working)
         for name, image in brought_up(page.grey, model).items():
             soft_e, back = delta_e(image, model)
             sharp_e, _ = delta_e(image, sharp)
+            smooth_e, _ = delta_e(image, model, antialias=True)
             lightness = rgb_to_lab(image)[..., 0]
             row = (soft_e.mean(), np.percentile(soft_e, 95), sharp_e.mean(), np.percentile(sharp_e, 95),
-                   chroma(back) / chroma(model), laplacian_correlation(lightness, page_l), lightness[ink].mean())
+                   chroma(back) / chroma(model), laplacian_correlation(lightness, page_l), lightness[ink].mean(),
+                   soft_e[away].mean(), np.percentile(soft_e[away], 95), smooth_e.mean(), np.percentile(smooth_e, 95))
             rows.setdefault(("a4" if page.jpeg is None else "web", name), []).append(row)
             print(f"{page.name:17} {name:15} {row[0]:7.2f} {row[1]:5.1f} {row[2]:5.2f} {row[3]:5.1f} {row[4]:6.3f} "
-                  f"{row[5]:6.3f} {row[6]:5.1f} ({page_l[ink].mean():4.1f})", flush=True)
+                  f"{row[5]:6.3f} {row[6]:5.1f} ({page_l[ink].mean():4.1f})  {row[7]:11.2f} {row[8]:5.1f}  "
+                  f"{row[9]:8.2f} {row[10]:5.1f}", flush=True)
             if name == "ours":
                 multiply_gap(page, image, model)
     print("range over the pages (min-max):")
@@ -235,7 +251,8 @@ def corpus_report(args):
         low, high = np.min(values, axis=0), np.max(values, axis=0)
         print(f"  {kind:4} {name:15} dE {low[0]:.1f}-{high[0]:.1f}, p95 {low[1]:.0f}-{high[1]:.0f}; sharp "
               f"{low[2]:.1f}-{high[2]:.1f}, p95 {low[3]:.0f}-{high[3]:.0f}; chroma {low[4]:.2f}-{high[4]:.2f}, "
-              f"detail {low[5]:.3f}-{high[5]:.3f}")
+              f"detail {low[5]:.3f}-{high[5]:.3f}; off ink {low[7]:.1f}-{high[7]:.1f}, p95 {low[8]:.0f}-{high[8]:.0f}; "
+              f"no alias {low[9]:.1f}-{high[9]:.1f}, p95 {low[10]:.0f}-{high[10]:.0f}")
     # timings at A4: the first corpus A4 page
     page = next(p for p in pages if p.jpeg is None)
     height, width = page.grey.shape

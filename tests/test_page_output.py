@@ -129,7 +129,13 @@ def test_on_a_toned_page_brought_back_the_result_is_the_colorizations_own(toned)
     back = cv2.resize(full, (model.shape[1], model.shape[0]), interpolation=cv2.INTER_AREA)
     lab_back, lab_model = rgb_to_lab(back), rgb_to_lab(model)
     difference = np.sqrt(((lab_back - lab_model) ** 2).sum(axis=-1))
-    assert difference.mean() <= 3.0, difference.mean()  # colour x page of before: 9-11
+    # the tone's dots kept at page size alias in a box bring-down (INTER_AREA): that is most of it
+    assert difference.mean() <= 3.5, difference.mean()  # colour x page of before: 9-11
+    scale = page.grey.shape[1] / model.shape[1]
+    smooth = cv2.resize(cv2.GaussianBlur(full, (0, 0), scale / 2), (model.shape[1], model.shape[0]),
+                        interpolation=cv2.INTER_AREA)
+    difference = np.sqrt(((rgb_to_lab(smooth) - lab_model) ** 2).sum(axis=-1))
+    assert difference.mean() <= 2.0, difference.mean()  # brought down without aliasing: 1.3-1.6
     chroma = (np.hypot(*lab_back[..., 1:].transpose(2, 0, 1)).mean()
               / np.hypot(*lab_model[..., 1:].transpose(2, 0, 1)).mean())
     assert chroma >= 0.95, chroma
@@ -140,7 +146,61 @@ def test_on_a_toned_page_the_ink_stays_as_drawn_and_the_detail_stays(toned):
     page_l = lightness(page.rgb)
     ink = page.lines & (page.grey < 128)
     assert lightness(full)[ink].mean() <= page_l[ink].mean()
-    assert laplacian_correlation(lightness(full), page_l) >= 0.9
+    assert laplacian_correlation(lightness(full), page_l) >= 0.95  # the tone faded as before: 0.91-0.94
+
+
+class LightenedTone:
+    """A framed area of screentone (3 x 3 px dots every 5 px, 36% ink) on an A4 page at 150 dpi,
+    and a colorization at max size 384 that read the tone as shading and painted it over in one
+    pale colour, lighter than the tone (the frame kept as drawn)."""
+
+    COLOUR = (200, 225, 250)
+
+    def __init__(self):
+        size = (1240, 1754)
+        grey = np.full(size[::-1], 255, np.uint8)
+        yy, xx = np.mgrid[0:size[1], 0:size[0]]
+        inside = (yy > 300) & (yy < 1400) & (xx > 200) & (xx < 1000)
+        grey[inside & (yy % 5 < 3) & (xx % 5 < 3)] = 0
+        cv2.rectangle(grey, (200, 300), (1000, 1400), 0, 4)
+        self.grey, self.interior = grey, inside & (yy > 340) & (yy < 1360) & (xx > 240) & (xx < 960)
+        working = working_size(*size, 384)
+        lines = np.zeros(size[::-1], np.uint8)
+        cv2.rectangle(lines, (200, 300), (1000, 1400), 1, 4)
+        painted = np.array(self.COLOUR, np.float32) / 255 * np.where(lines[..., None] > 0, 0.0, 1.0)
+        model = u8(cv2.resize(painted, working, interpolation=cv2.INTER_AREA))
+        result = Colorization(page_size=size, shaded=model, rough=model, generated=model, page_grey=grey)
+        self.full, self.colour = result.final(1.0, "page"), result.final(1.0, "page", layer="colour")
+
+
+@pytest.fixture(scope="module")
+def lightened():
+    return LightenedTone()
+
+
+def test_a_tone_painted_over_lighter_keeps_its_dots_around_the_models_colour(lightened):
+    full, inside = lightened.full, lightened.interior
+    dots, paper = inside & (lightened.grey < 128), inside & (lightened.grey > 128)
+    # its mean is the model's colour ...
+    mean = full[inside].reshape(-1, 3).mean(axis=0)
+    assert np.abs(mean - LightenedTone.COLOUR).max() <= 2.0, mean
+    # ... with the tone's dots around it: the paper between them as white as it can be, the dots
+    # as dark as the mean then allows (the tone faded by the brightest channel before: 4 L*, detail 0.49)
+    assert (full[paper] >= 250).all(), full[paper].min(axis=0)
+    contrast = lightness(full)[paper].mean() - lightness(full)[dots].mean()
+    assert contrast >= 15, contrast
+    assert laplacian_correlation(lightness(full)[300:1400, 200:1000],
+                                 lightness(np.repeat(lightened.grey[300:1400, 200:1000, None], 3, 2))) >= 0.95
+
+
+def test_under_a_tone_painted_over_lighter_the_colour_layer_multiplies_to_full_where_it_can(lightened):
+    # Multiply cannot lighten the page's dots (where full is lighter than them); elsewhere the layer
+    # multiplied by the page is the full result, and the paper between the dots stays white
+    grey = lightened.grey[..., None].astype(np.float32)
+    multiplied = lightened.colour * grey / 255
+    reachable = lightened.full <= grey
+    assert np.abs(multiplied - lightened.full)[reachable].max() <= 1.5
+    assert (lightened.colour[lightened.interior & (lightened.grey > 128)] >= 250).all()
 
 
 def test_on_a_toned_page_the_colour_layer_under_multiply_is_full_where_it_can_be(toned):

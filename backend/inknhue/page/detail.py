@@ -5,8 +5,8 @@ page is 2480x3508 or more. A plain upscale of the working-size result softens ev
 letter and screentone dot. Instead, the result is built the way a colourist builds a
 page, from a colour layer and the page:
 
-    full = C x P on the ink          (P: the page's grey at the output size, in [0, 1])
-    full = E x (1 - k + k x P) off it (E, k: tone_gain, from the colours and the page's tone)
+    full = (B + A) x P on the ink    (P: the page's grey at the output size, in [0, 1])
+    full = B + A x P off it          (B, A: tone_gain, per channel, from the colours and the tone)
 
 1. The ink (line_art): lineart.py's walls (lines, lettering, solid blacks; not screentone,
    washes or hatching's paper) where the page is darker than LINE_LEVEL, and any black area
@@ -18,38 +18,56 @@ page, from a colour layer and the page:
    ratio sum(M P_w) / sum(P_w^2) over a small Gaussian window: ink carries no weight, so C
    holds the colours around the lines; off the ink C = M. Windows holding only ink (a
    solid black) are filled from wider ones, computed at a smaller size (wide_blur).
-3. The tone off the ink (tone_gain): where the model is lighter than the page's tone level
-   there (tone_mean), the tone fades towards white just enough that the working-size mean
-   is the model's (dots lighter, paper white: as much of the tone's texture as a colour
-   that light can carry); where it kept the tone as shading, the tone is scaled to it.
-4. E and k are brought to the output size edge-aware: every pixel samples them a little
+3. The tone off the ink (tone_gain) is laid back as texture around C: B = C - A x T, T the
+   page's tone level there (tone_mean), so that a working pixel whose page averages T
+   averages C, the model's own result. Where the model kept the tone as shading, A = C / T
+   and B = 0: the tone multiplied as drawn. Where it made an area lighter than the tone (it
+   read the tone as shading and painted it over), each channel keeps as much of the tone's
+   contrast as its mean leaves room for: A = C / T where the channel is still no lighter than
+   the tone, else (1 - C) / (1 - T), which takes the paper between the dots to white and no
+   further (a white colour carries none). Before, the tone faded by the colour's brightest
+   channel in all three, so that under a pale colour the dots all but vanished (a pale blue
+   over a 36% tone: 4 L* between dots and paper, now 31; tests/test_page_output.py).
+4. B and A are brought to the output size edge-aware: every pixel samples them a little
    inside its own region. A paper pixel closer than `reach` to ink samples at `reach` from
    it, moved along the distance field's gradient (at most as far as the distance keeps
    growing, so narrow regions sample their middle); an ink pixel takes the sample of its
    nearest paper pixel. The working-size colours blur across a line over about two working
    pixels; pulling samples out of that band keeps each region's colour up to its own ink.
 5. The colour layer (`colour_layer`, for a Multiply layer under the artist's ink) is
-   full / P, at most 1: under Multiply it gives `full` wherever `full` is no lighter than
-   the page, and the page as drawn where the model painted tone over lighter.
+   full / P, at most 1 (A + B / P off the ink, B + A on it): under Multiply it gives `full`
+   wherever `full` is no lighter than the page, and the page's dots as drawn where the model
+   painted tone over lighter.
 
-Measured in benchmarks/bench_page_output.py (2 shared cores). On a synthetic A4 page on
-white paper with known region colours: the Laplacian of L* correlates with the page's at
+Measured in benchmarks/bench_page_output.py (2 shared cores, loaded). On a synthetic A4 page
+on white paper with known region colours: the Laplacian of L* correlates with the page's at
 0.99 (LANCZOS upscale: 0.22); the a*/b* error on paper within 6 px of ink is 1.4 (LANCZOS
 5.3; the colour layer brought up bilinearly, without the edge-aware sampling, 4.8); ink
 keeps L* 7 where the page has 11 (LANCZOS: 43). On the corpus (tests/corpus.py: toned and
 washed pages, web scans and A4), against a perfect colorization at 768 that painted tone
-and washes over: brought back to the working size, CIEDE76 mean 2.1-2.3 on web scans and
-2.8-3.1 at A4 (p95 10-13; the colour x page of before: 9-12, p95 38-44), 1.3-2.1 (p95
-6-9) against the same colorization unsoftened (the rest is the VAE's softness across the
-lines, which crisp lines cannot have); chroma 0.99-1.00 (before: 0.78-0.84); detail
-0.91-0.94 (before 0.98-0.99: faded tone carries less texture; the tone's dots are most of a
-page's Laplacian); ink at least as dark as drawn. At A4 each further ratio takes 0.7x the
-time colour x page took, the first call on a page 1.1x (the line art, the sampling maps).
+and washes over: detail 0.95-0.98 (the tone faded as before: 0.91-0.94; the tone's dots
+are about three quarters of a page's Laplacian); chroma 0.99-1.00 (colour x page of before:
+0.78-0.84); ink at least as dark as drawn. Brought back to the working size, CIEDE76 mean
+2.6 on web scans and 3.5 at A4 (p95 11-15; the tone faded as before: 2.1-2.3 and 2.8-3.1,
+p95 10-13; colour x page: 9-12, p95 38-44), 1.8-2.6 (p95 7-13) against the colorization
+unsoftened. Most of that is not a colour gone wrong but two other things: within 2 working
+px of the ink (15-18% of the page) the VAE's softness across the lines, which crisp lines
+cannot have (dE 7-8.5 there; off that band 1.5-1.8 on web scans, 2.5-2.8 at A4, p95 6-8
+and 11-13); and the tone's dots, kept at page size, alias in the box bring-down (INTER_AREA)
+wherever their period is not a whole number of boxes: brought down without aliasing (a
+Gaussian of half the scale first) the mean is 1.3-1.6 and p95 6-6.5 (the tone faded as
+before: 1.0-1.4, p95 5-6; the more contrast the dots keep, the more they alias). At A4 each
+further ratio takes 0.8x the time colour x page took, the first call on a page 0.8-0.9x
+(the tone faded as before, in the same process: 0.7x and 1.0-1.3x).
 Alternatives measured there: a detail transfer in L* (the page's L* minus its low-pass,
 added to the model's upscaled L*) keeps lines as crisp but mixes colours across lines as
 LANCZOS does (6.1) and needs CIELAB at page size (18x LANCZOS); guided-filter upsampling
 blurs colours across thin lines, since paper on both sides has the same grey (10.8), and
-leaves ink lighter than drawn (L* 33).
+leaves ink lighter than drawn (L* 33). Taking T as each working pixel's own box mean (what
+a box bring-down averages) brings the A4 mean to 2.5-2.7 with the same detail, but a box
+mean follows a tone's dots wherever they are coarse for the working size, and the texture
+around it then erases them: dots of a tone the model kept came out up to 68 L* lighter than
+drawn (tests/test_page_output.py's synthetic page), so that is not done.
 """
 
 from __future__ import annotations
@@ -248,31 +266,37 @@ def tone_mean(page: np.ndarray, ink: np.ndarray, working: tuple[int, int]) -> np
 
 
 def tone_gain(colour: np.ndarray, tone: np.ndarray) -> np.ndarray:
-    """How the page's tone is laid over the model's colours: full = E x (1 - k + k x P), with
-    E <= 1 and k in [0, 1] chosen so that it averages `colour` over a working pixel whose page
-    averages `tone` off the ink (the model's own working-size result). colour: H x W x 3,
-    tone: H x W -> H x W x 4 (E, k).
+    """How the page's tone is laid over the model's colours, in each channel: full = B + A x P
+    off the ink, with B = colour - A x tone, so that it averages `colour` over a working pixel
+    whose page averages `tone` off the ink (the model's own working-size result): the tone as
+    texture around the model's colour. colour: H x W x 3, tone: H x W -> H x W x 6 (B, A).
 
     Where the model made an area lighter than the page (it read the tone as shading and
-    painted it over), the tone fades towards white, its dots lighter, its paper white:
-    E = colour / v (v: the colour's brightest channel), k = (1 - v) / (1 - tone): the most of
-    the tone's contrast that a colour as light as v can carry. Lighter means lighter than the
-    page anywhere in a working pixel's 3 x 3 neighbourhood (both over TONE_SIGMA's window): a
-    model's softness beside a line
-    the line art missed is not a lighter area (that line stays as drawn). Elsewhere (the
-    model kept the tone as shading) the tone is scaled: E = colour / tone, k = 1."""
+    painted it over), each channel keeps as much of the tone's contrast as the mean leaves
+    room for: A = colour / tone (as drawn) where the channel is no lighter than the tone, else
+    (1 - colour) / (1 - tone), which takes the paper between the dots to white and no further
+    (nothing is clipped, so the mean is kept; a white colour carries none). Lighter means
+    lighter than the page anywhere in a working pixel's 3 x 3 neighbourhood (both over
+    TONE_SIGMA's window), by the colour's brightest channel: a model's softness beside a line
+    the line art missed is not a lighter area (that line stays as drawn). Elsewhere (the model
+    kept the tone as shading) the tone is multiplied as drawn: B = 0, A = colour / tone, at most
+    colour / its brightest channel (nothing the page has dark comes out lighter; on white paper
+    full is the colours times the page). B + A x P lies in [0, 1] for every P in [0, 1], and
+    so does any blend of two, as the remap makes."""
     value = np.maximum(colour.max(axis=-1), 1e-3)
     # both over the tone's window: a screen's ripple in the model's result is not lighter either
-    lighter = cv2.GaussianBlur(value, (0, 0), TONE_SIGMA) > cv2.dilate(tone, np.ones((3, 3), np.uint8))
-    scale = np.where(lighter, value, np.maximum(np.maximum(tone, value), 1e-3))
-    fade = np.where(lighter, np.clip((1.0 - value) / np.maximum(1.0 - tone, 1e-6), 0.0, 1.0), 1.0)
-    return np.concatenate([colour / scale[..., None], fade[..., None]], axis=2).astype(np.float32)
+    lighter = (cv2.GaussianBlur(value, (0, 0), TONE_SIGMA) > cv2.dilate(tone, np.ones((3, 3), np.uint8)))[..., None]
+    level = np.clip(tone, 1e-3, 1.0)[..., None]
+    amplitude = np.where(lighter, np.minimum(colour / level, (1.0 - colour) / np.maximum(1.0 - level, 1e-6)),
+                         colour / np.maximum(level, value[..., None]))
+    offset = np.where(lighter, np.maximum(colour - amplitude * level, 0.0), 0.0)
+    return np.concatenate([offset, amplitude], axis=2).astype(np.float32)
 
 
 @dataclass
 class PageDetail:
-    """One page at one output size: its grey, its ink, and where each pixel samples the colours.
-    Made once per page and size (about 0.4 s for an A4 page), then every ratio is cheap."""
+    """One page at one output size: its grey, its ink, its tone, and where each pixel samples
+    the colours. Made once per page and size (about 0.4 s for an A4 page), then every ratio is cheap."""
 
     page: np.ndarray      #: the page's grey at the output size, uint8
     ink: np.ndarray       #: its ink at the output size (line_art), bool
@@ -300,31 +324,45 @@ class PageDetail:
     def nbytes(self) -> int:  # host memory (what the cache's budget counts)
         return sum(a.nbytes for a in (self.page, self.ink, self.page_w, self.tone_w, *self.maps))
 
+    def _fields(self, model: np.ndarray) -> np.ndarray:
+        """tone_gain's B and A at the working size: H x W x 6 float32."""
+        return tone_gain(colour_over_page(model.astype(np.float32) / 255.0, self.page_w), self.tone_w)
+
     def layers(self, model: np.ndarray) -> np.ndarray:
-        """The colours and the tone's fade at the output size: H x W x 4 float32 (tone_gain's E, k)."""
-        colour = colour_over_page(model.astype(np.float32) / 255.0, self.page_w)
-        return cv2.remap(tone_gain(colour, self.tone_w), *self.maps, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+        """The colours and the tone's amplitude at the output size: H x W x 6 float32."""
+        return cv2.remap(self._fields(model), *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _render(self, model: np.ndarray, under_ink: bool) -> np.ndarray:
-        made = self.layers(model)
+        fields = self._fields(model)
         height, width = self.page.shape
         out = np.empty((height, width, 3), np.float32)
-        for top in range(0, height, 128):  # in bands: no page-sized float temporaries
-            band = slice(top, top + 128)
-            page = self.page[band].astype(np.float32) * np.float32(1 / 255)
-            fade = np.maximum(made[band, :, 3], self.ink[band])  # the ink as drawn
-            if under_ink:  # E x (1 - k + k x P) / P: what multiplied by the page gives `full`, where it can
-                gain = (1.0 - fade) / np.maximum(page, 1e-3) + fade
-            else:
-                gain = 1.0 - fade + fade * page
-            np.multiply(made[band, :, :3], gain[..., None], out=out[band])
-        return np.minimum(out, 1.0, out=out)
+        levels = np.arange(256, dtype=np.float32) / 255
+        inverse = 1 / np.maximum(levels, np.float32(1e-3))
+        rows = 32  # bands that stay in the cache: no page-sized float temporaries
+        made = np.empty((rows, width, 6), np.float32)
+        scratch = np.empty((3, rows, width), np.float32)
+        for top in range(0, height, rows):
+            band = slice(top, top + rows)
+            ink, page = self.ink[band], self.page[band]
+            count = len(page)
+            cv2.remap(fields, self.maps[0][band], self.maps[1][band], cv2.INTER_LINEAR, dst=made[:count],
+                      borderMode=cv2.BORDER_REPLICATE)
+            # planes first (strided views): numpy's loops then run along rows, not over three channels
+            done, offset, amplitude = out[band].transpose(2, 0, 1), *np.split(made[:count].transpose(2, 0, 1), 2)
+            if under_ink:  # what multiplied by the page gives `full`, where it can: A + B / P, on the ink A + B
+                np.multiply(offset, np.where(ink, np.float32(1), cv2.LUT(page, inverse)), out=done)
+                done += amplitude
+            else:  # B + A x P; on the ink, as drawn, the paper's colour times the page: (B + A) x P
+                level = cv2.LUT(page, levels)
+                np.multiply(offset, np.where(ink, level, np.float32(1)), out=done)
+                done += np.multiply(amplitude, level, out=scratch[:, :count])
+            np.minimum(done, 1.0, out=done)
+        return out
 
     def colour_layer(self, model: np.ndarray) -> np.ndarray:
         """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]; as a
         Multiply layer under the page it gives `full` wherever a Multiply can (not where `full`
-        is lighter than the page: the tone the model painted over)."""
+        is lighter than the page: the tone's dots where the model painted the tone over lighter)."""
         return self._render(model, True)
 
     def full(self, model: np.ndarray) -> np.ndarray:

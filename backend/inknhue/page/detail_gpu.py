@@ -1,5 +1,5 @@
 """The page-size result's per-ratio work computed by torch on the engine's GPU: the twin
-of `detail.PageDetail` (its colour-over-page ratio, the tone's gain, the remap and the
+of `detail.PageDetail` (its colour-over-page ratio, the tone's amplitude, the remap and the
 render, the same formulas).
 
 What stays on the CPU: what is made once per page and output size (its ink, from
@@ -80,14 +80,15 @@ def colour_over_page(model: torch.Tensor, page_w: torch.Tensor) -> torch.Tensor:
 
 
 def tone_gain(colour: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
-    """detail.tone_gain on a device: H x W x 3 and H x W -> H x W x 4 (E, k)."""
+    """detail.tone_gain on a device: H x W x 3 and H x W -> H x W x 6 (B, A)."""
     value = colour.amax(dim=-1).clamp(min=1e-3)
     seen = F.max_pool2d(tone[None, None], 3, stride=1, padding=1)[0, 0]  # cv2.dilate, 3 x 3
-    lighter = gaussian_blur(value[..., None], detail.TONE_SIGMA)[..., 0] > seen
-    scale = torch.where(lighter, value, torch.maximum(tone, value).clamp(min=1e-3))
-    fade = torch.where(lighter, ((1.0 - value) / (1.0 - tone).clamp(min=1e-6)).clamp(0.0, 1.0),
-                       torch.ones_like(value))
-    return torch.cat([colour / scale[..., None], fade[..., None]], dim=-1)
+    lighter = (gaussian_blur(value[..., None], detail.TONE_SIGMA)[..., 0] > seen)[..., None]
+    level = tone.clamp(1e-3, 1.0)[..., None]
+    amplitude = torch.where(lighter, torch.minimum(colour / level, (1.0 - colour) / (1.0 - level).clamp(min=1e-6)),
+                            colour / torch.maximum(level, value[..., None]))
+    offset = torch.where(lighter, (colour - amplitude * level).clamp(min=0.0), torch.zeros_like(colour))
+    return torch.cat([offset, amplitude], dim=-1)
 
 
 class DevicePageDetail:
@@ -112,22 +113,20 @@ class DevicePageDetail:
         return sum(t.numel() * t.element_size() for t in (self.page, self.ink, self.page_w, self.tone_w, self.grid))
 
     def layers(self, model: torch.Tensor) -> torch.Tensor:
-        """model: uint8 H x W x 3 at the working size -> float32 page-sized E, k (H x W x 4)."""
+        """model: uint8 H x W x 3 at the working size -> float32 page-sized B, A (H x W x 6)."""
         colour = colour_over_page(model.float() / 255.0, self.page_w)
-        gain = tone_gain(colour, self.tone_w)
-        sampled = F.grid_sample(gain.permute(2, 0, 1)[None], self.grid, mode="bilinear",
+        sampled = F.grid_sample(tone_gain(colour, self.tone_w).permute(2, 0, 1)[None], self.grid, mode="bilinear",
                                 padding_mode="border", align_corners=True)
         return sampled[0].permute(1, 2, 0)
 
     def _render(self, model: torch.Tensor, under_ink: bool) -> torch.Tensor:
         made = self.layers(model)
         page = self.page.float() / 255.0
-        fade = torch.maximum(made[..., 3], self.ink.float())
-        if under_ink:
-            gain = (1.0 - fade) / page.clamp(min=1e-3) + fade
-        else:
-            gain = 1.0 - fade + fade * page
-        return (made[..., :3] * gain[..., None]).clamp_(max=1.0)
+        if under_ink:  # A + B / P off the ink, A + B on it
+            weight = torch.where(self.ink, torch.ones_like(page), 1.0 / page.clamp(min=1e-3))
+            return torch.addcmul(made[..., 3:], made[..., :3], weight[..., None]).clamp_(max=1.0)
+        weight = torch.where(self.ink, page, torch.ones_like(page))  # B + A x P; (B + A) x P on the ink
+        return torch.addcmul(made[..., :3] * weight[..., None], made[..., 3:], page[..., None]).clamp_(max=1.0)
 
     def colour_layer(self, model: torch.Tensor) -> torch.Tensor:
         return self._render(model, True)

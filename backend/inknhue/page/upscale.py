@@ -4,7 +4,7 @@ A colouring made at a lower resolution (another tool's, an older one of ours, a 
 colouring) is what the model's result is to `detail.PageDetail`: the working-size colours.
 The page-size result is made by the same code as `--output-size page`: the page's lines,
 lettering and solid blacks exactly as drawn, its tone laid over the colours where the
-colouring kept it, faded where the colouring painted over it.
+colouring kept it, laid back as texture around the colours where the colouring painted over it.
 
 What a colouring may be: any size up to the page's, with the page's aspect ratio (within
 MAX_ASPECT_MISMATCH: the rounding of a resize, not a crop); greyscale (a grey colouring
