@@ -215,7 +215,8 @@ def test_krita_stays_responsive_while_a_page_colorizes_and_the_slider_follows_a_
     report = run_krita(tmp_path, env, {"mode": "responsive", "width": width, "height": height, "max_size": 64,
                                        "page": str(tmp_path / "page.bgra"), "hints": str(tmp_path / "hints.bgra")},
                        timeout=400)
-    print(f"\nA4 run in Krita: {report['run']}; longest plugin calls {report['run_longest_call']}; "
+    print(f"\nA4 run in Krita: {report['run']}; of which the page and hints read: {report['read']}; "
+          f"longest plugin calls {report['run_longest_call']}; "
           f"slider moves (s): {report['moves_s']}")
     assert report["steps"] == ["document", "responsive"] and "Done" in report["stage"]
     # the figures are printed, not asserted (timings on a shared CPU; benchmarks/ make claims):

@@ -79,13 +79,19 @@ def layer(doc, name):
     return next((n for n in doc.topLevelNodes() if n.name() == name), None)
 
 
+def settle(view):
+    """Run what the controller left for Qt's next turns (view.later), as the event loop would."""
+    while view.queued:
+        view.queued.pop(0)()
+
+
 def test_a_run_sends_the_page_and_hints_as_the_choices_say_and_writes_its_result(setup):
     controllers, doc, view, backend = setup
     assert controllers.of(doc).start(Choices(provider="flats", max_size=96, ratio=0.3, fill_all=True))
     header, images, accepted = backend.sent[0]
     assert header["type"] == "colorize" and header["max_size"] == 96 and header["ratio"] == 0.3
     assert header["fill_all"] and header["provider"] == "flats" and set(images) == {"page", "hints"}
-    assert view.running and not view.cancellable and view.stage == "Sending the page…"
+    assert view.running and view.cancellable and view.stage == "Sending the page…"
     assert controllers.running is not None and layer(doc, RESULT_LAYER) is None
 
     accepted({"type": "accepted", "job": "j1"}, None)
@@ -190,6 +196,7 @@ def test_a_selection_box_goes_out_at_the_pages_working_scale(setup):
     big.setSelection(selection)
     controllers.running.finished()
     assert controllers.of(big).start(Choices(provider="flats", max_size=768))
+    settle(view)
     header, images, _ = backend.sent[-1]
     assert header["max_size"] == 384 and images["page"].width == 1240  # half the page's short side
     krita.Krita.instance().close(big)
@@ -217,3 +224,67 @@ def test_the_time_left_counts_down_between_the_backends_events(setup, monkeypatc
     now[0] += 20.0  # the backend makes the page-size output: no events
     controllers.tick()
     assert view.stage.endswith("about 20 s left")
+
+
+@pytest.fixture
+def a4(setup, monkeypatch):
+    """An A4 page at 300 dpi, its page and hints read one band a Qt turn (STEP_S at 0)."""
+    import inknhue_krita.controller as controller_module
+
+    controllers, _, view, backend = setup
+    monkeypatch.setattr(controller_module, "STEP_S", 0.0)
+    doc = krita.Krita.instance().createDocument(2480, 3508, "A4", "RGBA", "U8", "", 300.0)
+    hints = doc.createNode(HINT_LAYER, "paintlayer")
+    hints.pixels[100:140, 100:400] = (40, 40, 220, 255)
+    doc.rootNode().addChildNode(hints, doc.topLevelNodes()[-1])
+    doc.setActiveNode(doc.topLevelNodes()[0])
+    yield controllers, doc, view, backend
+    if doc in krita.Krita.instance().documents():
+        krita.Krita.instance().close(doc)
+
+
+def test_the_page_and_hints_are_read_a_band_a_turn_as_they_were_at_the_click(a4):
+    controllers, doc, view, backend = a4
+    hints = layer(doc, HINT_LAYER)
+    hints.setVisible(False)  # the page as the artist sees it, without the plugin's layers
+    page_then = bytes(doc.pixelData(0, 0, 2480, 3508))
+    hints.setVisible(True)
+    hints_then = hints.pixels.tobytes()
+    assert controllers.of(doc).start(Choices(provider="flats"))
+    assert backend.sent == [] and view.stage == "Reading the page…" and view.cancellable
+    turns = 0
+    while view.queued:  # the artist paints on, page and hints, between the bands
+        assert hints.visible()  # the artist's canvas never loses the hints for the read
+        layer(doc, "Background").pixels[turns * 200:turns * 200 + 50] = (0, 0, 0, 255)
+        hints.pixels[turns * 200:turns * 200 + 50, :50] = (220, 40, 40, 255)
+        view.queued.pop(0)()
+        turns += 1
+    bands = -(-3508 // ((2 << 20) // (2480 * 4)))  # slices.py's bands of the page
+    assert turns >= 2 * bands - 1  # the page's bands and the hints' each on a turn of their own
+    header, images, _ = backend.sent[0]
+    assert bytes(images["page"].data) == page_then and bytes(images["hints"].data) == hints_then
+    assert view.stage == "Sending the page…"
+    assert all(copy.closed for copy in krita.Krita.instance().clones)
+
+
+def test_cancel_while_the_page_is_read_sends_nothing(a4):
+    controllers, doc, view, backend = a4
+    controllers.of(doc).start(Choices(provider="flats"))
+    view.queued.pop(0)()  # a band or two read
+    controllers.cancel()
+    settle(view)
+    assert backend.sent == [] and controllers.running is None and not view.running
+    assert view.said[-1] == "Cancelled."
+    assert all(copy.closed for copy in krita.Krita.instance().clones)
+    assert controllers.of(doc).start(Choices(provider="flats"))  # and the next Colorize goes out
+    settle(view)
+    assert backend.sent[0][0]["type"] == "colorize"
+
+
+def test_a_document_closed_while_its_page_is_read_sends_nothing(a4):
+    controllers, doc, view, backend = a4
+    controllers.of(doc).start(Choices(provider="flats"))
+    krita.Krita.instance().close(doc)
+    settle(view)
+    assert backend.sent == [] and controllers.running is None and "closed" in view.said[-1]
+    assert all(copy.closed for copy in krita.Krita.instance().clones)

@@ -275,16 +275,26 @@ class Driver:
         self.doc.waitForDone()
         self.longest, self.calls = {}, {}
         controller = sys.modules["inknhue_krita.controller"].Controller
-        for owner, name in ((controller, "start"), (controller, "on_event"), (controller, "_written"),
+        for owner, name in ((controller, "start"), (controller, "_reading"), (controller, "on_event"),
+                            (controller, "_written"),
                             (self.docker.backend.connection, "receive"), (self.docker.backend, "request"),
                             (sys.modules["inknhue_krita.document"], "page_pixels"),
-                            (sys.modules["inknhue_krita.document"], "layer_pixels"),
+                            (sys.modules["inknhue_krita.document"], "snapshot"),
                             (sys.modules["inknhue_krita.document"], "layer_fingerprint"),
                             (sys.modules["inknhue_krita.document"], "arrange"),
                             (sys.modules["inknhue_krita.document"], "new_layer"),
                             (sys.modules["inknhue_krita.document"], "covers"),
                             (sys.modules["inknhue_krita.document"], "opaque_share")):
             self.timed(owner, name)
+        self.sent_at = None  # when the page went out: the ticks before it are the read's alone
+        request = self.docker.backend.request
+
+        def sending(header, *args, **kwargs):
+            if header.get("type") == "colorize" and self.sent_at is None:
+                self.sent_at = time.monotonic()
+            return request(header, *args, **kwargs)
+
+        self.docker.backend.request = sending
         self.ticks = []
         self.ticker = QTimer()
         self.ticker.setInterval(50)
@@ -308,15 +318,17 @@ class Driver:
 
         setattr(owner, name, call)
 
-    def gaps(self, since):
-        ticks = [t for t in self.ticks if t >= since]
+    def gaps(self, since, until=None):
+        until = time.monotonic() if until is None else until
+        ticks = [since] + [t for t in self.ticks if since <= t <= until] + [until]  # a stretch at either end counts
         gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-        expected = (time.monotonic() - since) / 0.05
-        return {"seconds": round(time.monotonic() - since, 2), "ticks": len(ticks), "expected": round(expected),
-                "missed": max(0, round(expected) - len(ticks)), "longest_gap": round(max(gaps, default=0), 3)}
+        expected = (until - since) / 0.05
+        return {"seconds": round(until - since, 2), "ticks": len(ticks) - 2, "expected": round(expected),
+                "missed": max(0, round(expected) - len(ticks) + 2), "longest_gap": round(max(gaps, default=0), 3)}
 
     def responsive_drag(self):
         REPORT["run"] = self.gaps(self.run_started)
+        REPORT["read"] = self.gaps(self.run_started, self.sent_at)  # the page and hints read, before any backend work
         REPORT["run_longest_call"] = {k: round(v, 3) for k, v in self.longest.items()}
         REPORT["stage"] = self.docker.stage.text()
         ratio = self.docker.ratio
