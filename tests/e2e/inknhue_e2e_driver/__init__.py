@@ -97,7 +97,7 @@ class Driver:
         if self.docker is None:
             raise RuntimeError("no inkn'hue docker in this Krita")
         if SPEC["mode"] == "responsive":
-            return self.wait(lambda: self.docker.backend.state == "connected", self.responsive_run,
+            return self.wait(lambda: self.docker.backend.state == "connected", self.quiet_backend,
                              what="a connected backend")
         if SPEC["mode"] == "no_backend":
             self.wait(lambda: self.docker.backend.state in ("not_installed", "error"), self.no_backend,
@@ -263,6 +263,26 @@ class Driver:
         step("live")
         quit_krita()
 
+    def quiet_backend(self):
+        """Wait for the backend to be idle (its models in, its calibration over): what the plugin
+        holds Krita for is measured with the backend's load set aside."""
+        answers = []
+
+        def ask():
+            reply = answers[-1] if answers else None
+            if reply is not None:
+                REPORT["calibration"] = reply.get("calibration")
+                if reply.get("models") == "ready" and (reply.get("calibration") or {}).get("state") != "running":
+                    return True
+            if not answers or reply is not None:  # one hello at a time
+                answers.append(None)
+                protocol = sys.modules["inknhue_krita.protocol"].PROTOCOL
+                self.docker.backend.request({"type": "hello", "protocol": protocol},
+                                            callback=lambda reply, _: answers.__setitem__(-1, reply))
+            return False
+
+        self.wait(ask, self.responsive_run, timeout=200, what="an idle backend")
+
     def responsive_run(self):
         """Krita's UI thread during a run and a drag of the slider: a 50 ms timer's missed
         ticks and longest gap, and the longest call into the plugin's own code (what the
@@ -280,6 +300,7 @@ class Driver:
                             (self.docker.backend.connection, "receive"), (self.docker.backend, "request"),
                             (sys.modules["inknhue_krita.document"], "page_pixels"),
                             (sys.modules["inknhue_krita.document"], "snapshot"),
+                            (sys.modules["inknhue_krita.document"], "without_ours"),
                             (sys.modules["inknhue_krita.document"], "layer_fingerprint"),
                             (sys.modules["inknhue_krita.document"], "arrange"),
                             (sys.modules["inknhue_krita.document"], "new_layer"),
@@ -306,7 +327,9 @@ class Driver:
                   self.responsive_drag, timeout=200, what="the result")
 
     def timed(self, owner, name):
-        original = getattr(owner, name)  # a class's function or an object's bound method
+        original = getattr(owner, name, None)  # a class's function or an object's bound method
+        if original is None:  # not in this plugin (an older one, measured for comparison)
+            return
 
         def call(*args, **kwargs):
             self.calls[name] = self.calls.get(name, 0) + 1
