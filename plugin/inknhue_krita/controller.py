@@ -32,6 +32,7 @@ from .session import Placement, Session, Sessions
 
 log = logging.getLogger("inknhue_krita")
 STEP_S = 0.03  #: the longest stretch of writing a result before Qt gets the UI thread back
+OVERDUE_S = 3.0  #: a time left counted down this far past zero reads "finishing…"
 
 
 @dataclass(frozen=True)
@@ -388,11 +389,16 @@ class Controller:
         """The stage line of the last progress event, its time left counted down since (the
         backend says nothing while it makes the page-size output)."""
         event, at = self.session.progress
-        eta = event.get("eta")
-        if isinstance(eta, (int, float)):
-            eta = max(0.0, eta - (time.monotonic() - at))
+        eta, overdue = event.get("eta"), False
+        if isinstance(eta, (int, float)) and not isinstance(eta, bool):
+            left = eta - (time.monotonic() - at)
+            eta, overdue = max(0.0, left), left < -OVERDUE_S
+        else:
+            eta = None
+        basis = event.get("eta_from") if isinstance(event.get("eta_from"), str) else None
         return progress_text(event["stage"], event["index"], event["total"], event.get("cached"),
-                             event.get("fraction"), eta, running=event.get("seconds") is None)
+                             event.get("fraction"), eta, running=event.get("seconds") is None, eta_from=basis,
+                             overdue=overdue)
 
     def cancel(self, quiet: bool = False) -> None:
         """Stop the job; its result, if it still comes, is dropped. `quiet`: for newer hints

@@ -224,6 +224,23 @@ def test_the_time_left_counts_down_between_the_backends_events(setup, monkeypatc
     now[0] += 20.0  # the backend makes the page-size output: no events
     controllers.tick()
     assert view.stage.endswith("about 20 s left")
+    now[0] += 25.0  # past the estimate, still no word: no "few seconds" that last
+    controllers.tick()
+    assert view.stage.endswith("finishing…")
+
+
+def test_the_first_estimate_stands_on_the_backends_calibration_and_says_so(setup):
+    controllers, doc, view, backend = setup
+    backend.hello["calibration"] = {"state": "done", "seconds": 2.0, "stages": {}}
+    controllers.of(doc).start(controllers.choices())
+    backend.sent[0][2]({"type": "accepted", "job": "j7"}, None)
+    # the job's first event, before any stage here was timed by a job: from the calibration
+    controllers.on_event({"type": "progress", "job": "j7", "stage": "rough", "index": 1, "total": 6,
+                          "seconds": None, "eta": 130.0, "eta_from": "calibration"}, None)
+    assert view.stage == "1/6 Rough colours · roughly 2 min left"
+    controllers.on_event({"type": "progress", "job": "j7", "stage": "shade", "index": 2, "total": 6,
+                          "seconds": None, "fraction": 0.5, "eta": 40.0, "eta_from": "measured"}, None)
+    assert view.stage == "2/6 Shading 50% · about 40 s left"
 
 
 @pytest.fixture
