@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from . import document
+from . import document, slices
 from .live import Action, LiveScheduler, live_unavailable, rerun_estimate
 from .logic import (BYTES, HINT_LAYER, MIN_MAX_SIZE, BlendThrottle, Format, Rect, box_max_size, document_format,
                     preview_size, progress_text, progress_value, work_area)
@@ -31,7 +31,7 @@ from .protocol import RawImage
 from .session import Placement, Session, Sessions
 
 log = logging.getLogger("inknhue_krita")
-STEP_S = 0.03  #: the longest stretch of writing a result before Qt gets the UI thread back
+STEP_S = 0.03  #: the longest stretch of reading a page or writing a result before Qt gets the UI thread back
 OVERDUE_S = 3.0  #: a time left counted down this far past zero reads "finishing…"
 
 
@@ -328,8 +328,7 @@ class Controller:
                     if self.session.cancelled:
                         return self.finish("" if self.session.quiet else "Cancelled.", clear=True)
                     return self.finish("The document was closed before its page was sent.")
-                next(steps)
-                if time.monotonic() - started > STEP_S:
+                if next(steps) is slices.TURN or time.monotonic() - started > STEP_S:
                     return self.view.later(lambda: self._reading(steps, then))
         except StopIteration as done:
             then(done.value)
@@ -446,8 +445,7 @@ class Controller:
         started = time.monotonic()
         try:
             while True:
-                next(steps)
-                if time.monotonic() - started > STEP_S:
+                if next(steps) is slices.TURN or time.monotonic() - started > STEP_S:
                     if not any(self.doc == d for d in document.open_documents()):
                         return self.finish("The document was closed before its colours came back.")
                     return self.view.later(lambda: self._written(steps, then))

@@ -88,6 +88,7 @@ def settle(view):
 def test_a_run_sends_the_page_and_hints_as_the_choices_say_and_writes_its_result(setup):
     controllers, doc, view, backend = setup
     assert controllers.of(doc).start(Choices(provider="flats", max_size=96, ratio=0.3, fill_all=True))
+    settle(view)  # the page read, a band a turn of Qt's event loop
     header, images, accepted = backend.sent[0]
     assert header["type"] == "colorize" and header["max_size"] == 96 and header["ratio"] == 0.3
     assert header["fill_all"] and header["provider"] == "flats" and set(images) == {"page", "hints"}
@@ -101,6 +102,7 @@ def test_a_run_sends_the_page_and_hints_as_the_choices_say_and_writes_its_result
     assert 0 < view.progress < 100 and "Shading" in view.stage
     controllers.on_event({"type": "result", "job": "j1", "seconds": 1.5, "ran": ["rough", "shade", "decode"],
                           "timings": {"shade": 0.5}}, result_image(doc))
+    settle(view)  # the result written, a band a turn
     written = layer(doc, RESULT_LAYER)
     assert written is not None and tuple(written.pixels[5, 5]) == (10, 200, 30, 255)
     assert controllers.running is None and not view.running and view.shown == 1
@@ -111,6 +113,7 @@ def test_a_run_sends_the_page_and_hints_as_the_choices_say_and_writes_its_result
 def test_a_job_cancelled_before_it_was_accepted_is_stopped_and_its_result_never_written(setup):
     controllers, doc, view, backend = setup
     controllers.of(doc).start(controllers.choices())
+    settle(view)
     controllers.cancel()
     assert view.stage == "Cancelling…"
     backend.sent[0][2]({"type": "accepted", "job": "j2"}, None)
@@ -123,6 +126,7 @@ def test_a_job_cancelled_before_it_was_accepted_is_stopped_and_its_result_never_
 def test_a_refused_job_ends_with_the_backends_message(setup):
     controllers, doc, view, backend = setup
     controllers.of(doc).start(controllers.choices())
+    settle(view)
     backend.sent[0][2]({"type": "error", "message": "max size too large"}, None)
     assert controllers.running is None and view.said[-1] == "max size too large" and not view.running
 
@@ -144,6 +148,7 @@ def test_a_greyscale_page_is_refused_with_the_conversion_offered(setup):
 def test_losing_the_backend_ends_the_job_in_flight_with_the_reason(setup):
     controllers, doc, view, backend = setup
     controllers.of(doc).start(controllers.choices())
+    settle(view)
     controllers.backend_lost("the backend process ended")
     assert controllers.running is None and "Lost the backend during the job" in view.said[-1]
 
@@ -151,8 +156,10 @@ def test_losing_the_backend_ends_the_job_in_flight_with_the_reason(setup):
 def test_the_slider_blends_the_result_shown_one_request_at_a_time(setup):
     controllers, doc, view, backend = setup
     controllers.of(doc).start(controllers.choices())
+    settle(view)
     backend.sent[0][2]({"type": "accepted", "job": "j3"}, None)
     controllers.on_event({"type": "result", "job": "j3", "ran": []}, result_image(doc))
+    settle(view)  # the result written, a band a turn
     controller = controllers.of(doc)
     controller.blend(0.2, final=False)
     controller.blend(0.4, final=False)  # waits for the first
@@ -176,6 +183,7 @@ def test_live_starts_a_run_when_the_hints_change_and_rest(setup):
     layer(doc, HINT_LAYER).pixels[20:22, 5:9] = (220, 40, 40, 255)
     controllers.live_tick()  # changed
     controllers.live_tick()  # and still: a run
+    settle(view)
     assert len(backend.sent) == 1 and controllers.running.live
     controllers.live_off()
     assert controllers.running.cancelled  # turning Live off stops its run
@@ -187,6 +195,7 @@ def test_a_selection_box_goes_out_at_the_pages_working_scale(setup):
     selection.select(4, 4, 20, 10, 255)
     doc.setSelection(selection)
     assert controllers.of(doc).start(Choices(provider="flats", max_size=64))
+    settle(view)
     assert backend.sent[0][0]["max_size"] == 64
     big = krita.Krita.instance().createDocument(2480, 3508, "A4", "RGBA", "U8", "", 300.0)
     hints = big.createNode(HINT_LAYER, "paintlayer")
@@ -206,6 +215,7 @@ def test_a_job_waiting_for_the_networks_to_load_says_so(setup):
     controllers, doc, view, backend = setup
     backend.hello["models"] = "loading"
     controllers.of(doc).start(controllers.choices())
+    settle(view)
     backend.sent[0][2]({"type": "accepted", "job": "j9", "position": 0}, None)
     assert "the networks are loading" in view.stage
 
@@ -217,6 +227,7 @@ def test_the_time_left_counts_down_between_the_backends_events(setup, monkeypatc
     now = [100.0]
     monkeypatch.setattr(controller_module.time, "monotonic", lambda: now[0])
     controllers.of(doc).start(controllers.choices())
+    settle(view)
     backend.sent[0][2]({"type": "accepted", "job": "j8"}, None)
     controllers.on_event({"type": "progress", "job": "j8", "stage": "blend", "index": 6, "total": 6,
                           "seconds": None, "eta": 40.0}, None)
@@ -233,6 +244,7 @@ def test_the_first_estimate_stands_on_the_backends_calibration_and_says_so(setup
     controllers, doc, view, backend = setup
     backend.hello["calibration"] = {"state": "done", "seconds": 2.0, "stages": {}}
     controllers.of(doc).start(controllers.choices())
+    settle(view)
     backend.sent[0][2]({"type": "accepted", "job": "j7"}, None)
     # the job's first event, before any stage here was timed by a job: from the calibration
     controllers.on_event({"type": "progress", "job": "j7", "stage": "rough", "index": 1, "total": 6,

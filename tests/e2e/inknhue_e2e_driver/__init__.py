@@ -293,7 +293,7 @@ class Driver:
         hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
         self.doc.refreshProjection()
         self.doc.waitForDone()
-        self.longest, self.calls = {}, {}
+        self.longest, self.calls, self.spans = {}, {}, []
         controller = sys.modules["inknhue_krita.controller"].Controller
         for owner, name in ((controller, "start"), (controller, "_reading"), (controller, "on_event"),
                             (controller, "_written"),
@@ -303,9 +303,7 @@ class Driver:
                             (sys.modules["inknhue_krita.document"], "without_ours"),
                             (sys.modules["inknhue_krita.document"], "layer_fingerprint"),
                             (sys.modules["inknhue_krita.document"], "arrange"),
-                            (sys.modules["inknhue_krita.document"], "new_layer"),
-                            (sys.modules["inknhue_krita.document"], "covers"),
-                            (sys.modules["inknhue_krita.document"], "opaque_share")):
+                            (sys.modules["inknhue_krita.document"], "new_layer")):
             self.timed(owner, name)
         self.sent_at = None  # when the page went out: the ticks before it are the read's alone
         request = self.docker.backend.request
@@ -316,6 +314,14 @@ class Driver:
             return request(header, *args, **kwargs)
 
         self.docker.backend.request = sending
+
+        def heard(event, images):  # the first time left the docker was told, and what it stood on
+            if event.get("type") == "progress" and event.get("eta") is not None and "first_eta" not in REPORT:
+                REPORT["first_eta"] = [round(event["eta"], 2), event.get("eta_from"), self.docker.stage.text()]
+            elif event.get("type") == "result":
+                REPORT["run_seconds"] = event.get("seconds")
+
+        self.docker.backend.job_event.connect(heard)
         self.ticks = []
         self.ticker = QTimer()
         self.ticker.setInterval(50)
@@ -333,11 +339,12 @@ class Driver:
 
         def call(*args, **kwargs):
             self.calls[name] = self.calls.get(name, 0) + 1
-            started = time.perf_counter()
+            started, at = time.perf_counter(), time.monotonic()
             try:
                 return original(*args, **kwargs)
             finally:
                 self.longest[name] = max(self.longest.get(name, 0.0), time.perf_counter() - started)
+                self.spans.append((at, time.monotonic(), name))
 
         setattr(owner, name, call)
 
@@ -346,8 +353,14 @@ class Driver:
         ticks = [since] + [t for t in self.ticks if since <= t <= until] + [until]  # a stretch at either end counts
         gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
         expected = (until - since) / 0.05
+        worst = max(range(len(gaps)), key=gaps.__getitem__) if gaps else None
+        # the plugin's calls in the longest gap (the rest of it was Krita's or the machine's)
+        within = [] if worst is None else [
+            f"{name} {end - start:.3f}" for start, end, name in self.spans
+            if start < ticks[worst + 1] and end > ticks[worst]]
         return {"seconds": round(until - since, 2), "ticks": len(ticks) - 2, "expected": round(expected),
-                "missed": max(0, round(expected) - len(ticks) + 2), "longest_gap": round(max(gaps, default=0), 3)}
+                "missed": max(0, round(expected) - len(ticks) + 2), "longest_gap": round(max(gaps, default=0), 3),
+                "plugin_calls_in_it": within}
 
     def responsive_drag(self):
         REPORT["run"] = self.gaps(self.run_started)
