@@ -242,7 +242,6 @@ def test_the_time_left_counts_down_between_the_backends_events(setup, monkeypatc
 
 def test_the_first_estimate_stands_on_the_backends_calibration_and_says_so(setup):
     controllers, doc, view, backend = setup
-    backend.hello["calibration"] = {"state": "done", "seconds": 2.0, "stages": {}}
     controllers.of(doc).start(controllers.choices())
     settle(view)
     backend.sent[0][2]({"type": "accepted", "job": "j7"}, None)

@@ -84,6 +84,7 @@ def calibrate(engine: Engine, stop: Callable[[], bool], into: Calibration | None
     speeds = speeds if speeds is not None else progress.SPEEDS
     found.state, started = "running", time.perf_counter()
     points: dict[str, list[tuple[float, float]]] = {stage: [] for stage in NETWORK_STAGES}
+    stages: dict[str, dict[str, float]] = {}  # shown only once complete (the server's I/O thread reads `found`)
     try:
         for side in sides:
             page, hints = calibration_page(side)
@@ -98,14 +99,14 @@ def calibrate(engine: Engine, stop: Callable[[], bool], into: Calibration | None
             pixels = {"rough": side * side, "blend": float(np.prod(result.working_size)), OUTPUT_STAGE: side * side}
             seconds = {**result.timings, OUTPUT_STAGE: rendered}
             for stage, count in pixels.items():
-                found.stages[stage] = {"per_pixel": seconds[stage] / count}
+                stages[stage] = {"per_pixel": seconds[stage] / count}
         for stage, measured in points.items():
             fixed, rate = fit(measured)
-            found.stages[stage] = {"fixed": fixed, "per_work": rate}
+            stages[stage] = {"fixed": fixed, "per_work": rate}
             speeds.calibrate_work(stage, fixed, rate)
         for stage in ("rough", "blend", OUTPUT_STAGE):
-            speeds.calibrate_pixels(stage, found.stages[stage]["per_pixel"])
-        found.state = "done"
+            speeds.calibrate_pixels(stage, stages[stage]["per_pixel"])
+        found.stages, found.state = stages, "done"
     except Cancelled:
         found.state, found.stages = "stopped", {}  # a job came first: it measures this machine itself
     except Exception:  # noqa: BLE001  (the backend serves on without it: estimates wait for a job)

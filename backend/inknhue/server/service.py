@@ -108,7 +108,7 @@ class Server:
         self.counters: Counter[str] = Counter()
         self.models = "not loaded"
         self.calibration = Calibration()  #: this machine's speed, timed once the models are in (hello says it)
-        self.calibrate = calibrate
+        self.calibrate_at_start = calibrate
         self.running = False
         self.lease = Lease(lease)
         self.context = zmq.Context()
@@ -433,7 +433,7 @@ class Server:
     def _calibrate(self) -> None:
         """Time this machine before the first job (engine/calibration.py); a job, or closing,
         stops it at once."""
-        if self.models == "ready" and self.calibrate:
+        if self.models == "ready" and self.calibrate_at_start:
             calibrate(self.engine, lambda: not self.job_queue.empty(), into=self.calibration)
 
     def _run(self, job: Job, outbox) -> None:
