@@ -43,11 +43,13 @@ def array(image: RawImage) -> np.ndarray:
 
 
 class ServerProcess:
-    def __init__(self, weights: Path, folder: Path, *extra: str):
+    def __init__(self, weights: Path, folder: Path, *extra: str, calibrate: bool = False):
+        """`calibrate`: time this machine once the models load (off for the suite: seconds of
+        both cores a server, which only the calibration's own tests need)."""
         self.connection_file = folder / "server.json"
         self.process = subprocess.Popen(
             [str(INKNHUE), "serve", "--port", "0", "--weights", str(weights), "--device", "cpu",
-             "--connection-file", str(self.connection_file), *extra],
+             "--connection-file", str(self.connection_file), *([] if calibrate else ["--no-calibration"]), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
         line = self.process.stdout.readline()
         if "listening on" not in line:
@@ -85,12 +87,12 @@ class ServerProcess:
 
 
 @contextmanager
-def in_process_server(weights_dir, connection_file: Path):
+def in_process_server(weights_dir, connection_file: Path, calibrate: bool = False):
     """A Server on a free port in a thread of this process (for faults the tests inject
     into it); `.curve` holds its connection details."""
     from inknhue.server import Server, serve
 
-    server = Server(weights_dir, "cpu", port=0, connection_file=connection_file)
+    server = Server(weights_dir, "cpu", port=0, connection_file=connection_file, calibrate=calibrate)
     ready = threading.Event()
     thread = threading.Thread(target=serve, args=(server,), kwargs={"on_ready": lambda _: ready.set()})
     thread.start()

@@ -58,6 +58,13 @@ def test_progress_names_the_stage_and_counts_running_stages_as_half():
     assert progress_value(2, 6, finished=False) == 25 and progress_value(6, 6, finished=True) == 100
 
 
+def test_a_time_left_from_the_calibration_alone_reads_roughly_and_one_run_past_says_finishing():
+    assert progress_text("rough", 1, 6, eta=40.0, running=True, eta_from="calibration") == \
+        "1/6 Rough colours · roughly 40 s left"
+    assert progress_text("rough", 1, 6, eta=40.0, running=True, eta_from="measured").endswith("about 40 s left")
+    assert progress_text("blend", 6, 6, eta=0.0, running=True, overdue=True) == "6/6 Blending · finishing…"
+
+
 def test_ratio_and_slider_round_trip():
     assert slider_to_ratio(ratio_to_slider(0.8)) == 0.8
     assert ratio_to_slider(1.7) == 100 and slider_to_ratio(-5) == 0.0

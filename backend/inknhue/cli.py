@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "its backend with a lease and renews it, so a killed Krita leaves no backend behind)")
     serve.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                        help="auto picks CUDA, then Apple MPS, then the CPU")
+    serve.add_argument("--no-calibration", dest="calibrate", action="store_false",
+                       help="do not time small passes once the models load (the first job's time left "
+                            "then waits for its own stages)")
     _add_precision_option(serve)
     _add_weights_option(serve)
 
@@ -448,7 +451,7 @@ def cmd_serve(args) -> int:
         return 0
     server = Server(args.weights, args.device, options=engine_options(args), host=args.bind, port=args.port,
                     connection_file=args.connection_file, cache_bytes=args.cache_mb << 20,
-                    curve_dir=args.curve_dir, lease=args.lease)
+                    curve_dir=args.curve_dir, lease=args.lease, calibrate=args.calibrate)
 
     def ready(address):
         print(f"inknhue serve: listening on {address}", flush=True)

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from . import document, upscaling
+from . import document, slices, upscaling
 from .live import Action, LiveScheduler, live_unavailable, rerun_estimate
-from .logic import (HINT_LAYER, MIN_MAX_SIZE, BlendThrottle, Format, Rect, box_max_size, document_format,
+from .logic import (BYTES, HINT_LAYER, MIN_MAX_SIZE, BlendThrottle, Format, Rect, box_max_size, document_format,
                     preview_size, progress_text, progress_value, work_area)
 from .messages import PROVIDER_NEEDS
 from .preview import DEPTHS as PREVIEW_DEPTHS
@@ -31,7 +31,8 @@ from .protocol import RawImage
 from .session import Placement, Session, Sessions
 
 log = logging.getLogger("inknhue_krita")
-STEP_S = 0.03  #: the longest stretch of writing a result before Qt gets the UI thread back
+STEP_S = 0.03  #: the longest stretch of reading a page or writing a result before Qt gets the UI thread back
+OVERDUE_S = 3.0  #: a time left counted down this far past zero reads "finishing…"
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,8 @@ class Controller:
     # starting ---------------------------------------------------------------------------
 
     def start(self, choices: Choices, live: bool = False) -> bool:
-        """Colorize the document; returns whether the job went out."""
+        """Colorize the document; returns whether the job is on its way (its pixels read from a
+        snapshot of this moment a band at a time, Qt's event loop between, then sent)."""
         started = time.monotonic()
         doc, session = self.doc, self.session
         fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
@@ -261,7 +263,8 @@ class Controller:
         # what live colour compares later hints with: only while it is on (0.1 s on an A4 page)
         seen = document.layer_fingerprint(doc, hints_node) if hints_node is not None and self.shared.live.on \
             else None
-        hints = None
+        hints = None  # a Colorize Mask's strokes, made here; a hint layer is read with the page
+        read_hints = None
         if PROVIDER_NEEDS.get(choices.provider) == "hints":
             if choices.hints_source == "colorize_mask":
                 data = document.colorize_mask_hints(doc, rect)
@@ -274,16 +277,8 @@ class Controller:
                 if source == "layer" and page_node is not None and \
                         document.layer_id(page_node) == document.layer_id(hints_node):
                     return self.refuse("The active layer is the hint layer: select the page's layer.")
-                hints = fmt.image(document.layer_pixels(hints_node, rect), rect.width, rect.height)
-        images = {"page": fmt.image(document.page_pixels(doc, rect, source, page_node), rect.width, rect.height)}
-        if hints is not None:
-            images["hints"] = hints
-        reference = self.reference_image(choices, fmt)
-        if reference is not None:
-            images["reference"] = reference
-        mask = document.selection_mask(doc, rect)
-        if mask is not None:
-            images["mask"] = RawImage(rect.width, rect.height, "L", mask)
+                read_hints = hints_node
+        reference_node, reference = self.reference_source(choices)
         max_size = choices.max_size
         if rect != Rect(0, 0, *document.size(doc)):  # a selection box: at the page's scale
             limits = self.backend.hello.get("limits", {}).get("max_size")
@@ -291,21 +286,64 @@ class Controller:
             max_size = box_max_size(choices.max_size, document.size(doc), rect, low)
         header = {"type": "colorize", "provider": choices.provider, "ratio": choices.ratio,
                   "max_size": max_size, "fill_all": choices.fill_all,
-                  "transfer": choices.transfer and reference is not None,
+                  "transfer": choices.transfer and (reference is not None or reference_node is not None),
                   "output": fmt.output("page", choices.layer)}
         page_layer = document.layer_id(page_node) if source == "layer" and page_node is not None else ""
         session.sent(Placement(rect, fmt, choices.layer, page_layer), at=started, live=live, hints=seen)
         self.shared.live.started(started, live=live)
         self.shared.live_sent(doc, seen)
+        self.view.job_running(True, cancellable=True)  # Cancel works while the page is read
+        self.view.show_progress(0, "Live: reading the page…" if live else "Reading the page…")
+        self.view.say("")
+        steps = document.reading(doc, rect, 4 * BYTES[fmt.dtype], source, page_node, read_hints, reference_node,
+                                 doc.selection())
+
+        def read(pixels: dict) -> None:
+            whole = Rect(0, 0, *document.size(doc))
+            images = {"page": fmt.image(pixels["page"], rect.width, rect.height)}
+            if "hints" in pixels:
+                images["hints"] = fmt.image(pixels["hints"], rect.width, rect.height)
+            elif hints is not None:
+                images["hints"] = hints
+            if "reference" in pixels:
+                images["reference"] = fmt.image(pixels["reference"], whole.width, whole.height)
+            elif reference is not None:
+                images["reference"] = reference
+            if "mask" in pixels:
+                images["mask"] = RawImage(rect.width, rect.height, "L", pixels["mask"])
+            self.send(header, images, live)
+
+        self._reading(steps, read)
+        return True
+
+    def _reading(self, steps, then: Callable) -> None:
+        """Read the job's pixels for at most STEP_S at a time, Qt drawing and handling input
+        between (view.later), then `then(pixels)`; a Cancel (or newer hints) meanwhile stops
+        the read and nothing is sent."""
+        started = time.monotonic()
+        try:
+            while True:
+                if self.session.cancelled or not any(self.doc == d for d in document.open_documents()):
+                    steps.close()  # the snapshot closed
+                    if self.session.cancelled:
+                        return self.finish("" if self.session.quiet else "Cancelled.", clear=True)
+                    return self.finish("The document was closed before its page was sent.")
+                if next(steps) is slices.TURN or time.monotonic() - started > STEP_S:
+                    return self.view.later(lambda: self._reading(steps, then))
+        except StopIteration as done:
+            then(done.value)
+        except Exception as exc:  # noqa: BLE001  (on a timer: said, and the job ends)
+            log.exception("reading the page failed")
+            steps.close()
+            self.finish(f"Could not read the page: {exc}")
+
+    def send(self, header: dict, images: dict, live: bool) -> None:
+        """The job out to the backend, its pixels read."""
         try:
             self.backend.request(header, images, callback=lambda reply, _: self.accepted(reply), timeout=1.0)
         except Exception as exc:
-            self.finish(f"Could not send the page: {exc}")
-            return False
-        self.view.job_running(True)
+            return self.finish(f"Could not send the page: {exc}")
         self.view.show_progress(0, "Live: sending the page…" if live else "Sending the page…")
-        self.view.say("")
-        return True
 
     def bring_to_page(self, choices: Choices) -> bool:
         """Bring to page (upscaling.py): the active layer's colouring brought to the page's
@@ -329,25 +367,28 @@ class Controller:
         if choices.page_source == "layer" and page_node is None:
             return self.refuse("Page: Active layer reads the page from the layer right beneath your colouring; "
                                "there is none. Move the colouring above the page, or choose Page: Visible image.")
-        page = document.page_pixels(doc, whole, "layer", page_node) if page_node is not None \
-            else document.page_without(doc, whole, node)
-        images = {"page": fmt.image(page, whole.width, whole.height),
-                  "coloured": fmt.image(bytes(node.projectionPixelData(area.x, area.y, area.width, area.height)),
-                                        area.width, area.height)}
         kind = upscaling.result_kind(choices.layer)
         header = upscaling.request(kind, fmt.output("page", kind), area, page_size, choices.max_size)
         session.sent(Placement(whole, fmt, kind, document.layer_id(page_node) if page_node is not None else "",
                                colouring=node.name(), colouring_layer=document.layer_id(node)), at=started)
         self.shared.live.started(started, live=False, replaceable=False)  # new hints do not cancel it
-        try:
-            self.backend.request(header, images, callback=lambda reply, _: self.accepted(upscaling.older(reply)),
-                                 timeout=1.0)
-        except Exception as exc:
-            self.finish(f"Could not send the page: {exc}")
-            return False
-        self.view.job_running(True)
-        self.view.show_progress(0, "Sending the page and the colouring…")
+        self.view.job_running(True, cancellable=True)  # Cancel works while the page is read
+        self.view.show_progress(0, "Reading the page and the colouring…")
         self.view.say("")
+        steps = document.reading(doc, whole, 4 * BYTES[fmt.dtype], "layer" if page_node is not None else "visible",
+                                 page_node, colouring=node, colouring_area=area)
+
+        def read(pixels: dict) -> None:
+            images = {"page": fmt.image(pixels["page"], whole.width, whole.height),
+                      "coloured": fmt.image(pixels["coloured"], area.width, area.height)}
+            try:
+                self.backend.request(header, images, callback=lambda reply, _: self.accepted(upscaling.older(reply)),
+                                     timeout=1.0)
+            except Exception as exc:
+                return self.finish(f"Could not send the page: {exc}")
+            self.view.show_progress(0, "Sending the page and the colouring…")
+
+        self._reading(steps, read)
         return True
 
     def _brought(self, event: dict, images) -> None:
@@ -368,15 +409,17 @@ class Controller:
 
         self._written(session.bringing(bytes(images["result"].data)), shown)
 
-    def reference_image(self, choices: Choices, fmt: Format) -> RawImage | None:
+    def reference_source(self, choices: Choices) -> tuple[object, RawImage | None]:
+        """The reference: a layer (read with the page, from its snapshot) or a file's image."""
         if choices.reference.startswith("layer:"):
             node = document.find_layer(self.doc, unique_id=choices.reference[len("layer:"):])
             if node is None:
                 self.view.say("The reference layer is gone; colorizing without it.")
-                return None
-            whole = Rect(0, 0, *document.size(self.doc))
-            return fmt.image(bytes(node.projectionPixelData(0, 0, whole.width, whole.height)),
-                             whole.width, whole.height)
+            return node, None
+        return None, self.reference_file(choices)
+
+    def reference_file(self, choices: Choices) -> RawImage | None:
+        """A reference file's image, or None."""
         if choices.reference != "file" or not choices.reference_path:
             return None
         loaded = document.load_reference_file(choices.reference_path)
@@ -409,11 +452,16 @@ class Controller:
         """The stage line of the last progress event, its time left counted down since (the
         backend says nothing while it makes the page-size output)."""
         event, at = self.session.progress
-        eta = event.get("eta")
-        if isinstance(eta, (int, float)):
-            eta = max(0.0, eta - (time.monotonic() - at))
+        eta, overdue = event.get("eta"), False
+        if isinstance(eta, (int, float)) and not isinstance(eta, bool):
+            left = eta - (time.monotonic() - at)
+            eta, overdue = max(0.0, left), left < -OVERDUE_S
+        else:
+            eta = None
+        basis = event.get("eta_from") if isinstance(event.get("eta_from"), str) else None
         return progress_text(event["stage"], event["index"], event["total"], event.get("cached"),
-                             event.get("fraction"), eta, running=event.get("seconds") is None)
+                             event.get("fraction"), eta, running=event.get("seconds") is None, eta_from=basis,
+                             overdue=overdue)
 
     def cancel(self, quiet: bool = False) -> None:
         """Stop the job; its result, if it still comes, is dropped. `quiet`: for newer hints
@@ -463,8 +511,7 @@ class Controller:
         started = time.monotonic()
         try:
             while True:
-                next(steps)
-                if time.monotonic() - started > STEP_S:
+                if next(steps) is slices.TURN or time.monotonic() - started > STEP_S:
                     if not any(self.doc == d for d in document.open_documents()):
                         return self.finish("The document was closed before its colours came back.")
                     return self.view.later(lambda: self._written(steps, then))

@@ -131,26 +131,34 @@ def snap_max_size(value: int, low: int = MIN_MAX_SIZE, high: int = MAX_MAX_SIZE)
     return min(high, max(low, round(value / 32) * 32))
 
 
-def time_left_text(seconds: float | None) -> str:
-    """"about 2 min left", in steps an artist reads at a glance; "" when unknown."""
+def time_left_text(seconds: float | None, rough: bool = False) -> str:
+    """"about 2 min left", in steps an artist reads at a glance; "" when unknown. `rough`: an
+    estimate from the backend's calibration alone (small passes timed at its start), "roughly"."""
     if seconds is None or seconds != seconds or seconds < 0:
         return ""
     if seconds < 10:
         return "a few seconds left"
+    about = "roughly" if rough else "about"
     if seconds < 60:
-        return f"about {5 * round(seconds / 5)} s left"
-    return f"about {max(1, round(seconds / 60))} min left"
+        return f"{about} {5 * round(seconds / 5)} s left"
+    return f"{about} {max(1, round(seconds / 60))} min left"
 
 
 def progress_text(stage: str, index: int, total: int, cached: bool = False, fraction: float | None = None,
-                  eta: float | None = None, running: bool = False) -> str:
+                  eta: float | None = None, running: bool = False, eta_from: str | None = None,
+                  overdue: bool = False) -> str:
     """The stage line; `running`: the stage has started, not ended (then an unknown time
-    left reads "estimating…": the backend knows it once it has timed a stage here)."""
+    left reads "estimating…": the backend knows it once it has timed this machine, at its
+    start or in a job); `eta_from`: what the time left stands on (the backend's
+    "calibration" reads "roughly"); `overdue`: the time left was counted down past zero with
+    no word from the backend since (it makes the page-size output): "finishing…", not a
+    "few seconds" that last."""
     label = STAGE_LABELS.get(stage, stage)
     text = f"{index}/{total} {label}" + (" (reused)" if cached else "")
     if fraction is not None:
         text += f" {100 * fraction:.0f}%"
-    left = time_left_text(eta) or ("estimating…" if running and eta is None else "")
+    left = "finishing…" if overdue and eta is not None else \
+        time_left_text(eta, eta_from == "calibration") or ("estimating…" if running and eta is None else "")
     return f"{text} · {left}" if left and not cached else text
 
 

@@ -13,6 +13,9 @@ from typing import Callable, Iterator
 from .logic import Rect
 
 SLICE_BYTES = 2 << 20  #: about this many bytes a slice
+#: what a stepped reader or writer yields to have Qt's event loop turn at once (before one long
+#: Krita call, so that it does not add to the steps before it)
+TURN = "turn"
 
 
 def rows(rect: Rect, pixel_bytes: int, budget: int = SLICE_BYTES) -> list[Rect]:

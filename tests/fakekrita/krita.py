@@ -5,7 +5,8 @@ the projection composites visible paint layers with "normal" or "multiply" blend
 Krita 5.1.5: adding a layer makes it the active one; `addChildNode`, `remove` and
 `setBlendingMode` each add a step to the undo history of the document that holds the layer
 (`Document.undo_steps`); `setChildNodes` adds none, and takes only the bottom layer out
-before adding the given ones on top (a quirk of its loop). The Qt binding is
+before adding the given ones on top (a quirk of its loop). `Document.clone` copies the layers
+with their ids (Krita's shallow clone), listed in `Krita.clones`. The Qt binding is
 PyQt5 (Krita 5) or PyQt6 (Krita 6), chosen by $FAKE_KRITA_QT, and imported first, as the
 real module does.
 """
@@ -236,9 +237,28 @@ class Document:
         self.modified = modified
 
     def close(self):
-        Krita.instance().close(self)
+        if self in Krita.instance().documents():
+            Krita.instance().close(self)
         self.closed = True
         return True
+
+    def clone(self):
+        """Krita's shallow copy: the same layers (ids, pixels, visibility, blending), a document
+        of its own that no view shows and `Krita.documents()` does not list."""
+        copy = Document(self._width, self._height, self._name, self._model, self._depth, self._profile)
+        copy._selection = self._selection
+
+        def copied(node, parent):
+            twin = Node(copy, node._name, node._type)
+            twin._uuid, twin._visible, twin._blending = node._uuid, node._visible, node._blending
+            twin.pixels = node.pixels.copy()
+            twin._parent = parent
+            twin._children = [copied(child, twin) for child in node._children]
+            return twin
+
+        copy._root._children = [copied(child, copy._root) for child in self._root._children]
+        Krita.instance().clones.append(copy)
+        return copy
 
     def pixelData(self, x, y, w, h):
         """The visible layers composited, bottom to top (normal or multiply blending)."""
@@ -290,6 +310,7 @@ class Krita:
         self._notifier = Notifier()
         self.factories = []
         self.extensions = []
+        self.clones: list[Document] = []  #: every Document.clone() made (a test sees each closed)
 
     @classmethod
     def instance(cls):

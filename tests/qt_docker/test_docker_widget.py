@@ -569,6 +569,7 @@ def test_newer_hints_cancel_the_live_run_in_flight_and_the_newest_win(docker, we
     docker._live_tick()  # a look: the hints changed and are still: a run starts
     first = docker.running
     assert first is not None and first.live
+    pump(lambda: first.job is not None)  # its page read and sent: in flight on the backend
     paint(hints, page, (20, 30, 80, 100), PURPLE)  # a second stroke while the first run is on its way
     docker._live_tick()
     assert first.cancelled  # overtaken: cancelled as soon as the backend names its job
@@ -606,7 +607,9 @@ def test_turning_live_off_cancels_its_run_in_flight(docker, fast_enough):
     writes = layer.writes
     paint(hints, page, (150, 160, 20, 40), TEAL)  # not in the backend's cache: a run that takes a while
     docker._live_tick()
-    assert docker.running is not None and docker.running.live
+    running = docker.running
+    assert running is not None and running.live
+    pump(lambda: running.job is not None)  # sent (turned off while its page is read, it never goes out)
     docker.live_switch.setChecked(False)
     pump(lambda: docker.running is None, timeout=60)
     assert [kind for kind, _ in events if kind in ("cancelled", "result")] == ["cancelled"] and layer.writes == writes

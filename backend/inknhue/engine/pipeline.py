@@ -85,6 +85,7 @@ class StageEvent:
     fraction: float | None = None  #: of the stage done, while it runs (network stages)
     done: float | None = None      #: of the job's network work done
     eta: float | None = None       #: seconds left for the job, at this machine's measured speed
+    eta_from: str | None = None    #: what `eta` stands on: "calibration" or "measured" (progress.JobProgress.basis)
 
 
 ProgressCallback = Callable[[StageEvent], None]
@@ -357,8 +358,9 @@ class Engine:
 
         def report(name: str, seconds: float | None, cached: bool = False, fraction: float | None = None) -> None:
             if progress:
+                eta = tracker.seconds_left()
                 progress(StageEvent(name, STAGES.index(name) + 1, len(STAGES), seconds, cached, fraction,
-                                    tracker.fraction_done(), tracker.seconds_left()))
+                                    tracker.fraction_done(), eta, tracker.basis))
 
         work_pixels = math.prod(working_size(page.shape[1], page.shape[0], max_size))
         page_pixels = page.shape[0] * page.shape[1]

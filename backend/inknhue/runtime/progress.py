@@ -9,6 +9,10 @@ it (`SPEEDS`: a shading network and a VAE run at different speeds a multiply-add
 job-wide rate was minutes off early on), else this job's rate so far; plus the stages
 without networks still to come (the rough colours, the blend, the page-size output), at the
 seconds per pixel last measured. Nothing known yet: None (the docker says "estimating").
+Before any job, a calibration (engine/calibration.py) times small passes when the models
+load: a network stage then costs its fixed seconds plus its work at the calibrated rate (small
+passes do not run at a page's speed a multiply-add), until a job measures it. Each estimate
+says what it stands on (`JobProgress.basis`).
 Cached stages change nothing; row-band execution
 (networks/banded.py), which runs the modules' convolutions functionally, reports each
 through `count_convolution`, so bands count as the untiled modules would.
@@ -72,22 +76,40 @@ def measure_work(forward: Callable[[], object]) -> float:
 
 class Speeds:
     """What this process measured: seconds per multiply-add of each network stage, seconds
-    per pixel of each stage without networks."""
+    per pixel of each stage without networks; for a calibrated stage, its fixed seconds too."""
 
     def __init__(self):
         self.per_work: dict[str, float] = {}
         self.per_pixel: dict[str, float] = {}
+        self.fixed: dict[str, float] = {}  #: a calibrated network stage's seconds besides its work
+        self.calibrated: set[str] = set()  #: the stages known from the calibration alone (no job yet)
         self._lock = threading.Lock()
 
     def remember_work(self, stage: str, seconds: float, work: float) -> None:
         if work > 0 and seconds > 0:
             with self._lock:
                 self.per_work[stage] = seconds / work
+                self.fixed.pop(stage, None)
+                self.calibrated.discard(stage)
 
     def remember_pixels(self, stage: str, seconds: float, pixels: float) -> None:
         if pixels > 0 and seconds > 0:
             with self._lock:
                 self.per_pixel[stage] = seconds / pixels
+                self.calibrated.discard(stage)
+
+    def calibrate_work(self, stage: str, fixed: float, per_work: float) -> None:
+        """A calibration's fit for a network stage; a job's measure, if any, stands."""
+        with self._lock:
+            if stage not in self.per_work or stage in self.calibrated:
+                self.per_work[stage], self.fixed[stage] = per_work, max(0.0, fixed)
+                self.calibrated.add(stage)
+
+    def calibrate_pixels(self, stage: str, per_pixel: float) -> None:
+        with self._lock:
+            if stage not in self.per_pixel or stage in self.calibrated:
+                self.per_pixel[stage] = per_pixel
+                self.calibrated.add(stage)
 
 
 SPEEDS = Speeds()
@@ -110,6 +132,9 @@ class JobProgress:
         self._stage_done = 0.0
         self._stage_started = 0.0
         self._last_report = time.perf_counter()
+        #: what the last `seconds_left` stood on: "calibration" (any stage known from it alone),
+        #: "measured" (earlier jobs' stages, this one's), or None (nothing known)
+        self.basis: str | None = None
 
     def skip(self, stage: str) -> None:
         """A stage came from the cache: its work is not to be done."""
@@ -162,22 +187,27 @@ class JobProgress:
         """The time left (see the module's docstring); None while nothing tells it."""
         now = time.perf_counter()
         job_rate = self.busy_seconds / self.done_work if self.done_work > 0 else None
-        left, known = 0.0, False
+        left, known, calibrated = 0.0, False, False
         for stage, work in self.work.items():
             rate = self.speeds.per_work.get(stage, job_rate)
-            remaining = work
+            remaining, fixed = work, self.speeds.fixed.get(stage, 0.0)
+            from_calibration = stage in self.speeds.calibrated
             if stage == self._stage:
                 remaining -= self._stage_done
-                if self._stage_done > 0:
-                    rate = (now - self._stage_started) / self._stage_done
+                fixed = max(0.0, fixed - (now - self._stage_started))
+                if self._stage_done > 0:  # this stage's own speed from now on
+                    rate, fixed, from_calibration = (now - self._stage_started) / self._stage_done, 0.0, False
             if rate is not None:
-                left, known = left + max(0.0, remaining) * rate, True
+                left, known = left + fixed + max(0.0, remaining) * rate, True
+                calibrated = calibrated or from_calibration
         for stage, pixels in self.tail.items():
             rate = self.speeds.per_pixel.get(stage)
             if rate is not None:
                 running = now - self._tail_started if stage == self._tail_stage else 0.0
                 left, known = left + max(0.0, pixels * rate - running), True
+                calibrated = calibrated or stage in self.speeds.calibrated
         known = known or (not self.work and self.done_work > 0)  # the networks are done: what is known is left
+        self.basis = ("calibration" if calibrated else "measured") if known else None
         return max(0.0, left) if known else None
 
     def _maybe_report(self) -> None:

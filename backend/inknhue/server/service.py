@@ -42,6 +42,7 @@ from ..defaults import (
     MIN_MAX_SIZE,
     PROVIDER_NAMES,
 )
+from ..engine.calibration import Calibration, calibrate
 from ..engine.options import EngineOptions
 from ..engine.pipeline import STAGES, Cancelled, Engine, StageEvent, output_made
 from ..errors import InknhueError
@@ -93,7 +94,7 @@ class Server:
                  port: int = protocol.DEFAULT_PORT, token: str | None = None,
                  connection_file: Path | None = None, cache_bytes: int = 2 << 30,
                  curve_dir: Path | None = None, lease: float | None = None,
-                 options: EngineOptions | None = None):
+                 options: EngineOptions | None = None, calibrate: bool = True):
         if host not in LOOPBACK_HOSTS and curve_dir is None:
             raise InknhueError(f"refusing to listen on {host}: only loopback is allowed without encryption; "
                                f"give --curve-dir (see docs/protocol.md) to serve a network")
@@ -108,6 +109,8 @@ class Server:
         self.blend_queue: queue.Queue[tuple | None] = queue.Queue(MAX_QUEUED_BLENDS)
         self.counters: Counter[str] = Counter()
         self.models = "not loaded"
+        self.calibration = Calibration()  #: this machine's speed, timed once the models are in (hello says it)
+        self.calibrate_at_start = calibrate
         self.running = False
         self.lease = Lease(lease)
         self.context = zmq.Context()
@@ -309,6 +312,7 @@ class Server:
                                        "reason": reason} for name, reason in unavailable.items()],
             "weights": {"present": not missing, "missing": missing, "folder": str(self.engine.weights_dir)},
             "models": self.models,
+            "calibration": self.calibration.describe(),
             "lease": self.lease.seconds,
             "defaults": {"ratio": DEFAULT_RATIO, "max_size": DEFAULT_MAX_SIZE},
             "layers": list(LAYERS),
@@ -415,6 +419,7 @@ class Server:
     def _gpu_worker(self) -> None:
         outbox = self._outbox()
         self._load_models()
+        self._calibrate()
         while True:
             job = self.job_queue.get()
             if job is None:
@@ -447,6 +452,12 @@ class Server:
             self.models = f"error: {message}"
             log.error("%s", message)
 
+    def _calibrate(self) -> None:
+        """Time this machine before the first job (engine/calibration.py); a job, or closing,
+        stops it at once."""
+        if self.models == "ready" and self.calibrate_at_start:
+            calibrate(self.engine, lambda: not self.job_queue.empty(), into=self.calibration)
+
     def _run(self, job: Job, outbox) -> None:
         job.state = JobState.RUNNING
         started = time.perf_counter()
@@ -456,7 +467,7 @@ class Server:
             self._send(job.client, {"type": "progress", "job": job.id, "stage": event.stage,
                                     "index": event.index, "total": event.total, "seconds": event.seconds,
                                     "cached": event.cached, "fraction": event.fraction, "done": event.done,
-                                    "eta": event.eta}, socket=outbox)
+                                    "eta": event.eta, "eta_from": event.eta_from}, socket=outbox)
 
         def fail(code: str, message: str) -> None:
             job.state, job.error = JobState.FAILED, {"code": code, "message": message}

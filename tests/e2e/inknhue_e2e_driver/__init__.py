@@ -97,7 +97,7 @@ class Driver:
         if self.docker is None:
             raise RuntimeError("no inkn'hue docker in this Krita")
         if SPEC["mode"] == "responsive":
-            return self.wait(lambda: self.docker.backend.state == "connected", self.responsive_run,
+            return self.wait(lambda: self.docker.backend.state == "connected", self.quiet_backend,
                              what="a connected backend")
         if SPEC["mode"] == "bring":
             return self.wait(lambda: self.docker.backend.state == "connected", self.bring,
@@ -266,6 +266,26 @@ class Driver:
         step("live")
         quit_krita()
 
+    def quiet_backend(self):
+        """Wait for the backend to be idle (its models in, its calibration over): what the plugin
+        holds Krita for is measured with the backend's load set aside."""
+        answers = []
+
+        def ask():
+            reply = answers[-1] if answers else None
+            if reply is not None:
+                REPORT["calibration"] = reply.get("calibration")
+                if reply.get("models") == "ready" and (reply.get("calibration") or {}).get("state") != "running":
+                    return True
+            if not answers or reply is not None:  # one hello at a time
+                answers.append(None)
+                protocol = sys.modules["inknhue_krita.protocol"].PROTOCOL
+                self.docker.backend.request({"type": "hello", "protocol": protocol},
+                                            callback=lambda reply, _: answers.__setitem__(-1, reply))
+            return False
+
+        self.wait(ask, self.responsive_run, timeout=200, what="an idle backend")
+
     def responsive_run(self):
         """Krita's UI thread during a run and a drag of the slider: a 50 ms timer's missed
         ticks and longest gap, and the longest call into the plugin's own code (what the
@@ -276,18 +296,35 @@ class Driver:
         hints.setPixelData(QByteArray(open(SPEC["hints"], "rb").read()), 0, 0, SPEC["width"], SPEC["height"])
         self.doc.refreshProjection()
         self.doc.waitForDone()
-        self.longest, self.calls = {}, {}
+        self.longest, self.calls, self.spans = {}, {}, []
         controller = sys.modules["inknhue_krita.controller"].Controller
-        for owner, name in ((controller, "start"), (controller, "on_event"), (controller, "_written"),
+        for owner, name in ((controller, "start"), (controller, "_reading"), (controller, "on_event"),
+                            (controller, "_written"),
                             (self.docker.backend.connection, "receive"), (self.docker.backend, "request"),
                             (sys.modules["inknhue_krita.document"], "page_pixels"),
-                            (sys.modules["inknhue_krita.document"], "layer_pixels"),
+                            (sys.modules["inknhue_krita.document"], "snapshot"),
+                            (sys.modules["inknhue_krita.document"], "without_ours"),
                             (sys.modules["inknhue_krita.document"], "layer_fingerprint"),
                             (sys.modules["inknhue_krita.document"], "arrange"),
-                            (sys.modules["inknhue_krita.document"], "new_layer"),
-                            (sys.modules["inknhue_krita.document"], "covers"),
-                            (sys.modules["inknhue_krita.document"], "opaque_share")):
+                            (sys.modules["inknhue_krita.document"], "new_layer")):
             self.timed(owner, name)
+        self.sent_at = None  # when the page went out: the ticks before it are the read's alone
+        request = self.docker.backend.request
+
+        def sending(header, *args, **kwargs):
+            if header.get("type") == "colorize" and self.sent_at is None:
+                self.sent_at = time.monotonic()
+            return request(header, *args, **kwargs)
+
+        self.docker.backend.request = sending
+
+        def heard(event, images):  # the first time left the docker was told, and what it stood on
+            if event.get("type") == "progress" and event.get("eta") is not None and "first_eta" not in REPORT:
+                REPORT["first_eta"] = [round(event["eta"], 2), event.get("eta_from"), self.docker.stage.text()]
+            elif event.get("type") == "result":
+                REPORT["run_seconds"] = event.get("seconds")
+
+        self.docker.backend.job_event.connect(heard)
         self.ticks = []
         self.ticker = QTimer()
         self.ticker.setInterval(50)
@@ -299,27 +336,38 @@ class Driver:
                   self.responsive_drag, timeout=200, what="the result")
 
     def timed(self, owner, name):
-        original = getattr(owner, name)  # a class's function or an object's bound method
+        original = getattr(owner, name, None)  # a class's function or an object's bound method
+        if original is None:  # not in this plugin (an older one, measured for comparison)
+            return
 
         def call(*args, **kwargs):
             self.calls[name] = self.calls.get(name, 0) + 1
-            started = time.perf_counter()
+            started, at = time.perf_counter(), time.monotonic()
             try:
                 return original(*args, **kwargs)
             finally:
                 self.longest[name] = max(self.longest.get(name, 0.0), time.perf_counter() - started)
+                self.spans.append((at, time.monotonic(), name))
 
         setattr(owner, name, call)
 
-    def gaps(self, since):
-        ticks = [t for t in self.ticks if t >= since]
+    def gaps(self, since, until=None):
+        until = time.monotonic() if until is None else until
+        ticks = [since] + [t for t in self.ticks if since <= t <= until] + [until]  # a stretch at either end counts
         gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-        expected = (time.monotonic() - since) / 0.05
-        return {"seconds": round(time.monotonic() - since, 2), "ticks": len(ticks), "expected": round(expected),
-                "missed": max(0, round(expected) - len(ticks)), "longest_gap": round(max(gaps, default=0), 3)}
+        expected = (until - since) / 0.05
+        worst = max(range(len(gaps)), key=gaps.__getitem__) if gaps else None
+        # the plugin's calls in the longest gap (the rest of it was Krita's or the machine's)
+        within = [] if worst is None else [
+            f"{name} {end - start:.3f}" for start, end, name in self.spans
+            if start < ticks[worst + 1] and end > ticks[worst]]
+        return {"seconds": round(until - since, 2), "ticks": len(ticks) - 2, "expected": round(expected),
+                "missed": max(0, round(expected) - len(ticks) + 2), "longest_gap": round(max(gaps, default=0), 3),
+                "plugin_calls_in_it": within}
 
     def responsive_drag(self):
         REPORT["run"] = self.gaps(self.run_started)
+        REPORT["read"] = self.gaps(self.run_started, self.sent_at)  # the page and hints read, before any backend work
         REPORT["run_longest_call"] = {k: round(v, 3) for k, v in self.longest.items()}
         REPORT["stage"] = self.docker.stage.text()
         ratio = self.docker.ratio
