@@ -294,7 +294,8 @@ class Controller:
         self.shared.live_sent(doc, seen)
         self.view.job_running(True, cancellable=True)  # Cancel works while the page is read
         self.view.show_progress(0, "Live: reading the page…" if live else "Reading the page…")
-        self.view.say("")
+        gone = choices.reference.startswith("layer:") and reference_node is None
+        self.view.say("The reference layer is gone; colorizing without it." if gone else "")
         steps = document.reading(doc, rect, 4 * BYTES[fmt.dtype], source, page_node, read_hints, reference_node,
                                  doc.selection())
 
@@ -412,10 +413,7 @@ class Controller:
     def reference_source(self, choices: Choices) -> tuple[object, RawImage | None]:
         """The reference: a layer (read with the page, from its snapshot) or a file's image."""
         if choices.reference.startswith("layer:"):
-            node = document.find_layer(self.doc, unique_id=choices.reference[len("layer:"):])
-            if node is None:
-                self.view.say("The reference layer is gone; colorizing without it.")
-            return node, None
+            return document.find_layer(self.doc, unique_id=choices.reference[len("layer:"):]), None
         return None, self.reference_file(choices)
 
     def reference_file(self, choices: Choices) -> RawImage | None:

@@ -110,6 +110,15 @@ def test_a_run_sends_the_page_and_hints_as_the_choices_say_and_writes_its_result
     assert controllers.rerun_s is not None  # measured on this job
 
 
+def test_a_reference_layer_deleted_since_it_was_chosen_is_said_and_the_run_goes_on_without_it(setup):
+    controllers, doc, view, backend = setup
+    assert controllers.of(doc).start(Choices(provider="flats", max_size=64, ratio=0.5, reference="layer:gone"))
+    settle(view)
+    header, images, _ = backend.sent[0]
+    assert set(images) == {"page", "hints"} and not header["transfer"]
+    assert view.said[-1] == "The reference layer is gone; colorizing without it."
+
+
 def test_a_job_cancelled_before_it_was_accepted_is_stopped_and_its_result_never_written(setup):
     controllers, doc, view, backend = setup
     controllers.of(doc).start(controllers.choices())
