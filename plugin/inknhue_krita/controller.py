@@ -240,16 +240,24 @@ class Controller:
 
     # starting ---------------------------------------------------------------------------
 
+    def page_format(self) -> Format | None:
+        """The document's pixel format as the backend takes it, or None, refused with the reason
+        (and the one-click conversion offered for a greyscale page)."""
+        doc = self.doc
+        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        self.view.offer_conversion(fmt is None and doc.colorModel() == "GRAYA")
+        if fmt is None:
+            self.refuse(problem)
+        return fmt
+
     def start(self, choices: Choices, live: bool = False) -> bool:
         """Colorize the document; returns whether the job is on its way (its pixels read from a
         snapshot of this moment a band at a time, Qt's event loop between, then sent)."""
         started = time.monotonic()
         doc, session = self.doc, self.session
-        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        fmt = self.page_format()
         if fmt is None:
-            self.view.offer_conversion(doc.colorModel() == "GRAYA")
-            return self.refuse(problem)
-        self.view.offer_conversion(False)
+            return False
         rect = work_area(document.size(doc), document.selection_rect(doc))
         if rect.empty:
             return self.refuse("The selection is outside the image.")
@@ -351,11 +359,9 @@ class Controller:
         size with the page's ink, as a new layer; returns whether the job went out."""
         started = time.monotonic()
         doc, session = self.doc, self.session
-        fmt, problem = document_format(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        fmt = self.page_format()
         if fmt is None:
-            self.view.offer_conversion(doc.colorModel() == "GRAYA")
-            return self.refuse(problem)
-        self.view.offer_conversion(False)
+            return False
         node = doc.activeNode()
         bounds = document.layer_bounds(doc, node) if node is not None else None
         reason = upscaling.refusal(node.type() if node is not None else None,

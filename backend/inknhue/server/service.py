@@ -469,10 +469,6 @@ class Server:
                                     "cached": event.cached, "fraction": event.fraction, "done": event.done,
                                     "eta": event.eta, "eta_from": event.eta_from}, socket=outbox)
 
-        def fail(code: str, message: str) -> None:
-            job.state, job.error = JobState.FAILED, {"code": code, "message": message}
-            self._error(job.client, code, message, job=job.id, socket=outbox)
-
         try:
             if request.output.layer != "flats":
                 self._check_models()
@@ -506,20 +502,32 @@ class Server:
                 "page_size": list(result.page_size), "working_size": list(result.working_size),
                 "warnings": result.warnings,
             }, {"result": image}, socket=outbox)
-        except Cancelled:
-            job.state = JobState.CANCELLED
-            log.info("job %s cancelled", job.id)
-            self._send(job.client, {"type": "cancelled", "job": job.id}, socket=outbox)
-        except (InknhueError, ProtocolError) as exc:
-            fail(getattr(exc, "code", "error"), getattr(exc, "message", None) or str(exc))
-        except MemoryError:
-            fail("device", "ran out of memory (RAM) on this page; try a smaller max size or a smaller page")
-        except Exception as exc:  # noqa: BLE001
-            log.exception("job %s failed", job.id)
-            fail("internal", f"internal error: {shown(exc, 200)}")
+        except BaseException as exc:
+            self._job_failed(job, outbox, exc, "on this page; try a smaller max size or a smaller page")
         finally:
             job.images = {}
             give_back_freed_memory()
+
+    def _job_failed(self, job: Job, outbox, exc: BaseException, where: str) -> None:
+        """How a job that raised ends, told to its client: cancelled, the user's error, out of
+        memory (`where`: what it was doing), or internal (logged). Anything else is raised on."""
+        def fail(code: str, message: str) -> None:
+            job.state, job.error = JobState.FAILED, {"code": code, "message": message}
+            self._error(job.client, code, message, job=job.id, socket=outbox)
+
+        if isinstance(exc, Cancelled):
+            job.state = JobState.CANCELLED
+            log.info("job %s cancelled", job.id)
+            self._send(job.client, {"type": "cancelled", "job": job.id}, socket=outbox)
+        elif isinstance(exc, (InknhueError, ProtocolError)):
+            fail(getattr(exc, "code", "error"), getattr(exc, "message", None) or str(exc))
+        elif isinstance(exc, MemoryError):
+            fail("device", f"ran out of memory (RAM) {where}")
+        elif isinstance(exc, Exception):
+            log.exception("job %s failed", job.id, exc_info=exc)
+            fail("internal", f"internal error: {shown(exc, 200)}")
+        else:  # KeyboardInterrupt, SystemExit (the server's SIGTERM): not the job's to swallow
+            raise exc
 
     def _run_upscale(self, job: Job, outbox) -> None:
         """An upscale job: one stage, "upscale"; a cancel asked meanwhile drops its result."""
@@ -531,10 +539,6 @@ class Server:
             self._send(job.client, {"type": "progress", "job": job.id, "stage": "upscale", "index": 1, "total": 1,
                                     "seconds": seconds, "cached": False, "fraction": None, "done": None,
                                     "eta": None}, socket=outbox)
-
-        def fail(code: str, message: str) -> None:
-            job.state, job.error = JobState.FAILED, {"code": code, "message": message}
-            self._error(job.client, code, message, job=job.id, socket=outbox)
 
         try:
             progress(None)
@@ -561,16 +565,8 @@ class Server:
                 "ran": job.result.ran, "stages": ["upscale"], "page_size": list(job.result.page_size),
                 "working_size": list(job.result.working_size), "warnings": notes,
             }, {"result": image}, socket=outbox)
-        except Cancelled:
-            job.state = JobState.CANCELLED
-            self._send(job.client, {"type": "cancelled", "job": job.id}, socket=outbox)
-        except (InknhueError, ProtocolError) as exc:
-            fail(getattr(exc, "code", "error"), getattr(exc, "message", None) or str(exc))
-        except MemoryError:
-            fail("device", "ran out of memory (RAM) bringing the colouring to the page")
-        except Exception as exc:  # noqa: BLE001
-            log.exception("job %s failed", job.id)
-            fail("internal", f"internal error: {shown(exc, 200)}")
+        except BaseException as exc:
+            self._job_failed(job, outbox, exc, "bringing the colouring to the page")
         finally:
             job.images = {}
             give_back_freed_memory()
