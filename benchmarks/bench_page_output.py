@@ -10,17 +10,19 @@ LANCZOS upscale (and the alternatives weighed in inknhue/detail.py), in one run.
    paper within 6 px of ink), and the ink's lightness.
 2. The corpus (tests/corpus.py: toned and washed pages made from coloured ground truth,
    web scans as JPEG and A4 at 300 dpi): a perfect working-size colorization of each
-   (corpus.colorized: the truth under the page's ink, tone and washes painted over),
-   brought to the page's size by LANCZOS, by the colour x page of before (today's method,
-   kept here as it was) and by ours. Brought back to the working size (INTER_AREA), how
-   far from the model's result: CIEDE76 mean and 95th percentile, against the soft result
-   (the VAE's softness, which a crisp page-size line cannot have) and the sharp one; the
-   chroma kept (mean C*ab, against the model's); at the page's size the detail (as above)
-   and the ink's L* (the corpus's lines; the page's own in brackets). Where the error lies:
-   off the ink (working pixels further than 2 from it; the line art brought down), and
-   brought down without aliasing (a Gaussian of half the scale first: the page's dots kept at
-   page size alias in a box bring-down). Timings at A4: first call on a page and each further
-   ratio, against colour x page's in the same run.
+   (corpus.colorized: the truth under the page's ink, tone and washes painted over,
+   softened as the VAE's output is), brought to the page's size by LANCZOS, by the colour x
+   page of before (kept here as it was) and by ours; beside them the perfect colouring at the
+   page's size it was made from (corpus.painted), to show what each reading can tell.
+   Brought back to the working size without aliasing (corpus.brought_back, the goal's
+   reading), how far from the model's result: CIEDE76 mean and 95th percentile, the chroma
+   kept (mean C*ab, against the model's); at the page's size the detail (as above) and the
+   ink's L* (the corpus's lines; the page's own in brackets); off the ink (working pixels
+   further than 2 from it). Then by the box mean alone (INTER_AREA), against the soft
+   result and the sharp one: the perfect colouring is p95 9-12 from the soft result there
+   (the VAE's softness, which no crisp line has), and the dots kept at page size alias in it;
+   what fading them would buy there, and cost in detail, is printed last. Timings at A4:
+   first call on a page and each further ratio, against colour x page's in the same run.
 
     python benchmarks/bench_page_output.py [--repeat 5] [--count 2] [--skip-synthetic]
 """
@@ -175,12 +177,9 @@ class ColourTimesPage:
         return layer
 
 
-def delta_e(image, model, antialias=False):
-    """CIEDE76 of image brought to model's size (INTER_AREA) against model, per pixel; antialias:
-    a Gaussian of half the scale first."""
-    if antialias:
-        image = cv2.GaussianBlur(image, (0, 0), image.shape[1] / model.shape[1] / 2)
-    back = cv2.resize(image, (model.shape[1], model.shape[0]), interpolation=cv2.INTER_AREA)
+def delta_e(image, model, antialias=True):
+    """CIEDE76 of image brought back to model's size (corpus.brought_back) against model, per pixel."""
+    back = corpus.brought_back(image, (model.shape[1], model.shape[0]), antialias)
     return np.sqrt(((rgb_to_lab(back) - rgb_to_lab(model)) ** 2).sum(axis=-1)), back
 
 
@@ -195,12 +194,26 @@ def chroma(rgb):
     return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
-def brought_up(grey, model):
-    """The model's result at the page's size, each way."""
+def brought_up(page, model):
+    """The model's result at the page's size, each way; and the perfect colouring (corpus.painted)."""
+    grey = page.grey
     size, working = (grey.shape[1], grey.shape[0]), (model.shape[1], model.shape[0])
-    return {"LANCZOS": cv2.resize(model, size, interpolation=cv2.INTER_LANCZOS4),
+    return {"perfect": u8(corpus.painted(page)),
+            "LANCZOS": cv2.resize(model, size, interpolation=cv2.INTER_LANCZOS4),
             "colour x page": u8(ColourTimesPage(grey, working).full(model)),
             "ours": u8(detail.PageDetail.make(grey, size, working).full(model))}
+
+
+def faded(made, model, keep):
+    """Ours with the dots, where the model painted the tone over lighter, kept at `keep` of their
+    contrast around the same mean (1: ours): the price of the detail goal in a box bring-down."""
+    fields = cv2.remap(made._fields(model), *made.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    level = cv2.remap(made.tone_w, *made.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
+    offset, amplitude = fields[..., :3], fields[..., 3:]
+    page = (made.page.astype(np.float32) / 255)[..., None]
+    lighter = offset.max(axis=-1, keepdims=True) > 1e-4  # offset is 0 where the tone is multiplied as drawn
+    off = np.where(lighter, offset + amplitude * (level + keep * (page - level)), offset + amplitude * page)
+    return u8(np.where(made.ink[..., None], (offset + amplitude) * page, off))
 
 
 def multiply_gap(page, full, model):
@@ -221,9 +234,12 @@ def multiply_gap(page, full, model):
 def corpus_report(args):
     pages = corpus.corpus(("web", "a4"), count=args.count)
     print(f"\nthe corpus: {len(pages)} pages (web scans and A4 at 300 dpi), a perfect colorization of each at max "
-          f"size 768, softened 0.7 px as the VAE's output is; sharp: the same unsoftened")
-    print(f"{'page':17} {'method':15} {'dE mean':>7} {'p95':>5} {'sharp':>5} {'p95':>5} {'chroma':>6} "
-          f"{'detail':>6} {'ink L*':>12}  {'off ink: dE':>11} {'p95':>5}  {'no alias':>8} {'p95':>5}")
+          f"size 768, softened 0.7 px as the VAE's output is ('sharp': the same unsoftened). Brought back to the "
+          f"working size without aliasing (corpus.brought_back: the goal's reading), and by the box mean alone. "
+          f"'perfect': the perfect colouring at the page's size (tone painted over, no dots), what the softened "
+          f"colorization was made from")
+    print(f"{'page':17} {'method':15} {'dE mean':>7} {'p95':>5} {'chroma':>6} {'detail':>6} {'ink L*':>12}  "
+          f"{'off ink: dE':>11} {'p95':>5}  {'box: dE':>7} {'p95':>5} {'sharp':>5} {'p95':>5}")
     rows = {}
     for page in pages:
         height, width = page.grey.shape
@@ -232,27 +248,44 @@ def corpus_report(args):
         page_l = rgb_to_lab(page.rgb)[..., 0]
         ink = page.lines & (page.grey < 128)
         away = off_ink(page.grey, working)
-        for name, image in brought_up(page.grey, model).items():
-            soft_e, back = delta_e(image, model)
-            sharp_e, _ = delta_e(image, sharp)
-            smooth_e, _ = delta_e(image, model, antialias=True)
+        for name, image in brought_up(page, model).items():
+            smooth_e, back = delta_e(image, model)
+            box_e, _ = delta_e(image, model, antialias=False)
+            sharp_e, _ = delta_e(image, sharp, antialias=False)
             lightness = rgb_to_lab(image)[..., 0]
-            row = (soft_e.mean(), np.percentile(soft_e, 95), sharp_e.mean(), np.percentile(sharp_e, 95),
-                   chroma(back) / chroma(model), laplacian_correlation(lightness, page_l), lightness[ink].mean(),
-                   soft_e[away].mean(), np.percentile(soft_e[away], 95), smooth_e.mean(), np.percentile(smooth_e, 95))
+            row = (smooth_e.mean(), np.percentile(smooth_e, 95), chroma(back) / chroma(model),
+                   laplacian_correlation(lightness, page_l), lightness[ink].mean(),
+                   smooth_e[away].mean(), np.percentile(smooth_e[away], 95),
+                   box_e.mean(), np.percentile(box_e, 95), sharp_e.mean(), np.percentile(sharp_e, 95))
             rows.setdefault(("a4" if page.jpeg is None else "web", name), []).append(row)
-            print(f"{page.name:17} {name:15} {row[0]:7.2f} {row[1]:5.1f} {row[2]:5.2f} {row[3]:5.1f} {row[4]:6.3f} "
-                  f"{row[5]:6.3f} {row[6]:5.1f} ({page_l[ink].mean():4.1f})  {row[7]:11.2f} {row[8]:5.1f}  "
-                  f"{row[9]:8.2f} {row[10]:5.1f}", flush=True)
+            print(f"{page.name:17} {name:15} {row[0]:7.2f} {row[1]:5.1f} {row[2]:6.3f} {row[3]:6.3f} {row[4]:5.1f} "
+                  f"({page_l[ink].mean():4.1f})  {row[5]:11.2f} {row[6]:5.1f}  {row[7]:7.2f} {row[8]:5.1f} "
+                  f"{row[9]:5.2f} {row[10]:5.1f}", flush=True)
             if name == "ours":
                 multiply_gap(page, image, model)
     print("range over the pages (min-max):")
     for (kind, name), values in rows.items():
         low, high = np.min(values, axis=0), np.max(values, axis=0)
-        print(f"  {kind:4} {name:15} dE {low[0]:.1f}-{high[0]:.1f}, p95 {low[1]:.0f}-{high[1]:.0f}; sharp "
-              f"{low[2]:.1f}-{high[2]:.1f}, p95 {low[3]:.0f}-{high[3]:.0f}; chroma {low[4]:.2f}-{high[4]:.2f}, "
-              f"detail {low[5]:.3f}-{high[5]:.3f}; off ink {low[7]:.1f}-{high[7]:.1f}, p95 {low[8]:.0f}-{high[8]:.0f}; "
-              f"no alias {low[9]:.1f}-{high[9]:.1f}, p95 {low[10]:.0f}-{high[10]:.0f}")
+        print(f"  {kind:4} {name:15} dE {low[0]:.1f}-{high[0]:.1f}, p95 {low[1]:.1f}-{high[1]:.1f}; chroma "
+              f"{low[2]:.2f}-{high[2]:.2f}; detail {low[3]:.3f}-{high[3]:.3f}; off ink {low[5]:.1f}-{high[5]:.1f}, "
+              f"p95 {low[6]:.0f}-{high[6]:.0f}; box {low[7]:.1f}-{high[7]:.1f}, p95 {low[8]:.0f}-{high[8]:.0f}; "
+              f"sharp, box {low[9]:.1f}-{high[9]:.1f}, p95 {low[10]:.0f}-{high[10]:.0f}")
+    print("the dots' price in a box bring-down (ours with the painted-over tone's dots faded; first page, each size):")
+    for page in (next(p for p in pages if p.jpeg is not None), next(p for p in pages if p.jpeg is None)):
+        height, width = page.grey.shape
+        working = working_size(width, height, 768)
+        model, sharp = corpus.colorized(page, working), corpus.colorized(page, working, soften=0)
+        made = detail.PageDetail.make(page.grey, (width, height), working)
+        page_l = rgb_to_lab(page.rgb)[..., 0]
+        for keep in (1.0, 0.5, 0.25, 0.0):
+            image = faded(made, model, keep)
+            smooth_e, _ = delta_e(image, model)
+            box_e, _ = delta_e(image, model, antialias=False)
+            sharp_e, _ = delta_e(image, sharp, antialias=False)
+            print(f"  {page.name:17} dots kept {keep:4.2f}: detail "
+                  f"{laplacian_correlation(rgb_to_lab(image)[..., 0], page_l):.3f}; dE {smooth_e.mean():.2f} "
+                  f"p95 {np.percentile(smooth_e, 95):.1f}; box {box_e.mean():.2f} p95 {np.percentile(box_e, 95):.1f}; "
+                  f"sharp, box {sharp_e.mean():.2f} p95 {np.percentile(sharp_e, 95):.1f}", flush=True)
     # timings at A4: the first corpus A4 page
     page = next(p for p in pages if p.jpeg is None)
     height, width = page.grey.shape

@@ -529,21 +529,37 @@ def evaluate(page: CorpusPage, flats: np.ndarray, tolerance: int = 24) -> Score:
                  details={"hinted_regions": len(hinted_ids), "regions": len(page.regions) - 1})
 
 
-def colorized(page: CorpusPage, working: tuple[int, int], soften: float = 0.7) -> np.ndarray:
-    """What a perfect colorization gives at the working size (width, height): the truth's colours
-    under the page's ink (its lines, lettering, solid blacks and hatching, as dark as drawn), its
-    tone and washes painted over in colour; softened by `soften` working pixels as the VAE's
-    output is (0: as sharp as a clean downscale). H x W x 3 uint8."""
+def painted(page: CorpusPage) -> np.ndarray:
+    """A perfect colouring at the page's own size: the truth's colours under the page's ink (its
+    lines, lettering, solid blacks and hatching, as dark as drawn), its tone and washes painted
+    over in colour (no dots left). H x W x 3 float32 in [0, 1]."""
     styles = np.array([r.style for r in page.regions])
     inked = (page.lines | np.isin(styles, ["black"])[page.labels]
              | (np.isin(styles, ["hatch"])[page.labels] & (page.grey < 128)))
     inked = cv2.dilate(inked.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # the lines' soft edges
     grey = page.grey.astype(np.float32) / 255
-    full = page.truth().astype(np.float32) / 255 * np.where(inked, grey, 1.0)[..., None]
-    small = cv2.resize(full, tuple(working), interpolation=cv2.INTER_AREA)
+    return page.truth().astype(np.float32) / 255 * np.where(inked, grey, 1.0)[..., None]
+
+
+def colorized(page: CorpusPage, working: tuple[int, int], soften: float = 0.7) -> np.ndarray:
+    """What a perfect colorization gives at the working size (width, height): `painted` brought
+    down, softened by `soften` working pixels as the VAE's output is (0: as sharp as a clean
+    downscale). H x W x 3 uint8."""
+    small = cv2.resize(painted(page), tuple(working), interpolation=cv2.INTER_AREA)
     if soften:
         small = cv2.GaussianBlur(small, (0, 0), soften)
     return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8)
+
+
+def brought_back(image: np.ndarray, working: tuple[int, int], antialias: bool = True) -> np.ndarray:
+    """A page-size result as it looks at the working size (width, height), to set beside the
+    colorization made there: a Gaussian of half the scale, then the box mean (INTER_AREA): the
+    dots averaged, as a zoomed-out view shows them, not aliased. antialias=False: the box mean alone, in which a
+    tone's dots kept at the page's size alias (and `painted` itself is p95 9-12 from the
+    softened colorization: benchmarks/bench_page_output.py)."""
+    if antialias:
+        image = cv2.GaussianBlur(image, (0, 0), image.shape[1] / working[0] / 2)
+    return cv2.resize(image, tuple(working), interpolation=cv2.INTER_AREA)
 
 
 # --- files ---------------------------------------------------------------------------------
