@@ -98,6 +98,42 @@ def test_a_cancelled_upscale_never_sends_its_result(backend):
         assert header["type"] == "result"
 
 
+def test_a_selection_mask_becomes_the_results_alpha(backend, inked):
+    page, small = inked
+    mask = np.zeros(page.shape[:2], np.uint8)
+    mask[100:300, 50:200], mask[100:300, 200:220] = 255, 100
+    with backend.client() as client:
+        _, _, image, _ = run(client, page, small, mask=raw(mask))
+    rgba = array(image)
+    np.testing.assert_array_equal(rgba[..., 3], mask)
+    np.testing.assert_array_equal(rgba[..., :3], upscale(page, small))
+
+
+def test_a_cancel_stops_an_upscale_between_row_bands():
+    """The render polls its cancel a band at a time: a Cancel arriving mid-page stops it there."""
+    from inknhue.errors import Cancelled
+    page = np.full((640, 480, 3), 255, np.uint8)
+    page[::20] = 0
+    polls = []
+
+    def cancelled():
+        polls.append(1)
+        return len(polls) > 3
+    with pytest.raises(Cancelled):
+        upscale_float(page, np.full((160, 120, 3), 200, np.uint8), cancelled=cancelled)
+    assert len(polls) == 4  # stopped at the third band of twenty, not at the end
+
+
+def test_on_a_gpu_backend_the_upscale_renders_on_the_device_as_the_cpu_does(inked):
+    """The GPU twin (detail_gpu.py) is the path a CUDA or MPS backend takes; given the CPU as
+    its device here, it gives the numpy reference's result within a level."""
+    import torch
+    page, small = inked
+    for layer in ("full", "colour"):
+        on_device = upscale_float(page, small, layer, device=torch.device("cpu"))
+        assert np.abs(on_device - upscale_float(page, small, layer)).max() <= 1.5 / 255
+
+
 def request(client, header, images):
     """A request as a peer may send it, past the client's own checks."""
     with pytest.raises(ServerError) as refused:
@@ -119,12 +155,18 @@ def request(client, header, images):
     ({}, {"coloured"}, "bad_input", "needs the 'page' image"),
     ({}, {"page", "coloured", "hints"}, "bad_input", "unexpected images: 'hints'"),
     ({}, "cropped", "bad_input", "does not have the page's shape"),
+    ({}, "small mask", "bad_input", "the mask is 90x120 but the page is 360x480"),
+    ({}, "rgb mask", "bad_input", "the mask must be one channel (L), got RGB"),
 ])
 def test_hostile_fields_are_refused_naming_them(backend, inked, header, images, code, words):
     page, small = inked
     given = {"page": raw(page), "coloured": raw(small), "hints": raw(small)}
     if images == "cropped":
         given = {"page": raw(page), "coloured": raw(np.ascontiguousarray(small[:80]))}
+    elif images == "small mask":
+        given = {"page": raw(page), "coloured": raw(small), "mask": raw(np.zeros(small.shape[:2], np.uint8))}
+    elif images == "rgb mask":
+        given = {"page": raw(page), "coloured": raw(small), "mask": raw(page)}
     else:
         given = {name: given[name] for name in (images or {"page", "coloured"})}
     with backend.client() as client:

@@ -24,3 +24,7 @@ class DeviceError(InknhueError):
     """The requested device is unavailable, or ran out of memory."""
 
     code = "device"
+
+
+class Cancelled(Exception):
+    """The job was cancelled while it ran (not an error: nothing is said to the user)."""

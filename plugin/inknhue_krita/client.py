@@ -168,11 +168,14 @@ class Client:
         return reply["job"]
 
     def upscale(self, page: RawImage, coloured: RawImage, max_size: int | None = None,
-                output: dict | None = None) -> str:
-        """Queue an upscale job (a colouring brought to the page's size); returns its id."""
+                output: dict | None = None, mask: RawImage | None = None) -> str:
+        """Queue an upscale job (a colouring brought to the page's size; `mask`, L at the page's
+        size, the result's alpha); returns its id."""
         header = UpscaleRequest(max_size).to_header()
         header["output"] = _listed(output or {})
         images = {"page": page, "coloured": coloured}
+        if mask is not None:
+            images["mask"] = mask
         try:  # the server's own checks, said here
             UpscaleRequest.from_header(header, images, (1, 1 << 30))
         except ProtocolError as exc:

@@ -305,7 +305,7 @@ class Controller:
         gone = choices.reference.startswith("layer:") and reference_node is None
         self.view.say("The reference layer is gone; colorizing without it." if gone else "")
         steps = document.reading(doc, rect, 4 * BYTES[fmt.dtype], source, page_node, read_hints, reference_node,
-                                 doc.selection())
+                                 document.active_selection(doc))
 
         def read(pixels: dict) -> None:
             whole = Rect(0, 0, *document.size(doc))
@@ -369,6 +369,8 @@ class Controller:
         if reason:
             return self.refuse(reason)
         page_size = document.size(doc)
+        if work_area(page_size, document.selection_rect(doc)).empty:
+            return self.refuse("The selection is outside the image.")
         whole, area = Rect(0, 0, *page_size), upscaling.colouring_area(bounds, page_size)
         page_node = document.layer_below(node) if choices.page_source == "layer" else None
         if choices.page_source == "layer" and page_node is None:
@@ -383,11 +385,14 @@ class Controller:
         self.view.show_progress(0, "Reading the page and the colouring…")
         self.view.say("")
         steps = document.reading(doc, whole, 4 * BYTES[fmt.dtype], "layer" if page_node is not None else "visible",
-                                 page_node, colouring=node, colouring_area=area)
+                                 page_node, selection=document.active_selection(doc), colouring=node,
+                                 colouring_area=area)
 
         def read(pixels: dict) -> None:
             images = {"page": fmt.image(pixels["page"], whole.width, whole.height),
                       "coloured": fmt.image(pixels["coloured"], area.width, area.height)}
+            if "mask" in pixels:  # a selection: the new layer holds the colours inside it only
+                images["mask"] = RawImage(whole.width, whole.height, "L", pixels["mask"])
             try:
                 self.backend.request(header, images, callback=lambda reply, _: self.accepted(upscaling.older(reply)),
                                      timeout=1.0)

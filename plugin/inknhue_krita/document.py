@@ -33,12 +33,10 @@ def selection_rect(document) -> Rect | None:
     return Rect(selection.x(), selection.y(), selection.width(), selection.height())
 
 
-def selection_mask(document, rect: Rect) -> bytes | None:
-    """The selection over `rect`, one byte a pixel (255 selected), or None without one."""
-    selection = document.selection()
-    if selection is None:
-        return None
-    return b"".join(slices.read(selection.pixelData, rect, 1))
+def active_selection(document):
+    """The document's selection, or None where it selects nothing (then the whole image is
+    worked, as without one, not a result with no pixels)."""
+    return document.selection() if selection_rect(document) is not None else None
 
 
 def page_pixels(document, rect: Rect, source: str, node=None) -> bytes:

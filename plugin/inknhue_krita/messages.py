@@ -156,7 +156,8 @@ class UpscaleRequest:
     """`upscale`: a colouring of the page made at a lower resolution (painted small, or pasted
     and scaled up) brought to the page's size with the page's own ink; no network runs.
     `max_size`: a colouring whose short side is larger is read at that size first (its
-    detail is no finer: it was scaled up); None reads it as it is."""
+    detail is no finer: it was scaled up); None reads it as it is. An optional `mask` image
+    (L, the page's size: a selection) becomes the result's alpha, as a colorize's."""
 
     max_size: int | None = None
     output: OutputSpec = field(default_factory=OutputSpec)
@@ -185,9 +186,15 @@ class UpscaleRequest:
         unknown = set(images) - set(UPSCALE_IMAGES)
         if unknown:
             raise ProtocolError("bad_input", f"unexpected images: {', '.join(shown(n) for n in sorted(unknown))}")
-        for name in UPSCALE_IMAGES:
+        for name in ("page", "coloured"):
             if name not in images:
                 raise ProtocolError("bad_input", f"an upscale request needs the '{name}' image")
+        page, mask = images["page"], images.get("mask")
+        if mask and (mask.width, mask.height) != (page.width, page.height):
+            raise ProtocolError("bad_input", f"the mask is {mask.width}x{mask.height} but the page is "
+                                             f"{page.width}x{page.height}")
+        if mask and mask.channels != "L":
+            raise ProtocolError("bad_input", f"the mask must be one channel (L), got {mask.channels}")
         return cls(max_size, output)
 
 

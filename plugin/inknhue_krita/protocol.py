@@ -41,8 +41,9 @@ DTYPES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
 MAX_FRAME_BYTES = MAX_PIXELS * 4 * 4 + MAX_HEADER_BYTES
 #: the images a colorize request may carry ("mask": L, the page's size, becomes the result's alpha)
 COLORIZE_IMAGES = ("page", "hints", "reference", "rough", "mask")
-#: an upscale's: the page (its ink) and a colouring of it made at a lower resolution
-UPSCALE_IMAGES = ("page", "coloured")
+#: an upscale's: the page (its ink) and a colouring of it made at a lower resolution (both
+#: required), and the selection ("mask", as colorize's)
+UPSCALE_IMAGES = ("page", "coloured", "mask")
 MAX_IMAGES = len(COLORIZE_IMAGES)
 MAX_QUEUED_JOBS = 8
 #: request types a server answers

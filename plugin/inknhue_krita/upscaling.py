@@ -13,7 +13,9 @@ What an artist has, and what is read of it:
 The page is the image as seen without that layer (and without the plugin's own layers);
 with *Page: Active layer*, the layer right beneath the colouring (the active one is the
 colouring). The result is a new layer each time, named after the colouring, placed like
-Colorize's (placement.py), never the artist's layer changed.
+Colorize's (placement.py), never the artist's layer changed. With a selection, the new
+layer holds the colours inside it only (its alpha, soft edges as selected), as Colorize's
+result does; the work is still the whole page's (about a second at A4).
 """
 
 from __future__ import annotations

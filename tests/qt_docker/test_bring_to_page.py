@@ -130,3 +130,32 @@ def test_a_cancelled_bring_to_page_writes_nothing(docker):  # noqa: F811
     pump(lambda: docker.running is None, timeout=90)
     assert [n.name() for n in doc.topLevelNodes()] == before
     assert docker.message.text() == "Cancelled."
+
+
+def test_with_a_selection_the_new_layer_holds_the_colours_inside_it_only(docker):  # noqa: F811
+    import krita
+    page = drawn()
+    doc, ink = new_document(page)
+    colouring = small_colouring()
+    colouring_layer(doc, colouring, at=(30, 50))
+    selection = krita.Selection(120, 180)
+    selection.select(10, 20, 60, 80, 255)
+    selection.select(70, 20, 10, 80, 128)  # a feathered edge
+    doc.setSelection(selection)
+    layer = bring(docker, doc)
+    np.testing.assert_array_equal(layer.pixels[..., 3], selection.mask)  # its alpha is the selection, as drawn
+    inside = selection.mask > 0
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]][inside], upscale(page.rgb, colouring)[inside])
+    assert doc.undo_steps == []
+
+
+def test_a_selection_that_selects_nothing_brings_the_whole_page(docker):  # noqa: F811
+    import krita
+    page = drawn()
+    doc, _ = new_document(page)
+    colouring = small_colouring()
+    colouring_layer(doc, colouring, at=(30, 50))
+    doc.setSelection(krita.Selection(120, 180))  # selects nothing: as without a selection
+    layer = bring(docker, doc)
+    assert (layer.pixels[..., 3] == 255).all()
+    np.testing.assert_array_equal(layer.pixels[..., [2, 1, 0]], upscale(page.rgb, colouring))

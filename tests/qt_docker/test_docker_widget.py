@@ -195,6 +195,15 @@ def test_a_selection_limits_the_result_to_it(docker, weights):
     np.testing.assert_array_equal(inside[..., [2, 1, 0]], expected(weights, crop, 0.8).final(0.8, "page"))
 
 
+def test_a_selection_that_selects_nothing_colorizes_the_whole_page(docker, weights):
+    page = drawn()
+    doc, _ = new_document(page)
+    paint_hints(docker, doc, page)
+    doc.setSelection(krita.Selection(120, 180))  # selects nothing: as without a selection
+    layer = colorize(docker, doc)
+    assert (layer.pixels[..., 3] == 255).all()
+
+
 def test_colorizing_again_updates_the_result_in_place_and_keep_makes_a_version(docker, weights):
     page = drawn()
     doc, _ = new_document(page)

@@ -33,7 +33,7 @@ import torch
 
 from .. import weights
 from ..defaults import DEFAULT_MAX_SIZE, DEFAULT_RATIO, MAX_MAX_SIZE, MIN_MAX_SIZE
-from ..errors import InputError, WeightsError
+from ..errors import Cancelled, InputError, WeightsError
 from ..networks import banded
 from ..networks.alignment import AlignmentVAE
 from ..networks.nonfinite import nonfinite_tensors, nonfinite_warning
@@ -416,10 +416,6 @@ class Engine:
         stage([("blend", lambda _: result.blend(ratio) if result.device is None else result.blend_on_device(ratio))],
               None)
         return result
-
-
-class Cancelled(Exception):
-    """The job was cancelled while it ran."""
 
 
 @contextmanager

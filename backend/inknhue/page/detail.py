@@ -78,6 +78,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..errors import Cancelled
 from ..runtime.cache import StageCache, digest
 from . import lineart
 
@@ -322,7 +323,7 @@ class PageDetail:
         """The colours and the tone's amplitude at the output size: H x W x 6 float32."""
         return cv2.remap(self._fields(model), *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def _render(self, model: np.ndarray, under_ink: bool) -> np.ndarray:
+    def _render(self, model: np.ndarray, under_ink: bool, cancelled=None) -> np.ndarray:
         fields = self._fields(model)
         height, width = self.page.shape
         out = np.empty((height, width, 3), np.float32)
@@ -332,6 +333,8 @@ class PageDetail:
         made = np.empty((rows, width, 6), np.float32)
         scratch = np.empty((3, rows, width), np.float32)
         for top in range(0, height, rows):
+            if cancelled is not None and cancelled():  # polled a band at a time: a job's Cancel stops it
+                raise Cancelled()
             band = slice(top, top + rows)
             ink, page = self.ink[band], self.page[band]
             count = len(page)
@@ -349,15 +352,16 @@ class PageDetail:
             np.minimum(done, 1.0, out=done)
         return out
 
-    def colour_layer(self, model: np.ndarray) -> np.ndarray:
+    def colour_layer(self, model: np.ndarray, cancelled=None) -> np.ndarray:
         """The colours without the line art, at the output size: H x W x 3 float32 in [0, 1]; as a
         Multiply layer under the page it gives `full` wherever a Multiply can (not where `full`
-        is lighter than the page: the tone's dots where the model painted the tone over lighter)."""
-        return self._render(model, True)
+        is lighter than the page: the tone's dots where the model painted the tone over lighter).
+        `cancelled`: polled between row bands (errors.Cancelled when it says so)."""
+        return self._render(model, True, cancelled)
 
-    def full(self, model: np.ndarray) -> np.ndarray:
+    def full(self, model: np.ndarray, cancelled=None) -> np.ndarray:
         """The colours with the page's own ink and tone: H x W x 3 float32 in [0, 1]."""
-        return self._render(model, False)
+        return self._render(model, False, cancelled)
 
 
 #: made per page and size, kept for the next ratio, the next job on the same page, the preview size

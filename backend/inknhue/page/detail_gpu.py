@@ -91,15 +91,19 @@ def tone_gain(colour: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
     return torch.cat([offset, amplitude], dim=-1)
 
 
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """On the device; a read-only array (a decoded image's view) copied first, since torch's
+    tensors are writable and one on the CPU would share its memory."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy()).to(device)
+
+
 class DevicePageDetail:
     """detail.PageDetail's per-ratio work on a device: its maps as a sampling grid."""
 
     def __init__(self, made: detail.PageDetail, device: torch.device):
         xy, frac = made.maps
-        self.page = torch.from_numpy(made.page).to(device)
-        self.ink = torch.from_numpy(made.ink).to(device)
-        self.page_w = torch.from_numpy(made.page_w).to(device)
-        self.tone_w = torch.from_numpy(made.tone_w).to(device)
+        self.page, self.ink, self.page_w, self.tone_w = (
+            _tensor(a, device) for a in (made.page, made.ink, made.page_w, made.tone_w))
         frac = torch.from_numpy(frac.astype(np.int32)).to(device)
         xy = torch.from_numpy(xy).to(device).float()
         x = xy[..., 0] + (frac & 31).float() / 32.0  # cv2.remap's 1/32-pixel fixed point

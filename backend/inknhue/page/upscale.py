@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from .detail import PageDetail
 from .imaging import aspect_mismatch, luma, open_image, to_rgb
 
@@ -85,8 +85,10 @@ def upscale(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full", not
 
 
 def upscale_float(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full",
-                  notes: list[str] | None = None) -> np.ndarray:
-    """upscale() as H x W x 3 float32 in [0, 1] (16-bit and float results keep its precision)."""
+                  notes: list[str] | None = None, device=None, cancelled=None) -> np.ndarray:
+    """upscale() as H x W x 3 float32 in [0, 1] (16-bit and float results keep its precision).
+    device: a GPU (torch.device) to render on (detail_gpu.py), the CPU's numpy where it has not
+    the memory (said in `notes`); cancelled: polled between steps and row bands (errors.Cancelled)."""
     if layer not in LAYERS:
         raise InputError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
     height, width = page_rgb.shape[:2]
@@ -97,7 +99,37 @@ def upscale_float(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full
                          f"({width}x{height}): brought down to the page's size first")
         coloured = cv2.resize(coloured, (width, height), interpolation=cv2.INTER_AREA)
     made = PageDetail.make(luma(page_rgb), (width, height), (coloured.shape[1], coloured.shape[0]))
-    return made.full(coloured) if layer == "full" else made.colour_layer(coloured)
+    if cancelled is not None and cancelled():
+        raise Cancelled()
+    if device is not None:
+        rendered = _on_device(made, coloured, layer, device, notes)
+        if rendered is not None:
+            return rendered
+    return made.full(coloured, cancelled) if layer == "full" else made.colour_layer(coloured, cancelled)
+
+
+def _on_device(made: PageDetail, coloured: np.ndarray, layer: str, device, notes: list[str] | None):
+    """The render on a GPU, or None where the device runs out of memory (a page far past A4 on a
+    small card): the CPU has the host's memory."""
+    import torch
+
+    from ..runtime.devices import is_out_of_memory
+    from . import detail_gpu
+    try:
+        twin = detail_gpu.on_device(made, device)
+        model = torch.from_numpy(np.ascontiguousarray(coloured)).to(device)
+        rendered = twin.full(model) if layer == "full" else twin.colour_layer(model)
+        return rendered.cpu().numpy()
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        made.twins.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if notes is not None:
+            notes.append(f"the page ({made.page.shape[1]}x{made.page.shape[0]}) did not fit in {device}'s memory: "
+                         f"brought to the page on the CPU")
+        return None
 
 
 @dataclass

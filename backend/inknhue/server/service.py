@@ -530,7 +530,8 @@ class Server:
             raise exc
 
     def _run_upscale(self, job: Job, outbox) -> None:
-        """An upscale job: one stage, "upscale"; a cancel asked meanwhile drops its result."""
+        """An upscale job: one stage, "upscale", on the engine's GPU where it has one; a cancel stops
+        it between row bands; a `mask` (a selection) becomes the result's alpha."""
         job.state = JobState.RUNNING
         started = time.perf_counter()
         request = job.request
@@ -543,18 +544,20 @@ class Server:
         try:
             progress(None)
             page, coloured = to_rgb(job.images["page"]), to_rgb(job.images["coloured"])
+            mask = to_array(job.images["mask"])[..., 0].copy() if "mask" in job.images else None
             job.images = {}  # the frames can go
             notes: list[str] = []
             if request.max_size is not None:
                 coloured = at_working_size(coloured, request.max_size, notes)
-            rgb = upscale_float(page, coloured, request.output.layer, notes)
+            device = None if self.engine.device.type == "cpu" else self.engine.device
+            rgb = upscale_float(page, coloured, request.output.layer, notes, device, job.cancel.is_set)
             seconds = time.perf_counter() - started
             if job.cancel.is_set():
                 raise Cancelled
             progress(seconds)
             spec = request.output
             image = from_rgb(np.rint(rgb * 255.0).astype(np.uint8) if spec.dtype == "uint8" else rgb,
-                             spec.channels, spec.dtype, spec.linear)
+                             spec.channels, spec.dtype, spec.linear, alpha=mask)
             job.result = Upscaled(rgb, (coloured.shape[1], coloured.shape[0]), {"upscale": seconds},
                                   warnings=notes)
             job.state = JobState.DONE
