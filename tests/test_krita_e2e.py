@@ -232,7 +232,8 @@ def test_krita_stays_responsive_while_a_page_colorizes_and_the_slider_follows_a_
 
 def test_the_docker_brings_a_low_resolution_colouring_to_the_page_in_krita(parity_weights, tmp_path):
     """A colouring pasted and scaled up to the canvas (blurry), brought to the page: new layers,
-    the page's own ink, the artist's layer, active layer and undo history as they were."""
+    the page's own ink, the artist's layer, active layer and undo history as they were; with a
+    selection, the colours inside it only."""
     import cv2
 
     from inknhue.page.upscale import at_working_size, upscale
@@ -249,9 +250,10 @@ def test_the_docker_brings_a_low_resolution_colouring_to_the_page_in_krita(parit
     report = run_krita(tmp_path, env, {"mode": "bring", "width": width, "height": height, "max_size": 64,
                                        "page": str(tmp_path / "page.bgra"),
                                        "colouring": str(tmp_path / "colouring.bgra"),
+                                       "selection": [20, 30, 90, 120],
                                        "screenshot": str(tmp_path / "krita.png")})
     keep(report["screenshot"], "krita-e2e-bring-to-page.png")
-    assert report["steps"] == ["document", "brought", "brought colour"]
+    assert report["steps"] == ["document", "brought", "brought colour", "brought selection"]
     assert report["layers_after"] == ["Background", "ink", "colours", "inkn'hue colour from colours"]
     assert report["active_before"] == report["active_after"] == report["active_after_colour"] == "colours"
     assert report["undo_before"] == report["undo_after"] == report["undo_after_colour"]
@@ -266,6 +268,15 @@ def test_the_docker_brings_a_low_resolution_colouring_to_the_page_in_krita(parit
                                             "inkn'hue colour under ink from colours"]
     colour = np.frombuffer(Path(report["brought_colour"]).read_bytes(), np.uint8).reshape(height, width, 4)
     np.testing.assert_array_equal(colour[..., [2, 1, 0]], upscale(page.rgb, at_working_size(blurry, 64), "colour"))
+    # with a selection, a third layer: the colours inside it, nothing outside
+    print("layers with a selection:", report["layers_with_selection"])
+    assert [n for n in report["layers_with_selection"] if n.startswith("inkn'hue colour from")] == [
+        "inkn'hue colour from colours", "inkn'hue colour from colours 2"]
+    selected = np.frombuffer(Path(report["brought_selection"]).read_bytes(), np.uint8).reshape(height, width, 4)
+    inside = np.zeros((height, width), bool)
+    inside[30:150, 20:110] = True
+    assert (selected[..., 3][inside] == 255).all() and (selected[..., 3][~inside] == 0).all()
+    np.testing.assert_array_equal(selected[..., [2, 1, 0]][inside], layer[..., [2, 1, 0]][inside])
 
 
 def test_each_virtual_screen_gets_a_free_display_of_its_own():

@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-from krita import Extension, Krita
+from krita import Extension, Krita, Selection
 from PyQt5.QtCore import QByteArray, QTimer
 from PyQt5.QtWidgets import QApplication
 
@@ -56,6 +56,11 @@ def find_docker():
 
 def find_layer(doc, prefix):
     return next((n for n in doc.topLevelNodes() if n.name().startswith(prefix)), None)
+
+
+def brought_layers(doc):
+    """Bring to page's coloured-page layers, bottom first."""
+    return [n for n in doc.topLevelNodes() if n.name().startswith("inkn'hue colour from")]
 
 
 class Driver:
@@ -478,6 +483,20 @@ class Driver:
         REPORT["colour_message"] = self.docker.message.text()
         self.dump(layer, "brought_colour")
         step("brought colour")
+        # with a selection: the new layer holds the colours inside it only
+        selection = Selection()
+        selection.select(*SPEC["selection"], 255)
+        self.doc.setSelection(selection)
+        self.docker.output_layer.setCurrentIndex(self.docker.output_layer.findData("full"))
+        self.docker.bring_button.click()
+        self.wait(lambda: len(brought_layers(self.doc)) == 2 and self.docker.running is None,
+                  lambda: QTimer.singleShot(300, self.read_brought_selection), what="the brought selection")
+
+    def read_brought_selection(self):
+        REPORT["layers_with_selection"] = [n.name() for n in self.doc.topLevelNodes()]
+        REPORT["selection_message"] = self.docker.message.text()
+        self.dump(brought_layers(self.doc)[-1], "brought_selection")
+        step("brought selection")
         quit_krita()
 
     def dump_canvas(self, name):
