@@ -213,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--layer", choices=("full", "colour"), default="full",
                     help="full: the coloured page (default); colour: the colours without the line art, for a "
                          "Multiply layer under your ink")
+    up.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                    help="where to render: auto (a CUDA or Apple GPU if there is one, default), cpu, cuda, mps")
     up.add_argument("--overwrite", action="store_true",
                     help="a chapter: do every page again, also those done or retouched since (by default a "
                          "rerun does only pages whose page or colouring changed, and keeps retouched outputs)")
@@ -508,7 +510,16 @@ def cmd_rough(args) -> int:
 def cmd_upscale(args) -> int:
     from .batch import upscale
 
-    return upscale.run(args.pages, args.coloured, args.output, args.layer, say=_say, overwrite=args.overwrite)
+    device = None
+    if args.device != "cpu":  # torch only where a GPU may be asked for
+        from .runtime.devices import pick_device
+
+        picked = pick_device(args.device)
+        device = None if picked.type == "cpu" else picked
+    if device is not None:
+        _say(f"rendering on {device}")
+    return upscale.run(args.pages, args.coloured, args.output, args.layer, say=_say, overwrite=args.overwrite,
+                       device=device)
 
 
 def cmd_weights(args) -> int:

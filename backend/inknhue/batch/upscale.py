@@ -34,20 +34,21 @@ from .chapter import (OUTPUT_SUFFIX, Manifest, Page, Plan, Tally, _Held, _Matche
                       file_digest, image_suffixes, keep)
 
 
-def _made(page: Path, coloured: Path, layer: str, say: Callable[[str], None]) -> tuple[np.ndarray, tuple[int, int]]:
-    """The page-size result, and the colouring's size; its notes said."""
+def _made(page: Path, coloured: Path, layer: str, say: Callable[[str], None], device=None
+          ) -> tuple[np.ndarray, tuple[int, int]]:
+    """The page-size result (on `device`, a GPU, where given), and the colouring's size; its notes said."""
     page_rgb = read_rgb(page, "page")
     colouring = read_colouring(coloured)
     notes = list(colouring.notes)
-    result = upscale(page_rgb, colouring.rgb, layer, notes)
+    result = upscale(page_rgb, colouring.rgb, layer, notes, device)
     for note in notes:
         say(f"note: {note}")
     return result, (colouring.rgb.shape[1], colouring.rgb.shape[0])
 
 
-def _one(page: Path, coloured: Path, output: Path, layer: str, say: Callable[[str], None]) -> None:
+def _one(page: Path, coloured: Path, output: Path, layer: str, say: Callable[[str], None], device=None) -> None:
     started = time.perf_counter()
-    result, size = _made(page, coloured, layer, say)
+    result, size = _made(page, coloured, layer, say, device)
     write_image(result, output)
     say(f"wrote {output} ({result.shape[1]}x{result.shape[0]}, from {size[0]}x{size[1]}) in "
         f"{time.perf_counter() - started:.2f} s")
@@ -60,16 +61,17 @@ def _refuse_overwriting(output: Path, inputs: list[Path]) -> None:
 
 
 def run(pages: list[str], coloured: str, output: str, layer: str, say: Callable[[str], None],
-        overwrite: bool = False) -> int:
+        overwrite: bool = False, device=None) -> int:
+    """One page or a chapter; device: a GPU (torch.device) to render on, None for the CPU."""
     if len(pages) == 1 and not Path(pages[0]).is_dir() and not Path(coloured).is_dir():
         page, colouring, out = Path(pages[0]), Path(coloured), Path(output)
         if out.is_dir() or output.endswith(("/", "\\")):
             out = out / (page.stem + OUTPUT_SUFFIX)
         _refuse_overwriting(out, [page, colouring])
         check_writable(out)
-        _one(page, colouring, out, layer, say)
+        _one(page, colouring, out, layer, say, device)
         return 0
-    return _chapter(pages, coloured, output, layer, say, overwrite)
+    return _chapter(pages, coloured, output, layer, say, overwrite, device)
 
 
 def look(layer: str) -> dict:
@@ -79,7 +81,7 @@ def look(layer: str) -> dict:
 
 
 def _chapter(pages_given: list[str], coloured: str, output: str, layer: str, say: Callable[[str], None],
-             overwrite: bool = False) -> int:
+             overwrite: bool = False, device=None) -> int:
     folder = Path(output)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"-o {folder} is a file; for a chapter -o names a folder (one <page>.png per page)")
@@ -119,12 +121,12 @@ def _chapter(pages_given: list[str], coloured: str, output: str, layer: str, say
         for page in pages:
             page.inputs = {"page": file_digest(page.path), "coloured": file_digest(colourings[page.name])}
             decide(page, plan.settings, plan.manifest, overwrite)
-        return _loop(plan, colourings, layer, say)
+        return _loop(plan, colourings, layer, say, device)
     finally:
         lock.release()
 
 
-def _loop(plan: Plan, colourings: dict[str, Path], layer: str, say: Callable[[str], None]) -> int:
+def _loop(plan: Plan, colourings: dict[str, Path], layer: str, say: Callable[[str], None], device=None) -> int:
     """The chapter's pages in order: skipped, done again or done, each written and recorded
     (chapter.keep); Ctrl-C stops after the page being written, and the same command goes on."""
     todo = [page for page in plan.pages if not page.skip]
@@ -144,7 +146,7 @@ def _loop(plan: Plan, colourings: dict[str, Path], layer: str, say: Callable[[st
             held = _Held()
             try:
                 started = time.perf_counter()
-                result, size = _made(page.path, colourings[page.name], layer, say)
+                result, size = _made(page.path, colourings[page.name], layer, say, device)
                 keep(plan, page, result, held)
                 say(f"wrote {page.output} ({result.shape[1]}x{result.shape[0]}, from {size[0]}x{size[1]}) in "
                     f"{time.perf_counter() - started:.2f} s")

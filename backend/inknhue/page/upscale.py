@@ -77,11 +77,11 @@ def at_working_size(coloured: np.ndarray, max_size: int, notes: list[str] | None
     return cv2.resize(coloured, size, interpolation=cv2.INTER_AREA)
 
 
-def upscale(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full", notes: list[str] | None = None
-            ) -> np.ndarray:
+def upscale(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full", notes: list[str] | None = None,
+            device=None) -> np.ndarray:
     """The colouring (h x w x 3 uint8) at the page's size (H x W x 3) with the page's ink:
     H x W x 3 uint8. layer: full (the coloured page) or colour (for a Multiply layer under the ink)."""
-    return np.rint(upscale_float(page_rgb, coloured, layer, notes) * 255.0).astype(np.uint8)
+    return np.rint(upscale_float(page_rgb, coloured, layer, notes, device) * 255.0).astype(np.uint8)
 
 
 def upscale_float(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full",
