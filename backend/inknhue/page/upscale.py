@@ -9,7 +9,9 @@ colouring kept it, laid back as texture around the colours where the colouring p
 What a colouring may be: any size up to the page's, with the page's aspect ratio (within
 MAX_ASPECT_MISMATCH: the rounding of a resize, not a crop); greyscale (a grey colouring
 gives a grey result); with transparency (flattened onto white paper, and said). Larger
-than the page, it is first brought down to the page's size (INTER_AREA), and said.
+than the page, it is first brought down to the page's size (INTER_AREA), and said. Out of
+register with the page's lines by a pixel or more (a tool's padding, cropping or rounding),
+it is moved onto them first (registration.py), and said.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from ..errors import Cancelled, InputError
 from .detail import PageDetail
 from .imaging import aspect_mismatch, luma, open_image, to_rgb
+from .registration import registered
 
 #: the most a colouring's aspect ratio may differ from the page's: a resize's rounding
 MAX_ASPECT_MISMATCH = 0.01
@@ -99,6 +102,7 @@ def upscale_float(page_rgb: np.ndarray, coloured: np.ndarray, layer: str = "full
                          f"({width}x{height}): brought down to the page's size first")
         coloured = cv2.resize(coloured, (width, height), interpolation=cv2.INTER_AREA)
     made = PageDetail.make(luma(page_rgb), (width, height), (coloured.shape[1], coloured.shape[0]))
+    coloured = registered(made.page_w, coloured, notes)  # another tool's, a pixel or two off the lines
     if cancelled is not None and cancelled():
         raise Cancelled()
     if device is not None:
