@@ -77,3 +77,14 @@ def test_a_colouring_without_lines_or_of_another_page_or_tiny_is_used_as_it_is(s
     tiny_page = cv2.resize(made.page_w, (90, 128), interpolation=cv2.INTER_AREA)
     tiny = np.roll(cv2.resize(model, (90, 128), interpolation=cv2.INTER_AREA), 3, axis=1)
     assert registration.registered(tiny_page, tiny) is tiny
+
+
+def test_a_colouring_at_the_pages_own_size_is_fitted_at_a_working_size(setting, monkeypatch):
+    page, model, _, _ = setting
+    height, width = page.grey.shape
+    monkeypatch.setattr(registration, "FIT_SIDE", 1024)  # this web scan's long side is larger
+    page_w = PageDetail.make(page.grey, (width, height), (width, height)).page_w
+    big = cv2.resize(model, (width, height), interpolation=cv2.INTER_CUBIC)
+    found = registration.fit(page_w, np.roll(big, (5, -8), axis=(0, 1)))
+    np.testing.assert_allclose(found.warp[:, 2], [-8, 5], atol=0.6)
+    assert f"moved by +8.0, -5.0 px at its {width}x{height}" in found.note

@@ -33,6 +33,8 @@ MAX_SCALE, MAX_SHEAR, MAX_SHIFT = 0.03, 0.01, 0.04
 MIN_CORRELATION, MIN_GAIN = 0.5, 0.05
 #: the pyramid, coarse to fine (factors of the working size)
 LEVELS = (4, 2, 1)
+#: a colouring with a longer side (one at print size) is fitted at this size, its move scaled back
+FIT_SIDE = 1536
 #: the high-pass (working pixels at full size): lines kept, colours and shading left out
 HIGH_PASS_SIGMA = 4.0
 
@@ -97,6 +99,15 @@ def fit(page_w: np.ndarray, coloured: np.ndarray) -> Fit:
     """Where the colouring (h x w x 3 uint8) sits on the page's ink at its size (page_w:
     float32 [0, 1], ink dark, tone as paper)."""
     height, width = page_w.shape
+    if max(width, height) > FIT_SIDE:  # a colouring at print size: fitted at a working size
+        reduce = FIT_SIDE / max(width, height)
+        size = (max(1, round(width * reduce)), max(1, round(height * reduce)))
+        found = fit(*(cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (page_w, coloured)))
+        if found.warp is not None:
+            found.warp = found.warp.copy()
+            found.warp[:, 2] *= (width / size[0], height / size[1])
+            found.note = _describe(found.warp, (width, height))
+        return found
     if min(width, height) < 32 * LEVELS[0]:  # too small to fit anything reliably
         return Fit()
     template = (1.0 - page_w).astype(np.float32)
@@ -114,13 +125,17 @@ def fit(page_w: np.ndarray, coloured: np.ndarray) -> Fit:
     after = _correlation(fixed_hp, _high_pass(_warped(moving, warp), HIGH_PASS_SIGMA))
     if after < MIN_CORRELATION or after < before + MIN_GAIN:
         return Fit()
-    centre = np.array([width, height], np.float64) / 2
+    return Fit(warp, _describe(warp, (width, height)))
+
+
+def _describe(warp: np.ndarray, size: tuple[int, int]) -> str:
+    """The fit in the artist's words: the move at the page's centre, the scale."""
+    centre = np.array(size, np.float64) / 2
     shift = warp[:, :2].astype(np.float64) @ centre + warp[:, 2] - centre
     scale = (float(warp[0, 0]) + float(warp[1, 1])) / 2
-    note = (f"the colouring was out of register with the page's lines: moved by {-shift[0]:+.1f}, {-shift[1]:+.1f} "
+    return (f"the colouring was out of register with the page's lines: moved by {-shift[0]:+.1f}, {-shift[1]:+.1f} "
             f"px" + (f" and scaled by {100 * (1 / scale - 1):+.1f}%" if abs(scale - 1) >= 0.001 else "")
-            + f" at its {width}x{height} to meet them")
-    return Fit(warp, note)
+            + f" at its {size[0]}x{size[1]} to meet them")
 
 
 def _warped(image: np.ndarray, warp: np.ndarray) -> np.ndarray:
