@@ -72,7 +72,8 @@ def test_a_colouring_without_lines_or_of_another_page_or_tiny_is_used_as_it_is(s
     broad_brush = cv2.GaussianBlur(model, (0, 0), 12)  # a hand colouring: patches, no lines
     other = corpus.test_set()[3]
     another = cv2.resize(corpus.colorized(other, (768, 1088)), model.shape[1::-1], interpolation=cv2.INTER_AREA)
-    for colouring in (broad_brush, another, cv2.flip(model, 1)):
+    flats = cv2.resize(page.truth(), model.shape[1::-1], interpolation=cv2.INTER_AREA)  # flat colours, no lines
+    for colouring in (broad_brush, flats, np.roll(flats, 3, axis=1), another, cv2.flip(model, 1)):
         assert registration.registered(made.page_w, colouring) is colouring
     tiny_page = cv2.resize(made.page_w, (90, 128), interpolation=cv2.INTER_AREA)
     tiny = np.roll(cv2.resize(model, (90, 128), interpolation=cv2.INTER_AREA), 3, axis=1)

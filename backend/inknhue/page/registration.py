@@ -13,8 +13,9 @@ translation by phase correlation, then an affine refinement (cv2.findTransformEC
 fine, at 1/4, 1/2 and the full working size. What the fit may do is bounded (a few percent
 of scale and side, no rotation to speak of) and it must clearly raise the correlation with
 the page's lines; otherwise, and within REGISTERED_PX everywhere, the colouring stays as it
-is. A colouring of another page, or one without lines (a hand colouring with a broad
-brush), finds no fit and is used as it is.
+is. A colouring of another page, or one without lines (flat colours, a hand colouring with
+a broad brush: its edges are steps where the page's lines are ridges), finds no fit and is
+used as it is, off by as much as it was (benchmarks/bench_registration.py, tests/test_registration.py).
 """
 
 from __future__ import annotations
