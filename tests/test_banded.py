@@ -15,7 +15,8 @@ import torch
 from parity import case
 
 from inknhue.engine.options import EngineOptions
-from inknhue.engine.pipeline import Cancelled, Engine, _interruptible
+from inknhue.engine.pipeline import Engine, _interruptible
+from inknhue.errors import Cancelled
 from inknhue.networks import AlignmentVAE, AutoencoderConfig, banded
 from inknhue.networks.banded import Banding, BandPlan
 from inknhue.rough import RoughRequest, get_provider

@@ -29,7 +29,8 @@ import numpy as np
 from ..page.output import render_uint8
 from ..rough import RoughRequest, get_provider
 from ..runtime import progress
-from .pipeline import OUTPUT_STAGE, Cancelled, Engine
+from ..errors import Cancelled
+from .pipeline import OUTPUT_STAGE, Engine
 
 log = logging.getLogger(__name__)
 SIDES = (128, 256)  #: the calibration page's side, which is also its max size, for the two passes

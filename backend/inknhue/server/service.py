@@ -44,8 +44,8 @@ from ..defaults import (
 )
 from ..engine.calibration import Calibration, calibrate
 from ..engine.options import EngineOptions
-from ..engine.pipeline import STAGES, Cancelled, Engine, StageEvent, output_made
-from ..errors import InknhueError
+from ..engine.pipeline import STAGES, Engine, StageEvent, output_made
+from ..errors import Cancelled, InknhueError
 from ..logs import RateLimitedLog
 from ..page.imaging import check_work_size
 from ..page.output import FlatLayer, render
